@@ -1,0 +1,86 @@
+"""Every default of the PyTorch reference (options/*.py), the 512p Cityscapes stage.
+
+Names follow the reference's options so its scripts translate one to one;
+groups: data, model, loss, train. Booleans that the reference spells as
+`--no_x` keep that spelling here (no_flip, no_lsgan, ...) except
+`data.use_instance`, the reference's `not no_instance`.
+"""
+
+import ml_collections
+
+
+def get_config():
+    config = ml_collections.ConfigDict()
+    config.name = "label2city"
+    config.seed = 0
+
+    data = config.data = ml_collections.ConfigDict()
+    data.dataset_format = "aligned"  # aligned | cityscapes | ab | tfds
+    data.dataroot = "./datasets/cityscapes/"
+    data.tfds_name = ""  # e.g. 'cityscapes_instances' or 'synthetic_scenes/512x256' when dataset_format='tfds'
+    data.tfds_data_dir = ""  # TFDS's data_dir; '' means TFDS's default
+    data.label_nc = 35  # Cityscapes labelIds 0..33 plus one spare; 0 = RGB label images
+    data.input_nc = 3  # channels of RGB label images when label_nc == 0
+    data.output_nc = 3
+    data.use_instance = True  # reference: not --no_instance
+    data.resize_or_crop = "scale_width"
+    data.load_size = 1024
+    data.fine_size = 512
+    data.no_flip = False
+    data.check_names = True  # label/inst/photo file names must name the same scene
+    data.ab_direction = "AtoB"  # dataset_format='ab': which half is the input
+    data.num_parallel_calls = -1  # -1 = tf.data.AUTOTUNE
+    data.prefetch = 2  # host batches prepared ahead
+    data.tfds_shuffle_buffer = 256  # dataset_format='tfds' only: sequential reads + a shuffle buffer
+    data.max_dataset_size = -1  # -1 = all
+
+    model = config.model = ml_collections.ConfigDict()
+    model.netG = "global"  # global | local | unet_256 | unet_128
+    model.ngf = 64
+    model.n_downsample_global = 4
+    model.n_blocks_global = 9
+    model.n_local_enhancers = 1
+    model.n_blocks_local = 3
+    model.norm = "instance"  # instance | batch
+    model.use_dropout = False
+    model.ndf = 64
+    model.n_layers_D = 3
+    model.num_D = 2
+    model.netD = "multiscale"  # multiscale (pix2pixHD, padding 2) | patch (pix2pix, padding 1)
+    # Feature encoder (paper sec. 3.4).
+    model.instance_feat = False
+    model.label_feat = False
+    model.feat_num = 3
+    model.nef = 16
+    model.n_downsample_E = 4
+    model.n_clusters = 10
+    model.load_features = False
+
+    loss = config.loss = ml_collections.ConfigDict()
+    loss.no_lsgan = False  # True = vanilla (BCE) GAN loss
+    loss.no_ganFeat_loss = False
+    loss.no_vgg_loss = False
+    loss.lambda_feat = 10.0
+    loss.lambda_l1 = 0.0  # pix2pix baseline: 100
+    loss.vgg_weights = ""  # path to VGG19 weights (torchvision .pth, converted .npz, or Keras .h5)
+
+    train = config.train = ml_collections.ConfigDict()
+    train.batch_size = 1  # global batch, over all devices and hosts
+    train.niter = 100  # epochs at the starting lr
+    train.niter_decay = 100  # epochs of linear decay to 0
+    train.niter_fix_global = 0  # epochs with the global generator frozen (local stage)
+    train.lr_decay_per_step = False  # reference: per epoch
+    train.lr = 2e-4
+    train.beta1 = 0.5
+    train.beta2 = 0.999
+    train.pool_size = 0
+    train.init_from = ""  # a global-stage workdir to start the local stage from
+    train.dtype = "float32"  # compute dtype: float32 | bfloat16
+    train.remat = False
+    train.shard_params = False
+    train.display_freq = 100
+    train.print_freq = 100
+    train.save_latest_freq = 1000
+    train.save_epoch_freq = 10
+    train.keep_checkpoints = 3
+    return config

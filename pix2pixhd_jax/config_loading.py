@@ -1,0 +1,94 @@
+"""Loading `configs/*.py` files and applying `--config.key=value` overrides.
+
+A config file defines `get_config()` (optionally `get_config(arg)`, selected
+with `path.py:arg`) returning an ml_collections.ConfigDict, as in the Flax
+examples. Config files may import their siblings (`from configs import default`):
+the folder holding the config folder is put on sys.path while loading.
+"""
+
+import ast
+import importlib.util
+import os
+import sys
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def load_config(spec: str, overrides=()):
+    """Load 'path/to/config.py[:arg]' and apply overrides like 'data.label_nc=0'."""
+    path, _, arg = spec.partition(":")
+    if not os.path.isfile(path):
+        raise ConfigError(f"{path}: config file not found (give a path such as configs/default.py).")
+    path = os.path.abspath(path)
+    parent = os.path.dirname(os.path.dirname(path))
+    added = parent not in sys.path
+    if added:
+        sys.path.insert(0, parent)
+    try:
+        module_name = "_pix2pixhd_config_" + os.path.splitext(os.path.basename(path))[0]
+        module_spec = importlib.util.spec_from_file_location(module_name, path)
+        module = importlib.util.module_from_spec(module_spec)
+        module_spec.loader.exec_module(module)
+        if not hasattr(module, "get_config"):
+            raise ConfigError(f"{path}: defines no get_config().")
+        config = module.get_config(arg) if arg else module.get_config()
+    finally:
+        if added:
+            sys.path.remove(parent)
+    for item in overrides:
+        apply_override(config, item)
+    return config
+
+
+def _parse_value(text: str, current, key: str):
+    if isinstance(current, bool):
+        lowered = text.lower()
+        if lowered in ("true", "1", "yes"):
+            return True
+        if lowered in ("false", "0", "no"):
+            return False
+        raise ConfigError(f"--config.{key}={text}: expected true or false.")
+    if isinstance(current, int):
+        try:
+            return int(text)
+        except ValueError:
+            raise ConfigError(f"--config.{key}={text}: expected an integer.") from None
+    if isinstance(current, float):
+        try:
+            return float(text)
+        except ValueError:
+            raise ConfigError(f"--config.{key}={text}: expected a number.") from None
+    if isinstance(current, str):
+        return text
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def apply_override(config, item: str):
+    """Apply one 'a.b.c=value' override, keeping the field's type."""
+    item = item[len("--config."):] if item.startswith("--config.") else item
+    key, sep, text = item.partition("=")
+    if not sep:
+        raise ConfigError(f"--config.{item}: expected --config.key=value.")
+    node = config
+    parts = key.split(".")
+    for part in parts[:-1]:
+        if part not in node:
+            raise ConfigError(f"--config.{key}: no field {part!r} (known: {', '.join(sorted(node.keys()))}).")
+        node = node[part]
+    leaf = parts[-1]
+    if leaf not in node:
+        raise ConfigError(f"--config.{key}: no field {leaf!r} (known: {', '.join(sorted(node.keys()))}).")
+    node[leaf] = _parse_value(text, node[leaf], key)
+
+
+def split_config_args(argv):
+    """Separate '--config.key=value' items from the rest of a command line."""
+    overrides, rest = [], []
+    for item in argv:
+        (overrides if item.startswith("--config.") else rest).append(item)
+    return overrides, rest

@@ -1,0 +1,124 @@
+"""The reference's preprocessing (data/base_dataset.py), on PIL images and id arrays.
+
+One set of random parameters (crop position, flip) is drawn per example and
+applied to the label map, the instance map and the photo alike, so they stay
+aligned. Labels and instances are resized with NEAREST, photos (and RGB labels
+when label_nc == 0) with BICUBIC, through Pillow as the reference does.
+
+Modes (data.resize_or_crop): resize_and_crop, scale_width, scale_width_and_crop,
+crop, none.
+"""
+
+import dataclasses
+
+import numpy as np
+from PIL import Image
+
+from pix2pixhd_jax.data.errors import DataError
+
+MODES = ("resize_and_crop", "scale_width", "scale_width_and_crop", "crop", "none")
+
+
+@dataclasses.dataclass(frozen=True)
+class TransformParams:
+    crop_x: int
+    crop_y: int
+    flip: bool
+
+
+def check_mode(mode: str):
+    if mode not in MODES:
+        raise DataError(f"data.resize_or_crop={mode!r} is not one of {', '.join(MODES)}.")
+
+
+def resized_size(w: int, h: int, mode: str, load_size: int) -> tuple:
+    """(w, h) after the resize step, before cropping."""
+    if "resize" in mode:
+        return load_size, load_size
+    if "scale_width" in mode and w != load_size:
+        return load_size, int(load_size * h / w)
+    return w, h
+
+
+def get_params(rng: np.random.Generator, w: int, h: int, mode: str, load_size: int, fine_size: int):
+    """Random crop position and flip for an image of size (w, h), as the reference draws them."""
+    new_w, new_h = resized_size(w, h, mode, load_size)
+    x = int(rng.integers(0, max(0, new_w - fine_size) + 1))
+    y = int(rng.integers(0, max(0, new_h - fine_size) + 1))
+    return TransformParams(crop_x=x, crop_y=y, flip=bool(rng.random() > 0.5))
+
+
+def _make_multiple(w: int, h: int, base: int) -> tuple:
+    return int(round(w / base) * base), int(round(h / base) * base)
+
+
+def output_size(w: int, h: int, mode: str, load_size: int, fine_size: int, divisor: int) -> tuple:
+    """(w, h) that `apply` produces for an input of size (w, h)."""
+    w2, h2 = resized_size(w, h, mode, load_size)
+    if "crop" in mode and (w2 > fine_size or h2 > fine_size):
+        w2, h2 = fine_size, fine_size
+    if mode == "none":
+        w2, h2 = _make_multiple(w2, h2, divisor)
+    return w2, h2
+
+
+def apply(img: Image.Image, params: TransformParams, mode: str, load_size: int, fine_size: int,
+          divisor: int, flip: bool, method, where: str) -> Image.Image:
+    """Resize, crop, round to the size divisor (mode 'none') and flip one image."""
+    w, h = img.size
+    new_w, new_h = resized_size(w, h, mode, load_size)
+    if (new_w, new_h) != (w, h):
+        img = img.resize((new_w, new_h), method)
+    if "crop" in mode and (new_w > fine_size or new_h > fine_size):
+        if new_w < fine_size or new_h < fine_size:
+            # The reference would pad the crop with zeros (label 0, black photo) here.
+            raise DataError(
+                f"{where}: after '{mode}' the image is {new_w}x{new_h}, smaller than the "
+                f"{fine_size}x{fine_size} crop (data.fine_size) in one direction. Lower "
+                "data.fine_size or raise data.load_size."
+            )
+        img = img.crop((params.crop_x, params.crop_y, params.crop_x + fine_size, params.crop_y + fine_size))
+    if mode == "none":
+        w2, h2 = _make_multiple(*img.size, divisor)
+        if (w2, h2) != img.size:
+            img = img.resize((w2, h2), method)
+    if flip and params.flip:
+        img = img.transpose(Image.FLIP_LEFT_RIGHT)
+    return img
+
+
+def check_divisible(w: int, h: int, divisor: int, mode: str, where: str):
+    if w % divisor or h % divisor:
+        raise DataError(
+            f"{where}: after '{mode}' the example is {w}x{h}, which is not divisible by {divisor} "
+            "(2**(n_downsample_global + n_local_enhancers) for this generator). Choose "
+            f"data.load_size / data.fine_size as multiples of {divisor}, or use "
+            "--config.data.resize_or_crop=none, which rounds each size to a multiple."
+        )
+
+
+def transform_example(label, inst, photo, params: TransformParams, cfg, divisor: int, train: bool,
+                      where: str):
+    """Apply one set of params to (label, inst, photo).
+
+    label: (H, W) int ids or a PIL RGB image (label_nc == 0); inst: (H, W) int ids or None;
+    photo: PIL RGB. Returns numpy arrays: label (H, W) int32 ids or (H, W, 3) float32 in
+    [-1, 1]; inst (H, W) int32 or None; photo (H, W, 3) float32 in [-1, 1].
+    """
+    args = dict(mode=cfg.resize_or_crop, load_size=cfg.load_size, fine_size=cfg.fine_size,
+                divisor=divisor, flip=train and not cfg.no_flip, where=where)
+
+    def ids(arr):
+        out = apply(Image.fromarray(arr.astype(np.int32), "I"), params, method=Image.NEAREST, **args)
+        return np.asarray(out, dtype=np.int32)
+
+    def rgb(img):
+        out = apply(img, params, method=Image.BICUBIC, **args)
+        return np.asarray(out, dtype=np.float32) / 127.5 - 1.0
+
+    out_photo = rgb(photo)
+    out_label = rgb(label) if isinstance(label, Image.Image) else ids(label)
+    out_inst = None if inst is None else ids(inst)
+    h, w = out_photo.shape[:2]
+    check_divisible(w, h, divisor, cfg.resize_or_crop, where)
+    return out_label, out_inst, out_photo
