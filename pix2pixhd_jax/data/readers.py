@@ -142,11 +142,15 @@ def read_aligned(root: str, phase: str, label_nc: int, use_instance: bool, check
     return Source(f"aligned folders {root} ({phase})", examples)
 
 
-def read_cityscapes(root: str, phase: str, use_instance: bool) -> Source:
-    """A raw Cityscapes tree (gtFine + leftImg8bit). The test phase reads 'val'."""
+def read_cityscapes(root: str, phase: str, use_instance: bool, photo_root: Optional[str] = None) -> Source:
+    """A raw Cityscapes tree (gtFine + leftImg8bit). The test phase reads 'val'.
+
+    `photo_root` is the folder holding leftImg8bit/ when it is not `root` (e.g. the
+    two zips extracted to different places); by default both live under `root`.
+    """
     split = "val" if phase == "test" else phase
     label_root = os.path.join(root, "gtFine", split)
-    image_root = os.path.join(root, "leftImg8bit", split)
+    image_root = os.path.join(root if photo_root is None else photo_root, "leftImg8bit", split)
     for folder, what in ((label_root, "gtFine"), (image_root, "leftImg8bit")):
         if not os.path.isdir(folder):
             raise DataError(
@@ -174,7 +178,8 @@ def read_cityscapes(root: str, phase: str, use_instance: bool) -> Source:
                     "Re-extract gtFine_trainvaltest.zip, or remove the photo."
                 )
         examples.append(Example(name=key, label=label, inst=inst if use_instance else None, image=photo))
-    return Source(f"Cityscapes tree {root} ({split})", tuple(examples))
+    where = root if photo_root is None else f"{root} + {photo_root}"
+    return Source(f"Cityscapes tree {where} ({split})", tuple(examples))
 
 
 def read_ab(root: str, phase: str, direction: str = "AtoB") -> Source:

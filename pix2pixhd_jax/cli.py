@@ -1,0 +1,111 @@
+"""The `pix2pixhd-jax` command: one subcommand per job.
+
+Each subcommand imports what it needs when it runs, so `make-synthetic` never
+loads TensorFlow and the training commands never load more than they use.
+Config-driven subcommands take `--config FILE.py` and any number of
+`--config.key=value` overrides.
+"""
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+
+
+def _size(text: str):
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--size {text!r}: expected WIDTHxHEIGHT, e.g. 512x256") from None
+    return w, h
+
+
+def cmd_make_synthetic(args, overrides):
+    from pix2pixhd_jax.data import synthetic
+
+    w, h = args.size
+    summary = synthetic.write_dataset(args.out, args.num_train, args.num_test, w, h, seed=args.seed,
+                                      workers=args.workers, progress=not args.quiet)
+    print(json.dumps(summary, default=str))
+    print(f"synthetic scenes written to {os.path.abspath(args.out)}")
+
+
+def cmd_show_batch(args, overrides):
+    from pix2pixhd_jax import visualize
+    from pix2pixhd_jax.config_loading import load_config
+    from pix2pixhd_jax.data.pipeline import InputPipeline
+
+    config = load_config(args.config, overrides)
+    pipeline = InputPipeline(config, args.split, train=args.split == "train")
+    start = time.time()
+    batch = next(pipeline.iterate(0))
+    shapes = {k: f"{v.shape} {v.dtype}" for k, v in batch.items()}
+    print(f"{pipeline.description}: {pipeline.num_examples} examples, {pipeline.steps_per_epoch} "
+          f"batches per epoch; first batch in {time.time() - start:.2f}s")
+    for key, shape in shapes.items():
+        print(f"  {key:10s} {shape}")
+    image = visualize.grid(visualize.batch_panels(batch))
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    visualize.save_png(args.out, image)
+    print(f"picture of the batch (label colours | instances | boundaries | photo) written to "
+          f"{os.path.abspath(args.out)}")
+
+
+def cmd_prepare_tfds(args, overrides):
+    from pix2pixhd_jax.data import tfds_builders
+
+    builder = tfds_builders.prepare(args.name, args.data_dir, args.manual_dir)
+    print(builder.info.splits)
+    print(f"TFDS dataset {args.name} prepared in {builder.data_dir}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pix2pixhd-jax", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("make-synthetic", help="write the synthetic street scenes in the reference's folder layout")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--num-train", type=int, default=1000)
+    p.add_argument("--num-test", type=int, default=100)
+    p.add_argument("--size", type=_size, default=(512, 256), help="WIDTHxHEIGHT, 128x64 to 2048x1024")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(fn=cmd_make_synthetic, takes_config=False)
+
+    p = sub.add_parser("show-batch", help="write a picture of what the input pipeline feeds the model")
+    p.add_argument("--config", required=True, help="configs/X.py[:arg]")
+    p.add_argument("--split", default="train")
+    p.add_argument("--out", default="batch.png")
+    p.set_defaults(fn=cmd_show_batch, takes_config=True)
+
+    p = sub.add_parser("prepare-tfds", help="prepare a TFDS dataset (synthetic_scenes/WxH, cityscapes_instances)")
+    p.add_argument("--name", required=True, help="e.g. synthetic_scenes/512x256 or cityscapes_instances")
+    p.add_argument("--data-dir", default=None, help="TFDS data_dir (default: TFDS's)")
+    p.add_argument("--manual-dir", default=None, help="folder with the Cityscapes zips or extracted trees")
+    p.set_defaults(fn=cmd_prepare_tfds, takes_config=False)
+    return parser
+
+
+def main(argv=None):
+    from pix2pixhd_jax.config_loading import ConfigError, split_config_args
+    from pix2pixhd_jax.data.errors import DataError
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    overrides, rest = split_config_args(argv)
+    args = build_parser().parse_args(rest)
+    if overrides and not args.takes_config:
+        build_parser().error(f"{args.command} takes no --config overrides: {' '.join(overrides)}")
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    try:
+        args.fn(args, overrides)
+    except (DataError, ConfigError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""Pictures of inputs and outputs: label colours, instance colours, boundaries, photos.
+
+numpy + Pillow only, so training (no TensorFlow) and the data tools share it.
+"""
+
+import numpy as np
+from PIL import Image
+
+from pix2pixhd_jax.data.cityscapes_labels import palette
+
+
+def colorize_labels(label_ids: np.ndarray) -> np.ndarray:
+    """(H, W) ids -> (H, W, 3) uint8 in Cityscapes colours."""
+    return palette(256)[np.clip(label_ids, 0, 255)]
+
+
+def colorize_instances(inst: np.ndarray) -> np.ndarray:
+    """(H, W) instance ids -> (H, W, 3) uint8, one hashed colour per id."""
+    ids = inst.astype(np.uint32)
+    # A multiplicative hash spreads neighbouring ids (26000, 26001) to distant colours.
+    h = (ids * np.uint32(2654435761)) >> np.uint32(8)
+    rgb = np.stack([(h >> s) & 255 for s in (0, 8, 16)], axis=-1).astype(np.uint8)
+    return rgb // 2 + 64
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """[-1, 1] float image -> uint8."""
+    return np.clip((np.asarray(image, np.float32) + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8)
+
+
+def gray(mask: np.ndarray) -> np.ndarray:
+    """(H, W[, 1]) in [0, 1] -> (H, W, 3) uint8."""
+    m = np.asarray(mask, np.float32).reshape(mask.shape[:2])
+    return np.repeat((np.clip(m, 0, 1) * 255).astype(np.uint8)[..., None], 3, axis=-1)
+
+
+def grid(rows, pad: int = 2) -> np.ndarray:
+    """A list of rows, each a list of equally sized (H, W, 3) uint8 panels, as one image."""
+    h, w = rows[0][0].shape[:2]
+    cols = max(len(r) for r in rows)
+    out = np.full((len(rows) * (h + pad) + pad, cols * (w + pad) + pad, 3), 255, np.uint8)
+    for i, row in enumerate(rows):
+        for j, panel in enumerate(row):
+            y, x = pad + i * (h + pad), pad + j * (w + pad)
+            out[y:y + h, x:x + w] = panel
+    return out
+
+
+def batch_panels(batch: dict, max_rows: int = 8):
+    """Rows of (label colours | instances | boundaries | photo) for a pipeline batch."""
+    n = min(len(batch["image"]), max_rows)
+    rows = []
+    for i in range(n):
+        if "label_ids" in batch:
+            row = [colorize_labels(batch["label_ids"][i])]
+        else:
+            row = [to_uint8(batch["label"][i])]
+        if "inst" in batch:
+            row += [colorize_instances(batch["inst"][i]), gray(batch["boundary"][i])]
+        row.append(to_uint8(batch["image"][i]))
+        rows.append(row)
+    return rows
+
+
+def save_png(path: str, image: np.ndarray):
+    Image.fromarray(image).save(path)
