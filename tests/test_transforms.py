@@ -32,7 +32,7 @@ def assert_aligned(label, inst, photo):
     for dy in range(-m, m + 1):
         for dx in range(-m, m + 1):
             interior &= pad[m + dy: m + dy + label.shape[0], m + dx: m + dx + label.shape[1]] == label
-    assert interior.mean() > 0.3
+    assert interior.mean() > 0.2  # enough pixels checked for the test to mean something
     colour = (photo + 1) * 127.5
     err = np.abs(colour[interior] - COLOURS[label[interior]].astype(np.float32))
     assert err.max() < 2.0
