@@ -49,7 +49,7 @@ def epoch_order(num_examples: int, seed: int, epoch: int, shuffle: bool) -> np.n
 
 
 def process_indices(order: np.ndarray, global_batch: int, process_index: int, process_count: int,
-                    drop_remainder: bool) -> np.ndarray:
+                    drop_remainder: bool = True) -> np.ndarray:
     """This process's examples of an epoch, in order.
 
     Training (drop_remainder): each global batch of `order` is cut into
