@@ -1,0 +1,163 @@
+"""Building blocks shared by the networks, matching PyTorch's layers exactly.
+
+Layout is NHWC with HWIO kernels. Every conv has a bias unless a caller says
+otherwise (pix2pix's convs before batch norm have none), initialised as the
+reference does: weights N(0, 0.02) (its weights_init), biases at PyTorch's
+default U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+"""
+
+import math
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+conv_init = nn.initializers.normal(stddev=0.02)
+
+
+def torch_bias_init(fan_in: int):
+    """PyTorch's default bias init for a conv with this fan-in (in_channels * kh * kw)."""
+    bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+
+    def init(key, shape, dtype=jnp.float32):
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+    return init
+
+
+def reflect_pad(x, pad: int):
+    """ReflectionPad2d on NHWC."""
+    return jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
+
+
+class Conv(nn.Module):
+    """Conv2d with PyTorch's zero padding, init and bias."""
+
+    features: int
+    kernel: int
+    stride: int = 1
+    padding: int = 0
+    use_bias: bool = True
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x):
+        fan_in = x.shape[-1] * self.kernel * self.kernel
+        return nn.Conv(
+            self.features,
+            (self.kernel, self.kernel),
+            strides=(self.stride, self.stride),
+            padding=[(self.padding, self.padding)] * 2,
+            use_bias=self.use_bias,
+            kernel_init=conv_init,
+            bias_init=torch_bias_init(fan_in),
+            dtype=self.dtype,
+            name="conv",
+        )(x)
+
+
+class ConvTranspose(nn.Module):
+    """ConvTranspose2d(kernel, stride, padding, output_padding) with PyTorch's geometry.
+
+    PyTorch's output is (H-1)*stride - 2*padding + kernel + output_padding. In lax terms
+    that is a conv over the stride-dilated input padded by (k-1-p, k-1-p+output_padding)
+    with the spatially flipped kernel; 'SAME' would give the size but shift by a pixel.
+    The kernel is stored (kh, kw, out, in), i.e. PyTorch's (in, out, kh, kw) transposed
+    by (2, 3, 1, 0).
+    """
+
+    features: int
+    kernel: int
+    stride: int
+    padding: int
+    output_padding: int = 0
+    use_bias: bool = True
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x):
+        lo = self.kernel - 1 - self.padding
+        # PyTorch's default init reads fan_in from weight.size(1) * k * k = out_channels * k * k.
+        fan_in = self.features * self.kernel * self.kernel
+        return nn.ConvTranspose(
+            self.features,
+            (self.kernel, self.kernel),
+            strides=(self.stride, self.stride),
+            padding=[(lo, lo + self.output_padding)] * 2,
+            use_bias=self.use_bias,
+            transpose_kernel=True,
+            kernel_init=conv_init,
+            bias_init=torch_bias_init(fan_in),
+            dtype=self.dtype,
+            name="conv",
+        )(x)
+
+
+def instance_norm(x, eps: float = 1e-5):
+    """InstanceNorm2d(affine=False): per sample and channel over H, W; statistics in f32."""
+    x32 = x.astype(jnp.float32)
+    mean = x32.mean(axis=(1, 2), keepdims=True)
+    var = jnp.square(x32 - mean).mean(axis=(1, 2), keepdims=True)
+    return ((x32 - mean) * jax.lax.rsqrt(var + eps)).astype(x.dtype)
+
+
+class Norm(nn.Module):
+    """The reference's get_norm_layer: 'instance' (no affine, no running stats) or 'batch'."""
+
+    kind: str = "instance"
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        if self.kind == "instance":
+            return instance_norm(x)
+        if self.kind == "batch":
+            # weights_init: scale ~ N(1, 0.02), bias 0; PyTorch momentum 0.1 = flax 0.9.
+            return nn.BatchNorm(
+                use_running_average=not train,
+                momentum=0.9,
+                epsilon=1e-5,
+                scale_init=lambda k, s, d=jnp.float32: 1.0 + 0.02 * jax.random.normal(k, s, d),
+                dtype=self.dtype,
+                param_dtype=jnp.float32,
+                name="bn",
+            )(x)
+        raise ValueError(f"model.norm={self.kind!r} is not 'instance' or 'batch'")
+
+
+def avg_pool_exclude_pad(x, window: int = 3, stride: int = 2, pad: int = 1):
+    """AvgPool2d(3, stride=2, padding=1, count_include_pad=False) on NHWC."""
+    dims, strides = (1, window, window, 1), (1, stride, stride, 1)
+    padding = ((0, 0), (pad, pad), (pad, pad), (0, 0))
+    x32 = x.astype(jnp.float32)
+    total = jax.lax.reduce_window(x32, 0.0, jax.lax.add, dims, strides, padding)
+    ones = jnp.ones((1,) + x.shape[1:3] + (1,), jnp.float32)
+    count = jax.lax.reduce_window(ones, 0.0, jax.lax.add, dims, strides, padding)
+    return (total / count).astype(x.dtype)
+
+
+class ResnetBlock(nn.Module):
+    """x + [reflect-pad 1, conv 3x3, norm, ReLU, (dropout 0.5), reflect-pad 1, conv 3x3, norm]."""
+
+    dim: int
+    norm: str = "instance"
+    use_dropout: bool = False
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        y = Conv(self.dim, 3, dtype=self.dtype, name="conv_0")(reflect_pad(x, 1))
+        y = nn.relu(Norm(self.norm, self.dtype, name="norm_0")(y, train))
+        if self.use_dropout:
+            y = nn.Dropout(0.5, deterministic=not train)(y)
+        y = Conv(self.dim, 3, dtype=self.dtype, name="conv_1")(reflect_pad(y, 1))
+        y = Norm(self.norm, self.dtype, name="norm_1")(y, train)
+        return x + y
+
+
+def count_params(tree) -> int:
+    return sum(int(x.size) for x in jax.tree_util.tree_leaves(tree))
+
+
+Shape = Sequence[int]
