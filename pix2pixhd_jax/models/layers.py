@@ -39,6 +39,7 @@ class Conv(nn.Module):
     stride: int = 1
     padding: int = 0
     use_bias: bool = True
+    zero_bias: bool = False  # pix2pix's init_weights zeroes biases; pix2pixHD keeps PyTorch's
     dtype: Any = jnp.float32
 
     @nn.compact
@@ -51,7 +52,7 @@ class Conv(nn.Module):
             padding=[(self.padding, self.padding)] * 2,
             use_bias=self.use_bias,
             kernel_init=conv_init,
-            bias_init=torch_bias_init(fan_in),
+            bias_init=nn.initializers.zeros if self.zero_bias else torch_bias_init(fan_in),
             dtype=self.dtype,
             name="conv",
         )(x)
@@ -73,6 +74,7 @@ class ConvTranspose(nn.Module):
     padding: int
     output_padding: int = 0
     use_bias: bool = True
+    zero_bias: bool = False
     dtype: Any = jnp.float32
 
     @nn.compact
@@ -88,7 +90,7 @@ class ConvTranspose(nn.Module):
             use_bias=self.use_bias,
             transpose_kernel=True,
             kernel_init=conv_init,
-            bias_init=torch_bias_init(fan_in),
+            bias_init=nn.initializers.zeros if self.zero_bias else torch_bias_init(fan_in),
             dtype=self.dtype,
             name="conv",
         )(x)

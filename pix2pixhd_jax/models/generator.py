@@ -1,0 +1,116 @@
+"""The coarse-to-fine generator (paper sec. 3.2): GlobalGenerator (G1) and LocalEnhancer (G2, G3, ...).
+
+Layer for layer the reference's networks.GlobalGenerator and networks.LocalEnhancer,
+in NHWC. Parameter names are semantic (conv_in, down_0, res_3, up_1, conv_out);
+`pix2pixhd_jax.interop` maps them to the reference's Sequential indices.
+"""
+
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from pix2pixhd_jax.models.layers import Conv, ConvTranspose, Norm, ResnetBlock, avg_pool_exclude_pad, reflect_pad
+
+
+class GlobalGenerator(nn.Module):
+    """G1: conv 7x7, n_downsampling strided convs, n_blocks residual blocks, as many
+    transposed convs, conv 7x7 + tanh.
+
+    With `features_only` the last reflect-pad/conv/tanh are left out and the
+    ngf-channel feature map is returned: the LocalEnhancer's global part.
+    """
+
+    output_nc: int = 3
+    ngf: int = 64
+    n_downsampling: int = 4
+    n_blocks: int = 9
+    norm: str = "instance"
+    use_dropout: bool = False
+    features_only: bool = False
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        x = x.astype(self.dtype)
+        x = Conv(self.ngf, 7, dtype=self.dtype, name="conv_in")(reflect_pad(x, 3))
+        x = nn.relu(Norm(self.norm, self.dtype, name="norm_in")(x, train))
+        for i in range(self.n_downsampling):
+            x = Conv(self.ngf * 2 ** (i + 1), 3, stride=2, padding=1, dtype=self.dtype, name=f"down_{i}")(x)
+            x = nn.relu(Norm(self.norm, self.dtype, name=f"down_norm_{i}")(x, train))
+        dim = self.ngf * 2 ** self.n_downsampling
+        for i in range(self.n_blocks):
+            x = ResnetBlock(dim, self.norm, self.use_dropout, self.dtype, name=f"res_{i}")(x, train)
+        for i in range(self.n_downsampling):
+            features = self.ngf * 2 ** (self.n_downsampling - i - 1)
+            x = ConvTranspose(features, 3, 2, 1, 1, dtype=self.dtype, name=f"up_{i}")(x)
+            x = nn.relu(Norm(self.norm, self.dtype, name=f"up_norm_{i}")(x, train))
+        if self.features_only:
+            return x
+        x = Conv(self.output_nc, 7, dtype=self.dtype, name="conv_out")(reflect_pad(x, 3))
+        return jnp.tanh(x)
+
+
+class LocalEnhancerBranch(nn.Module):
+    """One enhancer: a front end on its pyramid level, added to the coarser output, then
+    residual blocks and one upsampling (plus the final conv + tanh on the finest level)."""
+
+    output_nc: int
+    ngf: int
+    n_blocks: int
+    last: bool
+    norm: str = "instance"
+    use_dropout: bool = False
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, coarser, train: bool = False):
+        x = x.astype(self.dtype)
+        y = Conv(self.ngf, 7, dtype=self.dtype, name="conv_in")(reflect_pad(x, 3))
+        y = nn.relu(Norm(self.norm, self.dtype, name="norm_in")(y, train))
+        y = Conv(self.ngf * 2, 3, stride=2, padding=1, dtype=self.dtype, name="down")(y)
+        y = nn.relu(Norm(self.norm, self.dtype, name="down_norm")(y, train))
+        y = y + coarser
+        for i in range(self.n_blocks):
+            y = ResnetBlock(self.ngf * 2, self.norm, self.use_dropout, self.dtype, name=f"res_{i}")(y, train)
+        y = ConvTranspose(self.ngf, 3, 2, 1, 1, dtype=self.dtype, name="up")(y)
+        y = nn.relu(Norm(self.norm, self.dtype, name="up_norm")(y, train))
+        if self.last:
+            y = jnp.tanh(Conv(self.output_nc, 7, dtype=self.dtype, name="conv_out")(reflect_pad(y, 3)))
+        return y
+
+
+class LocalEnhancer(nn.Module):
+    """G = {G1, G2, ...}: the global generator (ngf * 2**n_local_enhancers filters) runs on
+    the input downsampled n_local_enhancers times; each enhancer works one pyramid level
+    finer. Parameters: `global_generator` (G1) and `enhancer_1` ... `enhancer_N`
+    (enhancer_N sees full resolution), so G1 can be frozen or loaded on its own."""
+
+    output_nc: int = 3
+    ngf: int = 32
+    n_downsample_global: int = 4
+    n_blocks_global: int = 9
+    n_local_enhancers: int = 1
+    n_blocks_local: int = 3
+    norm: str = "instance"
+    use_dropout: bool = False
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        pyramid = [x]
+        for _ in range(self.n_local_enhancers):
+            pyramid.append(avg_pool_exclude_pad(pyramid[-1]))
+        out = GlobalGenerator(
+            self.output_nc, self.ngf * 2 ** self.n_local_enhancers, self.n_downsample_global,
+            self.n_blocks_global, self.norm, self.use_dropout, features_only=True, dtype=self.dtype,
+            name="global_generator",
+        )(pyramid[-1], train)
+        for n in range(1, self.n_local_enhancers + 1):
+            branch = LocalEnhancerBranch(
+                self.output_nc, self.ngf * 2 ** (self.n_local_enhancers - n), self.n_blocks_local,
+                last=n == self.n_local_enhancers, norm=self.norm, use_dropout=self.use_dropout,
+                dtype=self.dtype, name=f"enhancer_{n}",
+            )
+            out = branch(pyramid[self.n_local_enhancers - n], out, train)
+        return out

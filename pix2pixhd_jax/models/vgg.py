@@ -1,0 +1,401 @@
+"""VGG19 feature extractor for pix2pixHD's perceptual (VGG) loss, and its weight loaders.
+
+The network is torchvision's ``vgg19().features[0:30]`` in NHWC: 3x3 convs (padding 1,
+with bias) each followed by ReLU, and 2x2/stride-2 max-pools at torchvision indices 4, 9,
+18 and 27. It returns the five taps relu1_1, relu2_1, relu3_1, relu4_1, relu5_1, i.e. the
+outputs of ``features[0:2]``, ``[2:7]``, ``[7:12]``, ``[12:21]`` and ``[21:30]``. Each conv
+is a ``layers.Conv`` named after its torchvision index (``features_0``, ``features_2``, ...,
+``features_28``), so torchvision's ``features.{i}.weight`` (OIHW) is flax's
+``features_{i}/conv/kernel`` (HWIO) and ``features.{i}.bias`` is ``features_{i}/conv/bias``.
+
+No weights ship with the project and nothing is downloaded. The user supplies one of:
+
+* torchvision's ``vgg19-dcbb9e9d.pth`` (``.pth``/``.pt``; needs PyTorch to read),
+* the same tensors as ``.npz`` (``pix2pixhd-jax convert-vgg19`` writes it, torch-free to read)
+  or ``.safetensors`` (needs the ``safetensors`` package),
+* Keras' ``vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5`` (needs h5py). Those weights
+  expect Keras' "caffe" preprocessing, which the module then applies itself.
+
+Like the pix2pixHD reference, torchvision weights see the images as they are, in [-1, 1],
+without ImageNet normalisation.
+
+This module imports neither TensorFlow nor torch; torch, h5py and safetensors are imported
+only inside the loaders that need them.
+"""
+
+import os
+from typing import Any, Callable, Dict, List, Sequence, Tuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from pix2pixhd_jax.models.layers import Conv
+
+# torchvision's vgg19().features[0:30]: conv indices, their output channels, pool indices.
+CONV_INDICES = (0, 2, 5, 7, 10, 12, 14, 16, 19, 21, 23, 25, 28)
+CONV_CHANNELS = (64, 64, 128, 128, 256, 256, 256, 256, 512, 512, 512, 512, 512)
+POOL_INDICES = (4, 9, 18, 27)
+# Indices of the ReLUs whose outputs are the taps relu1_1 ... relu5_1.
+TAP_INDICES = (1, 6, 11, 20, 29)
+TAP_NAMES = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+# The reference's VGGLoss weights, one per tap.
+VGG_LOSS_WEIGHTS = (1.0 / 32, 1.0 / 16, 1.0 / 8, 1.0 / 4, 1.0)
+# Keras' layer names for the same convs, in the same order.
+KERAS_LAYER_NAMES = (
+    "block1_conv1", "block1_conv2",
+    "block2_conv1", "block2_conv2",
+    "block3_conv1", "block3_conv2", "block3_conv3", "block3_conv4",
+    "block4_conv1", "block4_conv2", "block4_conv3", "block4_conv4",
+    "block5_conv1",
+)
+# Keras' "caffe" preprocessing: BGR channel means on the [0, 255] scale.
+CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
+PREPROCESS_MODES = ("none", "caffe")
+
+TORCHVISION_URL = "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"
+KERAS_URL = ("https://storage.googleapis.com/tensorflow/keras-applications/vgg19/"
+             "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5")
+
+_HOW_TO_GET = (
+    "Use torchvision's VGG19 weights file vgg19-dcbb9e9d.pth (torchvision model zoo, "
+    f"{TORCHVISION_URL}), a .npz converted from it with `pix2pixhd-jax convert-vgg19 --pth "
+    "vgg19-dcbb9e9d.pth --out vgg19.npz`, or Keras' VGG19 notop weights "
+    f"vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5 ({KERAS_URL})"
+)
+
+
+class VGGWeightsError(ValueError):
+    """Missing, unreadable or mismatched VGG19 weights; the message names the file and the fix."""
+
+
+class VGGWeightsNotFoundError(VGGWeightsError, FileNotFoundError):
+    """The VGG19 weights file does not exist."""
+
+
+def _conv_specs():
+    """(torchvision index, in channels, out channels) of the 13 convs in features[0:30]."""
+    ins = (3,) + CONV_CHANNELS[:-1]
+    return list(zip(CONV_INDICES, ins, CONV_CHANNELS))
+
+
+def caffe_preprocess(x):
+    """Keras' VGG 'caffe' preprocessing for images in [-1, 1]: [0, 255], RGB -> BGR, minus BGR mean."""
+    x = (x + 1.0) * 127.5
+    return x[..., ::-1] - jnp.asarray(CAFFE_BGR_MEAN, x.dtype)
+
+
+class VGG19Features(nn.Module):
+    """torchvision's vgg19().features[0:30] in NHWC; returns the 5 taps relu1_1 ... relu5_1.
+
+    Input: NHWC RGB images in [-1, 1]. ``preprocess``: "none" feeds them as they are (the
+    pix2pixHD reference, torchvision weights), "caffe" applies Keras' preprocessing (Keras
+    weights). ``dtype`` is the compute dtype; parameters stay float32.
+    """
+
+    preprocess: str = "none"
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x) -> List[jnp.ndarray]:
+        if self.preprocess == "caffe":
+            x = caffe_preprocess(x.astype(jnp.float32))
+        elif self.preprocess != "none":
+            raise ValueError(f"VGG19Features.preprocess={self.preprocess!r} is not one of {PREPROCESS_MODES}")
+        x = x.astype(self.dtype)
+        channels = dict(zip(CONV_INDICES, CONV_CHANNELS))
+        taps = []
+        for i in range(30):
+            if i in channels:
+                x = Conv(channels[i], 3, padding=1, dtype=self.dtype, name=f"features_{i}")(x)
+            elif i in POOL_INDICES:
+                x = nn.max_pool(x, (2, 2), strides=(2, 2), padding="VALID")
+            else:  # every other index of features[0:30] is a ReLU
+                x = nn.relu(x)
+            if i in TAP_INDICES:
+                taps.append(x)
+        return taps
+
+
+# ---------------------------------------------------------------------------------------
+# Loaders
+
+
+def _check_shape(path, key, array, expected, layout):
+    if tuple(array.shape) != tuple(expected):
+        raise VGGWeightsError(
+            f"{path}: {key} has shape {tuple(array.shape)}, expected {tuple(expected)} "
+            f"({layout}); this is not VGG19's weights file. {_HOW_TO_GET}."
+        )
+
+
+def _params(kernels: Dict[int, Tuple[np.ndarray, np.ndarray]]):
+    """{torchvision index: (HWIO kernel, bias)} -> flax variables of VGG19Features."""
+    return {"params": {
+        f"features_{i}": {"conv": {"kernel": jnp.asarray(k, jnp.float32), "bias": jnp.asarray(b, jnp.float32)}}
+        for i, (k, b) in kernels.items()
+    }}
+
+
+def variables_from_state_dict(state: Dict[str, Any], path: str = "<state dict>"):
+    """torchvision-layout tensors (``features.{i}.weight`` OIHW, ``features.{i}.bias``) -> variables.
+
+    Keys outside features[0:30] (``classifier.*``, ``features.30`` and on) are ignored. A state
+    dict of ``vgg19().features`` alone (keys ``{i}.weight``) is accepted too.
+    """
+    state = dict(state)
+    if not any(str(k).startswith("features.") for k in state) and any(str(k) == "0.weight" for k in state):
+        state = {f"features.{k}": v for k, v in state.items()}
+    kernels = {}
+    for i, cin, cout in _conv_specs():
+        wkey, bkey = f"features.{i}.weight", f"features.{i}.bias"
+        for key in (wkey, bkey):
+            if key not in state:
+                found = sorted(str(k) for k in state)[:6]
+                raise VGGWeightsError(
+                    f"{path}: key {key!r} is missing (found {len(state)} keys, e.g. {found}); expected "
+                    f"torchvision's VGG19 layout, keys features.{{{','.join(map(str, CONV_INDICES))}}}"
+                    f".weight/.bias. {_HOW_TO_GET}."
+                )
+        w = np.asarray(state[wkey], np.float32)
+        b = np.asarray(state[bkey], np.float32)
+        _check_shape(path, wkey, w, (cout, cin, 3, 3), "torchvision OIHW")
+        _check_shape(path, bkey, b, (cout,), "bias")
+        kernels[i] = (w.transpose(2, 3, 1, 0), b)  # OIHW -> HWIO
+    return _params(kernels)
+
+
+def _torch_state_dict(path):
+    try:
+        import torch
+    except ImportError:
+        raise VGGWeightsError(
+            f"{path}: reading a PyTorch .pth needs PyTorch: `pip install torch` (the CPU build is "
+            f"enough), or convert it once on a machine that has torch with `pix2pixhd-jax "
+            f"convert-vgg19 --pth {path} --out vgg19.npz` and pass the .npz instead."
+        ) from None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any read failure becomes a message naming the file
+        raise VGGWeightsError(f"{path}: cannot read it as a PyTorch state dict ({type(e).__name__}: {e}). "
+                              f"{_HOW_TO_GET}.") from e
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise VGGWeightsError(f"{path}: holds a {type(state).__name__}, not a state dict. {_HOW_TO_GET}.")
+    out = {}
+    for k, v in state.items():
+        if hasattr(v, "detach"):
+            v = v.detach().cpu().float().numpy()
+        out[k] = v
+    return out
+
+
+def _npz_state_dict(path):
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except Exception as e:  # noqa: BLE001
+        raise VGGWeightsError(f"{path}: cannot read it as a .npz of VGG19 weights ({type(e).__name__}: {e}). "
+                              f"{_HOW_TO_GET}.") from e
+
+
+def _safetensors_state_dict(path):
+    try:
+        from safetensors.numpy import load_file
+    except ImportError:
+        raise VGGWeightsError(
+            f"{path}: reading .safetensors needs the safetensors package: `pip install safetensors`, "
+            f"or use a .npz (`pix2pixhd-jax convert-vgg19 --pth vgg19-dcbb9e9d.pth --out vgg19.npz`)."
+        ) from None
+    try:
+        return load_file(path)
+    except Exception as e:  # noqa: BLE001
+        raise VGGWeightsError(f"{path}: cannot read it as safetensors ({type(e).__name__}: {e}). "
+                              f"{_HOW_TO_GET}.") from e
+
+
+def _find_group(h5file, name):
+    """The first group named `name` anywhere in the file (Keras nests under model_weights/ sometimes)."""
+    import h5py
+
+    if name in h5file and isinstance(h5file[name], h5py.Group):
+        return h5file[name]
+    found = []
+
+    def visit(obj_name, obj):
+        if isinstance(obj, h5py.Group) and obj_name.split("/")[-1] == name:
+            found.append(obj)
+            return True
+        return None
+
+    h5file.visititems(visit)
+    return found[0] if found else None
+
+
+def _datasets(group):
+    import h5py
+
+    out = []
+
+    def visit(obj_name, obj):
+        if isinstance(obj, h5py.Dataset):
+            out.append((f"{group.name}/{obj_name}", obj))
+
+    group.visititems(visit)
+    return out
+
+
+def variables_from_keras_h5(path):
+    """Keras' VGG19 (notop) .h5 -> variables (use with preprocess='caffe')."""
+    try:
+        import h5py
+    except ImportError:
+        raise VGGWeightsError(f"{path}: reading Keras .h5 weights needs h5py: `pip install h5py`.") from None
+    try:
+        f = h5py.File(path, "r")
+    except Exception as e:  # noqa: BLE001
+        raise VGGWeightsError(f"{path}: cannot open it as HDF5 ({type(e).__name__}: {e}). {_HOW_TO_GET}.") from e
+    kernels = {}
+    with f:
+        for name, (i, cin, cout) in zip(KERAS_LAYER_NAMES, _conv_specs()):
+            group = _find_group(f, name)
+            if group is None:
+                raise VGGWeightsError(
+                    f"{path}: layer group {name!r} is missing; expected Keras' VGG19 layer groups "
+                    f"{KERAS_LAYER_NAMES[0]} ... {KERAS_LAYER_NAMES[-1]}. {_HOW_TO_GET}."
+                )
+            sets = _datasets(group)
+            w = [(n, d) for n, d in sets if d.ndim == 4]
+            b = [(n, d) for n, d in sets if d.ndim == 1]
+            if len(w) != 1 or len(b) != 1:
+                shapes = {n: tuple(d.shape) for n, d in sets}
+                raise VGGWeightsError(
+                    f"{path}: layer group {name!r} should hold one 4-D kernel and one 1-D bias, "
+                    f"found {shapes}. {_HOW_TO_GET}."
+                )
+            (wname, wd), (bname, bd) = w[0], b[0]
+            wk, bk = np.asarray(wd[()], np.float32), np.asarray(bd[()], np.float32)
+            _check_shape(path, wname, wk, (3, 3, cin, cout), "Keras HWIO kernel")
+            _check_shape(path, bname, bk, (cout,), "bias")
+            kernels[i] = (wk, bk)
+    return _params(kernels)
+
+
+def load_vgg19_weights(path: str):
+    """Read VGG19 weights; returns (variables for VGG19Features, preprocess mode).
+
+    .pth/.pt (torchvision, needs torch), .npz (converted), .safetensors: preprocess "none".
+    .h5 (Keras VGG19 notop): preprocess "caffe".
+    """
+    path = os.fspath(path)
+    ext = os.path.splitext(path)[1].lower()
+    known = (".pth", ".pt", ".npz", ".safetensors", ".h5")
+    if ext not in known:
+        raise VGGWeightsError(
+            f"{path}: unknown VGG19 weights format {ext or '(no extension)'!r}; expected one of "
+            f"{', '.join(known)}. {_HOW_TO_GET}."
+        )
+    if not os.path.isfile(path):
+        raise VGGWeightsNotFoundError(
+            f"VGG19 weights file {path} does not exist. Pass the path of an existing file with "
+            f"--config.loss.vgg_weights=PATH, or turn the VGG loss off with "
+            f"--config.loss.no_vgg_loss=true. {_HOW_TO_GET}."
+        )
+    if ext == ".h5":
+        return variables_from_keras_h5(path), "caffe"
+    if ext in (".pth", ".pt"):
+        state = _torch_state_dict(path)
+    elif ext == ".npz":
+        state = _npz_state_dict(path)
+    else:
+        state = _safetensors_state_dict(path)
+    return variables_from_state_dict(state, path), "none"
+
+
+def load_vgg19(path: str, dtype: Any = jnp.float32):
+    """(VGG19Features with the preprocessing the file needs, its variables)."""
+    variables, preprocess = load_vgg19_weights(path)
+    return VGG19Features(preprocess=preprocess, dtype=dtype), variables
+
+
+def missing_weights_error() -> VGGWeightsError:
+    """The error for a VGG loss that is on while config.loss.vgg_weights is empty."""
+    return VGGWeightsError(
+        "The VGG loss is on (config.loss.no_vgg_loss=false) but needs VGG19 weights, and "
+        "config.loss.vgg_weights is empty. No VGG19 weights ship with this project and none are "
+        f"downloaded. {_HOW_TO_GET}. Then pass --config.loss.vgg_weights=PATH, or turn the loss off "
+        "with --config.loss.no_vgg_loss=true."
+    )
+
+
+def vgg_from_config(loss_config, dtype: Any = jnp.float32):
+    """(module, variables) for config.loss, or None when the VGG loss is off."""
+    if loss_config.no_vgg_loss:
+        return None
+    if not loss_config.vgg_weights:
+        raise missing_weights_error()
+    return load_vgg19(loss_config.vgg_weights, dtype)
+
+
+def convert_vgg19(pth_path: str, out_path: str) -> str:
+    """torchvision .pth -> .npz of the same ``features.*`` tensors (needs torch); returns out_path."""
+    pth_path, out_path = os.fspath(pth_path), os.fspath(out_path)
+    if not out_path.lower().endswith(".npz"):
+        raise VGGWeightsError(f"convert-vgg19: --out {out_path} should end in .npz")
+    if not os.path.isfile(pth_path):
+        raise VGGWeightsNotFoundError(f"convert-vgg19: {pth_path} does not exist. {_HOW_TO_GET}.")
+    state = _torch_state_dict(pth_path)
+    variables_from_state_dict(state, pth_path)  # validate before writing anything
+    arrays = {k: np.asarray(v, np.float32) for k, v in state.items() if str(k).startswith("features.")}
+    if not arrays:  # a features-only state dict ("0.weight", ...)
+        arrays = {f"features.{k}": np.asarray(v, np.float32) for k, v in state.items()}
+    out_dir = os.path.dirname(os.path.abspath(out_path))
+    os.makedirs(out_dir, exist_ok=True)
+    tmp = os.path.join(out_dir, f".{os.path.basename(out_path)}.tmp{os.getpid()}.npz")
+    try:
+        np.savez(tmp, **arrays)
+        os.replace(tmp, out_path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return out_path
+
+
+def convert_vgg19_main(pth: str, out: str) -> str:
+    """`pix2pixhd-jax convert-vgg19 --pth ... --out ...`: converts, returns a one-line message."""
+    out = convert_vgg19(pth, out)
+    n = sum(int(np.prod(s)) for _, cin, cout in _conv_specs() for s in ((cout, cin, 3, 3), (cout,)))
+    return (f"VGG19 weights {pth} converted to {os.path.abspath(out)} ({n:,} parameters used by the "
+            f"VGG loss); pass --config.loss.vgg_weights={out}")
+
+
+# ---------------------------------------------------------------------------------------
+# Loss
+
+
+def vgg_loss(vgg_apply: Callable, variables, fake, real,
+             weights: Sequence[float] = VGG_LOSS_WEIGHTS, batched: bool = True):
+    """sum_i w_i * mean|F_i(fake) - stop_gradient(F_i(real))|, without the lambda_feat factor.
+
+    ``vgg_apply(variables, x)`` returns the list of taps (e.g. ``VGG19Features(...).apply``).
+    ``batched`` runs fake and real through one VGG call (concatenated on the batch axis);
+    the value is the same either way. No gradient flows to ``real`` or to the VGG weights.
+    Returns a float32 scalar.
+    """
+    variables = jax.lax.stop_gradient(variables)
+    real = jax.lax.stop_gradient(real)
+    if batched:
+        n = fake.shape[0]
+        taps = vgg_apply(variables, jnp.concatenate([fake, real.astype(fake.dtype)], axis=0))
+        pairs = [(t[:n], t[n:]) for t in taps]
+    else:
+        pairs = list(zip(vgg_apply(variables, fake), vgg_apply(variables, real)))
+    if len(pairs) != len(weights):
+        raise ValueError(f"vgg_loss: {len(weights)} weights for {len(pairs)} VGG taps")
+    total = jnp.zeros((), jnp.float32)
+    for w, (f, r) in zip(weights, pairs):
+        r = jax.lax.stop_gradient(r)
+        total = total + w * jnp.mean(jnp.abs(f.astype(jnp.float32) - r.astype(jnp.float32)))
+    return total

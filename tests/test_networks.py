@@ -1,0 +1,195 @@
+"""Network shapes, parameter counts equal to the reference's, pooling and losses."""
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from conftest import load_test_config
+from pix2pixhd_jax import losses, models
+from pix2pixhd_jax.models import (FeatureEncoder, GlobalGenerator, LocalEnhancer, MultiscaleDiscriminator,
+                                  NLayerDiscriminator, instance_average_pool)
+from pix2pixhd_jax.models.layers import avg_pool_exclude_pad, count_params, instance_norm
+
+KEY = jax.random.PRNGKey(0)
+
+
+def init_shapes(module, *shapes):
+    args = [jnp.zeros(s) for s in shapes]
+    return jax.eval_shape(lambda: module.init_with_output(KEY, *args))
+
+
+@pytest.mark.parametrize("module, input_nc, expected", [
+    (GlobalGenerator(3, 64, 4, 9), 36, 182_546_755),
+    (LocalEnhancer(3, 32, 4, 9, 1, 3), 36, 182_857_059),
+    (NLayerDiscriminator(64, 3), 39, 2_801_601),
+    (FeatureEncoder(3, 16, 4), 3, 788_803),
+])
+def test_parameter_counts_equal_the_reference(module, input_nc, expected):
+    _, variables = init_shapes(module, (1, 64, 64, input_nc))
+    assert count_params(variables["params"]) == expected
+
+
+def test_discriminator_rows_for_a_512x1024_input():
+    out, _ = init_shapes(MultiscaleDiscriminator(64, 3, 3), (1, 512, 1024, 39))
+    assert [o.shape[1] for o in out[0]] == [257, 129, 65, 66, 67]
+    assert [o.shape[2] for o in out[0]] == [513, 257, 129, 130, 131]
+    assert [o.shape[1] for o in out[1]] == [129, 65, 33, 34, 35]
+    assert [o.shape[1] for o in out[2]] == [65, 33, 17, 18, 19]
+    assert [o.shape[-1] for o in out[0]] == [64, 128, 256, 512, 1]
+
+
+@pytest.mark.parametrize("h, w", [(64, 128), (128, 64), (96, 160)])
+def test_generator_shapes(h, w):
+    out, _ = init_shapes(GlobalGenerator(3, 8, 3, 2), (2, h, w, 36))
+    assert out.shape == (2, h, w, 3)
+    out, variables = init_shapes(LocalEnhancer(3, 8, 2, 2, 2, 1), (1, h, w, 36))
+    assert out.shape == (1, h, w, 3)
+    assert set(variables["params"]) == {"global_generator", "enhancer_1", "enhancer_2"}
+
+
+def test_encoder_shape_and_pooled_output_is_constant_per_instance():
+    image = jax.random.normal(KEY, (2, 32, 64, 3))
+    inst = jnp.asarray(np.random.default_rng(0).integers(0, 4, (2, 32, 64)))
+    enc = FeatureEncoder(3, 4, 2)
+    variables = jax.jit(enc.init)(KEY, image)
+    feats = jax.jit(enc.apply)(variables, image, inst)
+    assert feats.shape == (2, 32, 64, 3)
+    for b, i in itertools.product(range(2), range(4)):
+        values = np.asarray(feats[b])[np.asarray(inst[b]) == i]
+        np.testing.assert_allclose(values, np.broadcast_to(values[0], values.shape), atol=1e-6)
+
+
+def brute_force_pool(features, inst):
+    out = np.zeros_like(features)
+    for b in range(features.shape[0]):
+        for i in np.unique(inst[b]):
+            mask = inst[b] == i
+            out[b][mask] = features[b][mask].mean(axis=0)
+    return out
+
+
+@pytest.mark.parametrize("ids", [
+    np.array([0, 1, 2]),
+    np.array([7, 26000, 26001, 26002, 24000, 65535]),  # Cityscapes-style, sparse and large
+    np.array([-5, 3, 100000]),  # negative and beyond 16 bits
+])
+def test_segment_sum_pooling_equals_a_brute_force_mean(ids):
+    rng = np.random.default_rng(1)
+    features = rng.normal(size=(3, 9, 13, 4)).astype(np.float32)
+    inst = rng.choice(ids, size=(3, 9, 13))
+    inst[1] = ids[0]  # one batch item with a single instance
+    pooled = jax.jit(instance_average_pool)(jnp.asarray(features), jnp.asarray(inst))
+    np.testing.assert_allclose(np.asarray(pooled), brute_force_pool(features, inst), rtol=1e-5, atol=1e-6)
+
+
+def test_pooling_is_per_batch_item():
+    features = np.stack([np.zeros((4, 4, 1)), np.ones((4, 4, 1))]).astype(np.float32)
+    inst = np.zeros((2, 4, 4), np.int32)  # the same id in both items must not mix them
+    pooled = instance_average_pool(jnp.asarray(features), jnp.asarray(inst))
+    np.testing.assert_array_equal(np.asarray(pooled), features)
+
+
+def test_pooling_gradient_flows_to_every_pixel():
+    inst = jnp.asarray(np.array([[[0, 0, 1, 1]]]))
+    grad = jax.grad(lambda f: instance_average_pool(f, inst)[0, 0, 0, 0])(jnp.ones((1, 1, 4, 1)))
+    np.testing.assert_allclose(np.asarray(grad)[0, 0, :, 0], [0.5, 0.5, 0, 0])
+
+
+def test_avg_pool_excludes_padding_like_count_include_pad_false():
+    x = jnp.arange(16.0).reshape(1, 4, 4, 1)
+    out = np.asarray(avg_pool_exclude_pad(x))[0, ..., 0]
+    # Top-left window covers rows/cols 0..1 only (the padding is not counted): mean of 0,1,4,5.
+    assert out.shape == (2, 2)
+    assert out[0, 0] == pytest.approx((0 + 1 + 4 + 5) / 4)
+    assert out[1, 1] == pytest.approx(np.mean([5, 6, 7, 9, 10, 11, 13, 14, 15]))
+
+
+def test_instance_norm_normalises_each_sample_and_channel():
+    x = jax.random.normal(KEY, (2, 8, 8, 3)) * 5 + 2
+    y = np.asarray(instance_norm(x))
+    np.testing.assert_allclose(y.mean(axis=(1, 2)), 0, atol=1e-5)
+    np.testing.assert_allclose(y.var(axis=(1, 2)), 1, atol=1e-3)
+
+
+def test_transposed_conv_geometry_is_not_same_padding():
+    # A single non-zero input pixel lands where PyTorch puts it: output rows 2i-1..2i+1.
+    from pix2pixhd_jax.models.layers import ConvTranspose
+    m = ConvTranspose(1, 3, 2, 1, 1)
+    x = jnp.zeros((1, 4, 4, 1)).at[0, 1, 1, 0].set(1.0)
+    variables = m.init(KEY, x)
+    variables = jax.tree_util.tree_map(lambda a: jnp.ones_like(a) if a.ndim == 4 else jnp.zeros_like(a), variables)
+    out = np.asarray(m.apply(variables, x))[0, ..., 0]
+    assert out.shape == (8, 8)
+    assert set(zip(*np.nonzero(out))) == {(r, c) for r in (1, 2, 3) for c in (1, 2, 3)}
+
+
+# ----- losses ----------------------------------------------------------------------
+
+
+def preds(*scales):
+    return [[jnp.asarray(x, jnp.float32) for x in scale] for scale in scales]
+
+
+def test_lsgan_loss_sums_the_last_layer_of_each_scale():
+    p = preds([np.ones((1, 2, 2, 1)) * 9, np.array([[[[0.5]], [[1.0]]]])], [np.zeros(3), np.array([2.0, 0.0])])
+    # real: scale 0 last = [0.5, 1.0] -> mean((x-1)^2) = 0.125; scale 1 last = [2, 0] -> 1.0
+    assert float(losses.gan_loss(p, True)) == pytest.approx(0.125 + 1.0)
+    # fake: mean(x^2): 0.625 + 2.0
+    assert float(losses.gan_loss(p, False)) == pytest.approx(0.625 + 2.0)
+
+
+def test_vanilla_gan_loss_is_bce_on_logits():
+    p = preds([np.array([0.0, 2.0])])
+    expected_real = np.mean([np.log(2.0), np.log1p(np.exp(-2.0))])
+    expected_fake = np.mean([np.log(2.0), 2.0 + np.log1p(np.exp(-2.0))])
+    assert float(losses.gan_loss(p, True, use_lsgan=False)) == pytest.approx(expected_real, rel=1e-6)
+    assert float(losses.gan_loss(p, False, use_lsgan=False)) == pytest.approx(expected_fake, rel=1e-6)
+
+
+def test_feature_matching_weights_and_skips_the_last_layer():
+    fake = preds([np.array([1.0, 1.0]), np.array([0.0]), np.array([100.0])],
+                 [np.array([2.0]), np.array([3.0]), np.array([-100.0])])
+    real = preds([np.array([0.0, 2.0]), np.array([2.0]), np.array([0.0])],
+                 [np.array([2.0]), np.array([1.0]), np.array([0.0])])
+    # n_layers_D = 3 -> 4/(3+1) = 1; num_D = 2 -> 1/2; lambda 10 -> weight 5 per L1 mean.
+    expected = 5 * (1.0 + 2.0) + 5 * (0.0 + 2.0)
+    assert float(losses.feature_matching_loss(fake, real, 3, 10.0)) == pytest.approx(expected)
+
+
+def test_feature_matching_does_not_differentiate_the_real_features():
+    real = preds([np.array([1.0]), np.array([0.0])])
+    fake = preds([np.array([3.0]), np.array([0.0])])
+    g_real = jax.grad(lambda r: losses.feature_matching_loss(fake, [[r, real[0][1]]], 3, 10.0))(real[0][0])
+    g_fake = jax.grad(lambda f: losses.feature_matching_loss([[f, fake[0][1]]], real, 3, 10.0))(fake[0][0])
+    assert float(g_real[0]) == 0.0 and float(g_fake[0]) == pytest.approx(10.0 * 0.5 * 2)
+
+
+def test_discriminator_loss_and_l1():
+    fake, real = preds([np.array([0.5])]), preds([np.array([0.5])])
+    assert float(losses.discriminator_loss(fake, real)) == pytest.approx(0.5 * (0.25 + 0.25))
+    assert float(losses.l1_loss(jnp.array([1.0, -1.0]), jnp.array([0.0, 0.0]))) == pytest.approx(1.0)
+
+
+# ----- building from configs ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("overrides, g_in, d_in", [
+    ([], 36, 39),
+    (["data.use_instance=False"], 35, 38),
+    (["model.instance_feat=True"], 39, 39),
+    (["data.label_nc=0", "data.use_instance=False"], 3, 6),
+])
+def test_input_channels_from_config(overrides, g_in, d_in):
+    cfg = load_test_config(*overrides)
+    assert models.generator_input_nc(cfg) == g_in and models.discriminator_input_nc(cfg) == d_in
+
+
+def test_builders_follow_the_config():
+    cfg = load_test_config("model.netG=local", "model.num_D=3")
+    assert isinstance(models.build_generator(cfg), LocalEnhancer)
+    assert models.build_discriminator(cfg).num_D == 3
+    with pytest.raises(ValueError, match="model.netG='resnet'"):
+        models.build_generator(load_test_config("model.netG=resnet"))
