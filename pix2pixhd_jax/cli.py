@@ -61,6 +61,27 @@ def cmd_prepare_tfds(args, overrides):
     print(f"TFDS dataset {args.name} prepared in {builder.data_dir}")
 
 
+def cmd_import_torch(args, overrides):
+    from pix2pixhd_jax import checkpoint, interop, models
+    from pix2pixhd_jax.config_loading import load_config
+    from pix2pixhd_jax.models.layers import count_params
+
+    config = load_config(args.config, overrides)
+    converters = (("generator", args.netG, interop.generator_variables),
+                  ("discriminator", args.netD, interop.discriminator_variables),
+                  ("encoder", args.netE, interop.encoder_variables))
+    if args.netE and not models.uses_encoder(config):
+        raise interop.InteropError("--netE given but the config has no feature encoder: add "
+                                   "--config.model.instance_feat=true (or label_feat).")
+    variables = {}
+    for name, path, convert in converters:
+        if path:
+            variables[name] = convert(interop.load_torch_state_dict(path), config)
+            print(f"{name}: {path} -> {count_params(variables[name]['params']):,} parameters")
+    where = checkpoint.save_models(args.workdir, args.step, variables, config)
+    print(f"checkpoint written to {where} (config in {os.path.join(os.path.abspath(args.workdir), 'config.json')})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pix2pixhd-jax", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -86,12 +107,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default=None, help="TFDS data_dir (default: TFDS's)")
     p.add_argument("--manual-dir", default=None, help="folder with the Cityscapes zips or extracted trees")
     p.set_defaults(fn=cmd_prepare_tfds, takes_config=False)
+
+    p = sub.add_parser("import-torch", help="import NVIDIA pix2pixHD .pth checkpoints into a workdir")
+    p.add_argument("--config", required=True, help="the config the checkpoint was trained with, e.g. "
+                   "configs/cityscapes_2048x1024.py for label2city_1024p")
+    p.add_argument("--netG", required=True, help="latest_net_G.pth")
+    p.add_argument("--netD", default=None, help="latest_net_D.pth (for fine-tuning)")
+    p.add_argument("--netE", default=None, help="latest_net_E.pth (with the feature encoder)")
+    p.add_argument("--workdir", required=True)
+    p.add_argument("--step", type=int, default=0, help="the step the checkpoint is saved under")
+    p.set_defaults(fn=cmd_import_torch, takes_config=True)
     return parser
 
 
 def main(argv=None):
+    from pix2pixhd_jax.checkpoint import CheckpointError
     from pix2pixhd_jax.config_loading import ConfigError, split_config_args
     from pix2pixhd_jax.data.errors import DataError
+    from pix2pixhd_jax.interop import InteropError
 
     argv = sys.argv[1:] if argv is None else list(argv)
     overrides, rest = split_config_args(argv)
@@ -101,7 +134,7 @@ def main(argv=None):
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:
         args.fn(args, overrides)
-    except (DataError, ConfigError) as e:
+    except (DataError, ConfigError, InteropError, CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

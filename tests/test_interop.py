@@ -145,3 +145,50 @@ def test_load_torch_state_dict_reads_pth_files(tmp_path):
     (tmp_path / "junk.pth").write_bytes(b"junk")
     with pytest.raises(InteropError, match="cannot read it as a PyTorch state dict"):
         interop.load_torch_state_dict(str(tmp_path / "junk.pth"))
+
+
+def test_import_torch_cli_writes_a_checkpoint_that_gives_the_same_pictures(tmp_path, capsys):
+    from conftest import ROOT
+    from pix2pixhd_jax import checkpoint
+    from pix2pixhd_jax.cli import main
+
+    cfg = config("model.instance_feat=True")
+    overrides = ["--config.model.ngf=8", "--config.model.ndf=8", "--config.model.nef=4",
+                 "--config.model.n_downsample_global=2", "--config.model.n_blocks_global=2",
+                 "--config.model.n_downsample_E=2", "--config.data.label_nc=5", "--config.model.instance_feat=true"]
+    g = ref.randomize(ref.GlobalGenerator(models.generator_input_nc(cfg), 3, 8, 2, 2), seed=1).eval()
+    d = ref.randomize(ref.MultiscaleDiscriminator(models.discriminator_input_nc(cfg), 8, 3, 2), seed=2).eval()
+    e = ref.randomize(ref.Encoder(3, 3, 4, 2), seed=3).eval()
+    for name, net in (("G", g), ("D", d), ("E", e)):
+        torch.save(net.state_dict(), tmp_path / f"latest_net_{name}.pth")
+    workdir = tmp_path / "work"
+    assert main(["import-torch", "--config", str(ROOT / "configs" / "synthetic_demo.py"), *overrides,
+                 "--netG", str(tmp_path / "latest_net_G.pth"), "--netD", str(tmp_path / "latest_net_D.pth"),
+                 "--netE", str(tmp_path / "latest_net_E.pth"), "--workdir", str(workdir)]) == 0
+    assert "checkpoint written to" in capsys.readouterr().out
+    restored = checkpoint.load_models(str(workdir))
+    saved_cfg = checkpoint.read_config(str(workdir))
+    assert saved_cfg.model.ngf == 8 and saved_cfg.model.instance_feat
+    x = inputs(32, 32, models.generator_input_nc(cfg), seed=4)
+    close(models.build_generator(saved_cfg).apply(restored["generator"], jnp.asarray(x)), ref.to_nhwc(g(ref.to_nchw(x))))
+    xd = inputs(32, 32, models.discriminator_input_nc(cfg), seed=5)
+    ours = models.build_discriminator(saved_cfg).apply(restored["discriminator"], jnp.asarray(xd))
+    for our_scale, their_scale in zip(ours, d(ref.to_nchw(xd))):
+        for a, b in zip(our_scale, their_scale):
+            close(a, ref.to_nhwc(b))
+    xe = inputs(32, 32, 3, seed=6)
+    inst = np.random.default_rng(2).choice([3, 26000, 26001], size=(2, 32, 32))
+    close(models.build_encoder(saved_cfg).apply(restored["encoder"], jnp.asarray(xe), jnp.asarray(inst)),
+          ref.to_nhwc(e(ref.to_nchw(xe), torch.from_numpy(inst[:, None]))))
+
+
+def test_import_torch_cli_reports_a_mismatch_and_exits_2(tmp_path, capsys):
+    from conftest import ROOT
+    from pix2pixhd_jax.cli import main
+
+    torch.save(ref.GlobalGenerator(4, 3, 8, 1, 1).state_dict(), tmp_path / "g.pth")
+    code = main(["import-torch", "--config", str(ROOT / "configs" / "default.py"), "--netG", str(tmp_path / "g.pth"),
+                 "--workdir", str(tmp_path / "w")])
+    assert code == 2
+    assert "netG: key 'model.1.weight' has shape (8, 4, 7, 7) but this config's model expects (64, 36, 7, 7)" in (
+        capsys.readouterr().err)
