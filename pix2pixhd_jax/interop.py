@@ -82,12 +82,14 @@ def local_enhancer_plan(n_down: int, n_blocks_global: int, n_local: int, n_block
     return plan
 
 
-def discriminator_plan(num_D: int, n_layers: int, intermediate: bool = True) -> List[Layer]:
+def discriminator_plan(num_D: int, n_layers: int, intermediate: bool = True, flat_prefix: str = "layer{k}") -> List[Layer]:
     """MultiscaleDiscriminator: `scale{k}_layer{j}.{idx}` (feature matching on, the default)
-    or `layer{k}.{idx}` (one Sequential per scale, --no_ganFeat_loss)."""
+    or `layer{k}.{idx}` (one Sequential per scale, --no_ganFeat_loss). pix2pix's single
+    PatchGAN is the flat layout with prefix 'model'."""
     plan = []
     for k in range(num_D):
         path = (f"scale_{k}",)
+        flat = flat_prefix.format(k=k)
         if intermediate:
             plan.append(Layer(f"scale{k}_layer0.0", path + ("layer_0",), "conv"))
             for j in range(1, n_layers + 1):
@@ -95,13 +97,13 @@ def discriminator_plan(num_D: int, n_layers: int, intermediate: bool = True) -> 
                          Layer(f"scale{k}_layer{j}.1", path + (f"norm_{j}",), "norm")]
             plan.append(Layer(f"scale{k}_layer{n_layers + 1}.0", path + (f"layer_{n_layers + 1}",), "conv"))
         else:
-            plan.append(Layer(f"layer{k}.0", path + ("layer_0",), "conv"))
+            plan.append(Layer(f"{flat}.0", path + ("layer_0",), "conv"))
             i = 2
             for j in range(1, n_layers + 1):
-                plan += [Layer(f"layer{k}.{i}", path + (f"layer_{j}",), "conv"),
-                         Layer(f"layer{k}.{i + 1}", path + (f"norm_{j}",), "norm")]
+                plan += [Layer(f"{flat}.{i}", path + (f"layer_{j}",), "conv"),
+                         Layer(f"{flat}.{i + 1}", path + (f"norm_{j}",), "norm")]
                 i += 3
-            plan.append(Layer(f"layer{k}.{i}", path + (f"layer_{n_layers + 1}",), "conv"))
+            plan.append(Layer(f"{flat}.{i}", path + (f"layer_{n_layers + 1}",), "conv"))
     return plan
 
 
@@ -232,10 +234,11 @@ def discriminator_variables(state_dict, config):
 
     d = models.build_discriminator(config)
     sd = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state_dict.items()}
-    intermediate = any(k.startswith("scale") for k in sd)
-    if config.model.netD != "multiscale":
-        raise InteropError("model.netD: import of reference checkpoints covers the multiscale discriminator.")
-    plan = discriminator_plan(config.model.num_D, config.model.n_layers_D, intermediate)
+    if config.model.netD == "patch":  # pix2pix's NLayerDiscriminator: one Sequential 'model'
+        plan = discriminator_plan(1, config.model.n_layers_D, intermediate=False, flat_prefix="model")
+    else:
+        intermediate = any(k.startswith("scale") for k in sd)
+        plan = discriminator_plan(config.model.num_D, config.model.n_layers_D, intermediate)
     return convert(sd, plan, _expected(d, (1, 64, 64, models.discriminator_input_nc(config))), "netD")
 
 

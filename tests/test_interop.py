@@ -192,3 +192,21 @@ def test_import_torch_cli_reports_a_mismatch_and_exits_2(tmp_path, capsys):
     assert code == 2
     assert "netG: key 'model.1.weight' has shape (8, 4, 7, 7) but this config's model expects (64, 36, 7, 7)" in (
         capsys.readouterr().err)
+
+
+def test_pix2pix_patchgan_round_trip_and_70x70_receptive_field():
+    cfg = load_test_config("model.netD=patch", "model.norm=batch", "model.ndf=8", "data.use_instance=False",
+                           "data.label_nc=5")
+    c = models.discriminator_input_nc(cfg)
+    net = ref.randomize(ref.PatchGAN(c, 8, 3), seed=7).eval()
+    theirs_count = sum(p.numel() for p in net.parameters())
+    variables = interop.discriminator_variables(ref.state_dict_numpy(net), cfg)
+    assert sum(x.size for x in jax.tree_util.tree_leaves(variables["params"])) == theirs_count
+    x = inputs(64, 64, c, seed=8)
+    ours = models.build_discriminator(cfg).apply(variables, jnp.asarray(x))
+    assert len(ours) == 1 and len(ours[0]) == 5
+    close(ours[0][-1], ref.to_nhwc(net(ref.to_nchw(x))))
+    # 256x256 in -> 30x30 patches, each seeing 70x70 pixels (pix2pix's PatchGAN).
+    out = jax.eval_shape(lambda: models.build_discriminator(cfg).init_with_output(
+        jax.random.PRNGKey(0), jnp.zeros((1, 256, 256, c))))[0]
+    assert out[0][-1].shape == (1, 30, 30, 1)

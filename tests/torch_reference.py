@@ -153,7 +153,8 @@ def randomize(module, seed=0):
         for m in module.modules():
             if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
                 m.weight.normal_(0.0, 0.02, generator=g)
-                m.bias.uniform_(-0.1, 0.1, generator=g)
+                if m.bias is not None:
+                    m.bias.uniform_(-0.1, 0.1, generator=g)
             elif isinstance(m, nn.BatchNorm2d):
                 m.weight.normal_(1.0, 0.2, generator=g)
                 m.bias.normal_(0.0, 0.2, generator=g)
@@ -172,3 +173,23 @@ def to_nchw(x):
 
 def to_nhwc(t):
     return t.detach().numpy().transpose(0, 2, 3, 1)
+
+
+class PatchGAN(nn.Module):
+    """pix2pix's NLayerDiscriminator: kernel 4, padding 1, no conv bias before batch norm."""
+
+    def __init__(self, input_nc, ndf=64, n_layers=3):
+        super().__init__()
+        seq = [nn.Conv2d(input_nc, ndf, 4, stride=2, padding=1), nn.LeakyReLU(0.2, True)]
+        mult = 1
+        for n in range(1, n_layers):
+            prev, mult = mult, min(2 ** n, 8)
+            seq += [nn.Conv2d(ndf * prev, ndf * mult, 4, stride=2, padding=1, bias=False), nn.BatchNorm2d(ndf * mult),
+                    nn.LeakyReLU(0.2, True)]
+        prev, mult = mult, min(2 ** n_layers, 8)
+        seq += [nn.Conv2d(ndf * prev, ndf * mult, 4, stride=1, padding=1, bias=False), nn.BatchNorm2d(ndf * mult),
+                nn.LeakyReLU(0.2, True), nn.Conv2d(ndf * mult, 1, 4, stride=1, padding=1)]
+        self.model = nn.Sequential(*seq)
+
+    def forward(self, x):
+        return self.model(x)
