@@ -16,8 +16,10 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from pix2pixhd_jax.errors import UserError
 
-class CheckpointError(ValueError):
+
+class CheckpointError(UserError):
     pass
 
 

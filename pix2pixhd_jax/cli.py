@@ -82,6 +82,12 @@ def cmd_import_torch(args, overrides):
     print(f"checkpoint written to {where} (config in {os.path.join(os.path.abspath(args.workdir), 'config.json')})")
 
 
+def cmd_convert_vgg19(args, overrides):
+    from pix2pixhd_jax.models import vgg
+
+    print(vgg.convert_vgg19_main(args.pth, args.out))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pix2pixhd-jax", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -117,14 +123,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", required=True)
     p.add_argument("--step", type=int, default=0, help="the step the checkpoint is saved under")
     p.set_defaults(fn=cmd_import_torch, takes_config=True)
+
+    p = sub.add_parser("convert-vgg19", help="convert torchvision's vgg19-dcbb9e9d.pth to .npz (needs torch once)")
+    p.add_argument("--pth", required=True, help="torchvision's vgg19-dcbb9e9d.pth")
+    p.add_argument("--out", required=True, help="output .npz, usable without torch")
+    p.set_defaults(fn=cmd_convert_vgg19, takes_config=False)
     return parser
 
 
 def main(argv=None):
-    from pix2pixhd_jax.checkpoint import CheckpointError
-    from pix2pixhd_jax.config_loading import ConfigError, split_config_args
-    from pix2pixhd_jax.data.errors import DataError
-    from pix2pixhd_jax.interop import InteropError
+    from pix2pixhd_jax.config_loading import split_config_args
+    from pix2pixhd_jax.errors import UserError
 
     argv = sys.argv[1:] if argv is None else list(argv)
     overrides, rest = split_config_args(argv)
@@ -134,7 +143,7 @@ def main(argv=None):
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:
         args.fn(args, overrides)
-    except (DataError, ConfigError, InteropError, CheckpointError) as e:
+    except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -11,8 +11,10 @@ import importlib.util
 import os
 import sys
 
+from pix2pixhd_jax.errors import UserError
 
-class ConfigError(ValueError):
+
+class ConfigError(UserError):
     pass
 
 

@@ -6,6 +6,8 @@ pipeline can build them on the host and the train step on the device.
 
 import numpy as np
 
+from pix2pixhd_jax.errors import UserError
+
 
 def instance_boundaries(inst, xp=np):
     """Instance boundary map: 1 where a pixel's id differs from a 4-neighbour's.
@@ -37,4 +39,4 @@ def size_divisor(model_cfg) -> int:
     if net.startswith("unet_"):
         # unet_256 halves eight times, unet_128 seven times.
         return {"unet_256": 256, "unet_128": 128}[net]
-    raise ValueError(f"model.netG={net!r} is not one of 'global', 'local', 'unet_256', 'unet_128'")
+    raise UserError(f"model.netG={net!r} is not one of 'global', 'local', 'unet_256', 'unet_128'")

@@ -18,8 +18,10 @@ from typing import Dict, List, Tuple
 import jax
 import numpy as np
 
+from pix2pixhd_jax.errors import UserError
 
-class InteropError(ValueError):
+
+class InteropError(UserError):
     """A state dict that does not fit the config."""
 
 

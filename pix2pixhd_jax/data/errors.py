@@ -5,5 +5,8 @@ never meets a shape error deep inside the model instead.
 """
 
 
-class DataError(ValueError):
+from pix2pixhd_jax.errors import UserError
+
+
+class DataError(UserError):
     """Bad input data: a missing, unreadable, mismatched or out-of-range file."""

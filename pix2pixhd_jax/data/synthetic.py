@@ -34,6 +34,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from pix2pixhd_jax.data.cityscapes_labels import NAME_TO_ID
+from pix2pixhd_jax.errors import UserError
 
 # --------------------------------------------------------------------------------------
 # Classes and styles
@@ -148,12 +149,12 @@ def _check_size(width, height):
     for name, value, lo, hi in (("width", width, MIN_SIZE[0], MAX_SIZE[0]),
                                 ("height", height, MIN_SIZE[1], MAX_SIZE[1])):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not lo <= value <= hi:
-            raise ValueError(f"{name}={value!r} is out of range: use an integer in [{lo}, {hi}]")
+            raise UserError(f"{name}={value!r} is out of range: use an integer in [{lo}, {hi}]")
 
 
 def _check_count(name, value):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-        raise ValueError(f"{name}={value!r} is invalid: use a non-negative integer")
+        raise UserError(f"{name}={value!r} is invalid: use a non-negative integer")
 
 
 def _phase_code(phase: str) -> int:
@@ -898,7 +899,7 @@ def write_dataset(out_dir, num_train: int, num_test: int, width: int, height: in
     if workers is None:
         workers = os.cpu_count() or 1
     if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
-        raise ValueError(f"workers={workers!r} is invalid: use a positive integer or None (all CPUs)")
+        raise UserError(f"workers={workers!r} is invalid: use a positive integer or None (all CPUs)")
 
     out_dir = os.fspath(out_dir)
     counts = {"train": int(num_train), "test": int(num_test)}

@@ -3,6 +3,7 @@
 Only flax/jax here: no TensorFlow, no ml_collections (configs are read by attribute).
 """
 
+from pix2pixhd_jax.errors import UserError
 from pix2pixhd_jax.models.discriminator import MultiscaleDiscriminator, NLayerDiscriminator, PatchDiscriminator
 from pix2pixhd_jax.models.encoder import FeatureEncoder, instance_average_pool
 from pix2pixhd_jax.models.generator import GlobalGenerator, LocalEnhancer
@@ -50,7 +51,7 @@ def build_generator(config, dtype=None):
 
         return UnetGenerator(output_nc=out, num_downs=8 if m.netG == "unet_256" else 7, ngf=m.ngf, norm=m.norm,
                              use_dropout=m.use_dropout, dtype=dtype)
-    raise ValueError(f"model.netG={m.netG!r} is not one of 'global', 'local', 'unet_256', 'unet_128'.")
+    raise UserError(f"model.netG={m.netG!r} is not one of 'global', 'local', 'unet_256', 'unet_128'.")
 
 
 def build_discriminator(config, dtype=None):
@@ -61,7 +62,7 @@ def build_discriminator(config, dtype=None):
         return MultiscaleDiscriminator(m.ndf, m.n_layers_D, m.num_D, m.norm, dtype=dtype)
     if m.netD == "patch":
         return PatchDiscriminator(m.ndf, m.n_layers_D, m.norm, dtype=dtype)
-    raise ValueError(f"model.netD={m.netD!r} is not 'multiscale' or 'patch'.")
+    raise UserError(f"model.netD={m.netD!r} is not 'multiscale' or 'patch'.")
 
 
 def build_encoder(config, dtype=None):

@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pix2pixhd_jax.errors import UserError
 from pix2pixhd_jax.models.layers import Conv
 
 # torchvision's vgg19().features[0:30]: conv indices, their output channels, pool indices.
@@ -66,7 +67,7 @@ _HOW_TO_GET = (
 )
 
 
-class VGGWeightsError(ValueError):
+class VGGWeightsError(UserError):
     """Missing, unreadable or mismatched VGG19 weights; the message names the file and the fix."""
 
 
