@@ -27,7 +27,7 @@ leaky_relu(x) rather than x. Every skip concat is immediately followed by the pa
 and relu(leaky_relu(x)) == relu(x), so the plain concat here computes the same function.
 
 Initialisation is pix2pix's init_weights('normal', 0.02): conv/deconv weights N(0, 0.02),
-**biases 0** (unlike pix2pixHD, which keeps PyTorch's default uniform biases), BatchNorm
+**biases 0** (layers' `zero_bias=True`; unlike pix2pixHD, which keeps PyTorch's default uniform biases), BatchNorm
 scale N(1, 0.02) and bias 0.
 
 `train` drives BatchNorm (batch statistics and updates to the 'batch_stats' collection when
@@ -45,69 +45,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pix2pixhd_jax.models.layers import Norm, conv_init
-
-zeros_init = nn.initializers.zeros
-
-
-class _Conv(nn.Module):
-    """Conv2d(kernel, stride, padding) with PyTorch's zero padding; weights N(0, 0.02), bias 0.
-
-    Same geometry and parameter layout (`conv/kernel` HWIO, `conv/bias`) as layers.Conv,
-    but with pix2pix's zero bias initialisation.
-    """
-
-    features: int
-    kernel: int
-    stride: int = 1
-    padding: int = 0
-    use_bias: bool = True
-    dtype: Any = jnp.float32
-
-    @nn.compact
-    def __call__(self, x):
-        return nn.Conv(
-            self.features,
-            (self.kernel, self.kernel),
-            strides=(self.stride, self.stride),
-            padding=[(self.padding, self.padding)] * 2,
-            use_bias=self.use_bias,
-            kernel_init=conv_init,
-            bias_init=zeros_init,
-            dtype=self.dtype,
-            name="conv",
-        )(x)
-
-
-class _ConvTranspose(nn.Module):
-    """ConvTranspose2d(kernel, stride, padding) with PyTorch's geometry; weights N(0, 0.02), bias 0.
-
-    Same geometry and layout as layers.ConvTranspose: kernel (kh, kw, out, in), i.e.
-    PyTorch's (in, out, kh, kw) transposed by (2, 3, 1, 0).
-    """
-
-    features: int
-    kernel: int
-    stride: int
-    padding: int
-    use_bias: bool = True
-    dtype: Any = jnp.float32
-
-    @nn.compact
-    def __call__(self, x):
-        lo = self.kernel - 1 - self.padding
-        return nn.ConvTranspose(
-            self.features,
-            (self.kernel, self.kernel),
-            strides=(self.stride, self.stride),
-            padding=[(lo, lo)] * 2,
-            use_bias=self.use_bias,
-            transpose_kernel=True,
-            kernel_init=conv_init,
-            bias_init=zeros_init,
-            dtype=self.dtype,
-            name="conv",
-        )(x)
+from pix2pixhd_jax.models.layers import Conv, ConvTranspose, Norm
 
 
 def _check_num_downs(num_downs: int):
@@ -160,7 +98,9 @@ class UnetGenerator(nn.Module):
         for i in range(n):
             if i > 0:
                 y = nn.leaky_relu(y, 0.2)
-            y = _Conv(_inner_nc(ngf, i), 4, 2, 1, use_bias=use_bias, dtype=self.dtype, name=f"down_{i}")(y)
+            y = Conv(
+                _inner_nc(ngf, i), 4, 2, 1, use_bias=use_bias, zero_bias=True, dtype=self.dtype, name=f"down_{i}"
+            )(y)
             if 0 < i < n - 1:
                 y = Norm(self.norm, self.dtype, name=f"down_norm_{i}")(y, train)
             skips.append(y)
@@ -169,8 +109,9 @@ class UnetGenerator(nn.Module):
         for i in reversed(range(n)):
             outer = self.output_nc if i == 0 else _inner_nc(ngf, i - 1)
             y = nn.relu(y)
-            y = _ConvTranspose(
-                outer, 4, 2, 1, use_bias=True if i == 0 else use_bias, dtype=self.dtype, name=f"up_{i}"
+            y = ConvTranspose(
+                outer, 4, 2, 1, use_bias=True if i == 0 else use_bias, zero_bias=True, dtype=self.dtype,
+                name=f"up_{i}",
             )(y)
             if i == 0:
                 return jnp.tanh(y.astype(jnp.float32))
@@ -253,8 +194,8 @@ def load_torch_unet(
         want = exp_tree[module][sub][leaf].shape
         if tuple(value.shape) != tuple(want):
             raise ValueError(
-                f"shape mismatch for {key!r}: got {tuple(state_dict[key].shape)}, which maps to "
-                f"{tuple(value.shape)} but {module}/{leaf} needs {tuple(want)} "
+                f"shape mismatch for {key!r}: got {tuple(np.shape(state_dict[key]))}, which maps to "
+                f"{tuple(value.shape)} but {module}/{sub}/{leaf} needs {tuple(want)} "
                 f"(num_downs={n}, ngf={ngf}, input_nc={input_nc}, output_nc={output_nc})"
             )
         tree.setdefault(module, {}).setdefault(sub, {})[leaf] = jnp.asarray(value)
