@@ -213,7 +213,7 @@ def generator_plan(config) -> List[Layer]:
 
 
 def encoder_plan(config) -> List[Layer]:
-    return encoder_decoder_plan("model", config.model.n_downsample_E, 0)
+    return encoder_decoder_plan("model", config.model.n_downsample_E, 0, path=("encoder_decoder",))
 
 
 def _expected(module, *shapes):

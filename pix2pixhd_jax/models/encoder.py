@@ -12,7 +12,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from pix2pixhd_jax.models.layers import Conv, ConvTranspose, Norm, reflect_pad
+from pix2pixhd_jax.models.generator import GlobalGenerator
 
 
 def _pool_one(features, inst):
@@ -35,8 +35,10 @@ def instance_average_pool(features, inst):
 
 
 class FeatureEncoder(nn.Module):
-    """E: conv 7x7 -> nef, n_downsampling strided convs, as many transposed convs,
-    conv 7x7 -> feat_num + tanh; then instance-wise average pooling when `inst` is given."""
+    """E: the global generator's encoder-decoder without residual blocks (conv 7x7 -> nef,
+    n_downsampling strided convs, as many transposed convs, conv 7x7 -> feat_num, tanh),
+    then instance-wise average pooling when `inst` is given. Its parameters sit under
+    `encoder_decoder`."""
 
     output_nc: int = 3
     ngf: int = 16
@@ -46,17 +48,8 @@ class FeatureEncoder(nn.Module):
 
     @nn.compact
     def __call__(self, image, inst=None, train: bool = False):
-        x = image.astype(self.dtype)
-        x = Conv(self.ngf, 7, dtype=self.dtype, name="conv_in")(reflect_pad(x, 3))
-        x = nn.relu(Norm(self.norm, self.dtype, name="norm_in")(x, train))
-        for i in range(self.n_downsampling):
-            x = Conv(self.ngf * 2 ** (i + 1), 3, stride=2, padding=1, dtype=self.dtype, name=f"down_{i}")(x)
-            x = nn.relu(Norm(self.norm, self.dtype, name=f"down_norm_{i}")(x, train))
-        for i in range(self.n_downsampling):
-            features = self.ngf * 2 ** (self.n_downsampling - i - 1)
-            x = ConvTranspose(features, 3, 2, 1, 1, dtype=self.dtype, name=f"up_{i}")(x)
-            x = nn.relu(Norm(self.norm, self.dtype, name=f"up_norm_{i}")(x, train))
-        x = jnp.tanh(Conv(self.output_nc, 7, dtype=self.dtype, name="conv_out")(reflect_pad(x, 3)))
+        x = GlobalGenerator(self.output_nc, self.ngf, self.n_downsampling, n_blocks=0, norm=self.norm,
+                            dtype=self.dtype, name="encoder_decoder")(image, train)
         if inst is None:
             return x
         return instance_average_pool(x, inst)
