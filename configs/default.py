@@ -83,4 +83,5 @@ def get_config():
     train.save_latest_freq = 1000
     train.save_epoch_freq = 10
     train.keep_checkpoints = 3
+    train.max_steps = -1  # stop early at this global step (-1: the whole niter + niter_decay schedule)
     return config

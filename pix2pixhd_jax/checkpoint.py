@@ -73,3 +73,62 @@ def load_models(workdir: str, step: Optional[int] = None) -> dict:
             raise CheckpointError(f"{checkpoint_dir(workdir)}: no checkpoint found.")
         restored = mngr.restore(step, args=ocp.args.Composite(models=ocp.args.StandardRestore()))
     return jax.tree_util.tree_map(np.asarray, dict(restored["models"]))
+
+
+# ----- training checkpoints: the whole train state -----------------------------------
+
+
+def train_manager(workdir: str, keep: int) -> ocp.CheckpointManager:
+    """Periodic checkpoints, `keep` newest kept. Writes are asynchronous (on accelerators the
+    step goes on while the host writes); Orbax renames a step's folder only when complete."""
+    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, enable_async_checkpointing=True)
+    return ocp.CheckpointManager(checkpoint_dir(workdir), options=options)
+
+
+def _has_item(workdir: str, step: int, item: str) -> bool:
+    return os.path.isdir(os.path.join(checkpoint_dir(workdir), str(step), item))
+
+
+def latest_step(workdir: str, item: str) -> Optional[int]:
+    """The newest finished step holding `item` ('state' from training, 'models' from import)."""
+    root = checkpoint_dir(workdir)
+    if not os.path.isdir(root):
+        return None
+    steps = sorted((int(d) for d in os.listdir(root) if d.isdigit() and _has_item(workdir, int(d), item)),
+                   reverse=True)
+    return steps[0] if steps else None
+
+
+def save_state(mngr: ocp.CheckpointManager, step: int, state):
+    mngr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state)), force=True)
+
+
+def restore_state(mngr: ocp.CheckpointManager, step: int, abstract_state):
+    try:
+        restored = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state)))
+    except (ValueError, KeyError, TypeError) as e:
+        raise CheckpointError(
+            f"{checkpoint_dir(mngr.directory)}/{step}: the checkpoint does not fit this config ({e}). Train with the "
+            "config saved beside it (config.json), or start in a new --workdir."
+        ) from None
+    return restored["state"]
+
+
+def load_network_params(workdir: str) -> dict:
+    """{'generator', 'discriminator', 'encoder'} params and batch stats from the newest training
+    state or imported models of a workdir (for init_from and synthesis)."""
+    step = latest_step(workdir, "state")
+    if step is not None:
+        with manager(workdir) as mngr:
+            restored = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+        state = restored["state"]
+        out = {"generator": {"params": state["g_params"]["generator"],
+                             "batch_stats": state["g_stats"]["generator"]},
+               "discriminator": {"params": state["d_params"], "batch_stats": state["d_stats"]}}
+        if "encoder" in state["g_params"]:
+            out["encoder"] = {"params": state["g_params"]["encoder"], "batch_stats": state["g_stats"]["encoder"]}
+        return jax.tree_util.tree_map(np.asarray, out)
+    if latest_step(workdir, "models") is not None:
+        return load_models(workdir, latest_step(workdir, "models"))
+    raise CheckpointError(f"{checkpoint_dir(workdir)}: no checkpoint found (neither a training state nor imported "
+                          "models); train there first or import one with `pix2pixhd-jax import-torch`.")

@@ -82,6 +82,16 @@ def cmd_import_torch(args, overrides):
     print(f"checkpoint written to {where} (config in {os.path.join(os.path.abspath(args.workdir), 'config.json')})")
 
 
+def cmd_train(args, overrides):
+    from pix2pixhd_jax import train as training
+    from pix2pixhd_jax.config_loading import load_config
+
+    config = load_config(args.config, overrides)
+    state = training.train(config, args.workdir, progress=not args.quiet)
+    if not args.no_test:
+        training.synthesize_test_split(config, args.workdir, state)
+
+
 def cmd_convert_vgg19(args, overrides):
     from pix2pixhd_jax.models import vgg
 
@@ -114,6 +124,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--manual-dir", default=None, help="folder with the Cityscapes zips or extracted trees")
     p.set_defaults(fn=cmd_prepare_tfds, takes_config=False)
 
+    p = sub.add_parser("train", help="train (resumes automatically when the workdir holds a checkpoint)")
+    p.add_argument("--config", required=True, help="configs/X.py[:arg]")
+    p.add_argument("--workdir", required=True, help="checkpoints, TensorBoard logs, samples and test results")
+    p.add_argument("--no-test", action="store_true", help="skip synthesizing the test split at the end")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(fn=cmd_train, takes_config=True)
+
     p = sub.add_parser("import-torch", help="import NVIDIA pix2pixHD .pth checkpoints into a workdir")
     p.add_argument("--config", required=True, help="the config the checkpoint was trained with, e.g. "
                    "configs/cityscapes_2048x1024.py for label2city_1024p")
@@ -141,6 +158,8 @@ def main(argv=None):
     if overrides and not args.takes_config:
         build_parser().error(f"{args.command} takes no --config overrides: {' '.join(overrides)}")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    # Orbax and JAX log every checkpoint detail through absl at INFO.
+    logging.getLogger("absl").setLevel(logging.WARNING)
     try:
         args.fn(args, overrides)
     except UserError as e:

@@ -35,17 +35,17 @@ def discriminator_input_nc(config) -> int:
     return label_channels(config) + config.data.output_nc
 
 
-def build_generator(config, dtype=None):
+def build_generator(config, dtype=None, remat=False):
     import jax.numpy as jnp
 
     m, dtype = config.model, dtype or jnp.float32
     out = config.data.output_nc
     if m.netG == "global":
         return GlobalGenerator(out, m.ngf, m.n_downsample_global, m.n_blocks_global, m.norm, m.use_dropout,
-                               dtype=dtype)
+                               remat=remat, dtype=dtype)
     if m.netG == "local":
         return LocalEnhancer(out, m.ngf, m.n_downsample_global, m.n_blocks_global, m.n_local_enhancers,
-                             m.n_blocks_local, m.norm, m.use_dropout, dtype=dtype)
+                             m.n_blocks_local, m.norm, m.use_dropout, remat=remat, dtype=dtype)
     if m.netG in ("unet_256", "unet_128"):
         from pix2pixhd_jax.models.unet import UnetGenerator
 

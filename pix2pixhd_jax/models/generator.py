@@ -13,6 +13,11 @@ import jax.numpy as jnp
 from pix2pixhd_jax.models.layers import Conv, ConvTranspose, Norm, ResnetBlock, avg_pool_exclude_pad, reflect_pad
 
 
+def _block(remat: bool):
+    # static_argnums counts self: (self, x, train) -> train is 2.
+    return nn.remat(ResnetBlock, static_argnums=(2,)) if remat else ResnetBlock
+
+
 class GlobalGenerator(nn.Module):
     """G1: conv 7x7, n_downsampling strided convs, n_blocks residual blocks, as many
     transposed convs, conv 7x7 + tanh.
@@ -28,10 +33,12 @@ class GlobalGenerator(nn.Module):
     norm: str = "instance"
     use_dropout: bool = False
     features_only: bool = False
+    remat: bool = False  # recompute residual blocks in the backward pass (2048x1024 memory)
     dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x, train: bool = False):
+        block = _block(self.remat)
         x = x.astype(self.dtype)
         x = Conv(self.ngf, 7, dtype=self.dtype, name="conv_in")(reflect_pad(x, 3))
         x = nn.relu(Norm(self.norm, self.dtype, name="norm_in")(x, train))
@@ -40,7 +47,7 @@ class GlobalGenerator(nn.Module):
             x = nn.relu(Norm(self.norm, self.dtype, name=f"down_norm_{i}")(x, train))
         dim = self.ngf * 2 ** self.n_downsampling
         for i in range(self.n_blocks):
-            x = ResnetBlock(dim, self.norm, self.use_dropout, self.dtype, name=f"res_{i}")(x, train)
+            x = block(dim, self.norm, self.use_dropout, self.dtype, name=f"res_{i}")(x, train)
         for i in range(self.n_downsampling):
             features = self.ngf * 2 ** (self.n_downsampling - i - 1)
             x = ConvTranspose(features, 3, 2, 1, 1, dtype=self.dtype, name=f"up_{i}")(x)
@@ -61,10 +68,12 @@ class LocalEnhancerBranch(nn.Module):
     last: bool
     norm: str = "instance"
     use_dropout: bool = False
+    remat: bool = False
     dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x, coarser, train: bool = False):
+        block = _block(self.remat)
         x = x.astype(self.dtype)
         y = Conv(self.ngf, 7, dtype=self.dtype, name="conv_in")(reflect_pad(x, 3))
         y = nn.relu(Norm(self.norm, self.dtype, name="norm_in")(y, train))
@@ -72,7 +81,7 @@ class LocalEnhancerBranch(nn.Module):
         y = nn.relu(Norm(self.norm, self.dtype, name="down_norm")(y, train))
         y = y + coarser
         for i in range(self.n_blocks):
-            y = ResnetBlock(self.ngf * 2, self.norm, self.use_dropout, self.dtype, name=f"res_{i}")(y, train)
+            y = block(self.ngf * 2, self.norm, self.use_dropout, self.dtype, name=f"res_{i}")(y, train)
         y = ConvTranspose(self.ngf, 3, 2, 1, 1, dtype=self.dtype, name="up")(y)
         y = nn.relu(Norm(self.norm, self.dtype, name="up_norm")(y, train))
         if self.last:
@@ -94,6 +103,7 @@ class LocalEnhancer(nn.Module):
     n_blocks_local: int = 3
     norm: str = "instance"
     use_dropout: bool = False
+    remat: bool = False
     dtype: Any = jnp.float32
 
     @nn.compact
@@ -103,14 +113,14 @@ class LocalEnhancer(nn.Module):
             pyramid.append(avg_pool_exclude_pad(pyramid[-1]))
         out = GlobalGenerator(
             self.output_nc, self.ngf * 2 ** self.n_local_enhancers, self.n_downsample_global,
-            self.n_blocks_global, self.norm, self.use_dropout, features_only=True, dtype=self.dtype,
-            name="global_generator",
+            self.n_blocks_global, self.norm, self.use_dropout, features_only=True, remat=self.remat,
+            dtype=self.dtype, name="global_generator",
         )(pyramid[-1], train)
         for n in range(1, self.n_local_enhancers + 1):
             branch = LocalEnhancerBranch(
                 self.output_nc, self.ngf * 2 ** (self.n_local_enhancers - n), self.n_blocks_local,
                 last=n == self.n_local_enhancers, norm=self.norm, use_dropout=self.use_dropout,
-                dtype=self.dtype, name=f"enhancer_{n}",
+                remat=self.remat, dtype=self.dtype, name=f"enhancer_{n}",
             )
             out = branch(pyramid[self.n_local_enhancers - n], out, train)
         return out

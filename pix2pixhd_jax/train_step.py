@@ -1,0 +1,216 @@
+"""The train state and the one jitted train step (no TensorFlow here).
+
+One step does what one iteration of the reference does: one forward pass of G
+(and E); G's loss = GAN + feature matching + VGG (+ L1 for pix2pix); D's loss =
+0.5 (fake + real); G and D are both updated from the same pre-update parameters.
+The encoder's parameters sit with G's and share its optimizer, as in the reference.
+
+In the local-enhancer stage G1 (params['generator']['global_generator']) has its own
+Adam state: it is held at zero updates (and its Adam state at its initial value)
+while the epoch is below niter_fix_global, then trains with a fresh Adam, which is
+the reference's intended behaviour (its own code never unfreezes G1).
+"""
+
+import functools
+from typing import Any, Optional
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+
+from pix2pixhd_jax import image_pool, losses, models, schedule
+
+G1 = "global_generator"
+
+
+@flax.struct.dataclass
+class TrainState:
+    step: jax.Array
+    g_params: Any  # {'generator': ..., 'encoder': ...}
+    g_stats: Any  # batch-norm statistics, same keys ({} entries with instance norm)
+    g_opt: Any  # {'global': Adam state of G1 or None, 'rest': Adam state of the rest}
+    d_params: Any
+    d_stats: Any
+    d_opt: Any
+    rng: jax.Array
+    pool: Optional[Any] = None
+
+
+def _adam(train_cfg):
+    # torch.optim.Adam's defaults besides the reference's betas: eps 1e-8, no weight decay.
+    return optax.scale_by_adam(b1=train_cfg.beta1, b2=train_cfg.beta2, eps=1e-8)
+
+
+def split_g1(g_params):
+    """(G1's params or None, everything else) of a generator(+encoder) tree."""
+    gen = g_params["generator"]
+    if G1 not in gen:
+        return None, g_params
+    rest = dict(g_params, generator={k: v for k, v in gen.items() if k != G1})
+    return gen[G1], rest
+
+
+def merge_g1(g1, rest):
+    if g1 is None:
+        return rest
+    return dict(rest, generator=dict(rest["generator"], **{G1: g1}))
+
+
+def compute_dtype(train_cfg):
+    if train_cfg.dtype not in ("float32", "bfloat16"):
+        raise ValueError(f"train.dtype={train_cfg.dtype!r} is not 'float32' or 'bfloat16'.")
+    return jnp.bfloat16 if train_cfg.dtype == "bfloat16" else jnp.float32
+
+
+class Networks:
+    """G, D (and E) built from a config, with the helpers the step needs."""
+
+    def __init__(self, config):
+        self.config = config
+        dtype = compute_dtype(config.train)
+        self.G = models.build_generator(config, dtype, remat=config.train.remat)
+        self.D = models.build_discriminator(config, dtype)
+        self.E = models.build_encoder(config, dtype) if models.uses_encoder(config) else None
+        self.g_in = models.generator_input_nc(config)
+        self.d_in = models.discriminator_input_nc(config)
+
+    def init(self, rng, height: int, width: int):
+        """Variables of G (+E) and D. Parameters do not depend on the image size."""
+        k_g, k_d, k_e = jax.random.split(rng, 3)
+        g_vars = self.G.init({"params": k_g, "dropout": k_g}, jnp.zeros((1, height, width, self.g_in)))
+        d_vars = self.D.init(k_d, jnp.zeros((1, height, width, self.d_in)))
+        g_params, g_stats = {"generator": g_vars["params"]}, {"generator": g_vars.get("batch_stats", {})}
+        if self.E is not None:
+            e_vars = self.E.init(k_e, jnp.zeros((1, height, width, self.config.data.output_nc)))
+            g_params["encoder"], g_stats["encoder"] = e_vars["params"], e_vars.get("batch_stats", {})
+        return g_params, g_stats, d_vars["params"], d_vars.get("batch_stats", {})
+
+
+def _apply(module, params, stats, *args, train, rngs=None):
+    """module.apply that threads batch-norm statistics: (output, new stats)."""
+    variables = {"params": params}
+    if stats:
+        variables["batch_stats"] = stats
+        out, updated = module.apply(variables, *args, train=train, rngs=rngs, mutable=["batch_stats"])
+        return out, updated["batch_stats"]
+    return module.apply(variables, *args, train=train, rngs=rngs), stats
+
+
+def label_input(batch, config):
+    """One-hot labels (or RGB labels) + the instance boundary map, as G and D see them."""
+    parts = [batch["label"]]
+    if config.data.use_instance:
+        parts.append(batch["boundary"])
+    return jnp.concatenate(parts, axis=-1) if len(parts) > 1 else parts[0]
+
+
+def generate(nets: Networks, g_params, g_stats, batch, *, train: bool, rng, features=None):
+    """G(s[, E(x)]) -> (fake image in f32, new stats). `features` overrides E's output."""
+    config = nets.config
+    label = label_input(batch, config)
+    stats = dict(g_stats)
+    if nets.E is not None:
+        if features is None:
+            pool_ids = batch["label_ids"] if config.model.label_feat else batch["inst"]
+            features, stats["encoder"] = _apply(nets.E, g_params["encoder"], g_stats["encoder"], batch["image"],
+                                                pool_ids, train=train)
+        label = jnp.concatenate([label, features.astype(label.dtype)], axis=-1)
+    fake, stats["generator"] = _apply(nets.G, g_params["generator"], g_stats["generator"], label, train=train,
+                                      rngs={"dropout": rng})
+    return fake.astype(jnp.float32), stats
+
+
+def init_train_state(nets: Networks, rng, height: int, width: int) -> TrainState:
+    config = nets.config
+    k_init, k_state = jax.random.split(rng)
+    g_params, g_stats, d_params, d_stats = nets.init(k_init, height, width)
+    adam = _adam(config.train)
+    g1, rest = split_g1(g_params)
+    pool = None
+    if config.train.pool_size > 0:
+        pool = image_pool.init_pool(config.train.pool_size, (height, width, nets.d_in))
+    return TrainState(
+        step=jnp.zeros((), jnp.int32), g_params=g_params, g_stats=g_stats,
+        g_opt={"global": None if g1 is None else adam.init(g1), "rest": adam.init(rest)},
+        d_params=d_params, d_stats=d_stats, d_opt=adam.init(d_params), rng=k_state, pool=pool)
+
+
+def make_train_step(config, steps_per_epoch: int, vgg_apply=None):
+    """The pure train step: (state, batch, vgg_variables) -> (state, metrics, fake).
+
+    `vgg_apply` is VGG19Features.apply when the VGG loss is on (its variables come in as an
+    argument, not as constants baked into the program).
+    """
+    from pix2pixhd_jax.models.vgg import vgg_loss
+
+    nets = Networks(config)
+    loss_cfg, train_cfg = config.loss, config.train
+    use_lsgan = not loss_cfg.no_lsgan
+    adam = _adam(train_cfg)
+
+    def step_fn(state: TrainState, batch, vgg_variables):
+        rng, k_drop, k_pool = jax.random.split(state.rng, 3)
+        label = label_input(batch, config)
+        real = batch["image"].astype(jnp.float32)
+        real_input = jnp.concatenate([label, real], axis=-1)
+
+        def d_apply(params, x, stats):
+            return _apply(nets.D, params, stats, x, train=True)
+
+        def g_loss_fn(g_params):
+            fake, g_stats = generate(nets, g_params, state.g_stats, batch, train=True, rng=k_drop)
+            pred_fake, _ = d_apply(state.d_params, jnp.concatenate([label, fake], axis=-1), state.d_stats)
+            terms = {"loss_G_GAN": losses.gan_loss(pred_fake, True, use_lsgan)}
+            if not loss_cfg.no_ganFeat_loss:
+                pred_real, _ = d_apply(state.d_params, real_input, state.d_stats)
+                terms["loss_G_GAN_Feat"] = losses.feature_matching_loss(
+                    pred_fake, pred_real, config.model.n_layers_D, loss_cfg.lambda_feat)
+            if vgg_apply is not None:
+                terms["loss_G_VGG"] = vgg_loss(vgg_apply, vgg_variables, fake, real) * loss_cfg.lambda_feat
+            if loss_cfg.lambda_l1 > 0:
+                terms["loss_G_L1"] = losses.l1_loss(fake, real) * loss_cfg.lambda_l1
+            return sum(terms.values()), (fake, g_stats, terms)
+
+        (loss_g, (fake, g_stats, g_terms)), g_grads = jax.value_and_grad(g_loss_fn, has_aux=True)(state.g_params)
+
+        fake_input = jax.lax.stop_gradient(jnp.concatenate([label, fake], axis=-1))
+        pool = state.pool
+        if pool is not None:
+            pool, fake_input = image_pool.query(pool, fake_input, k_pool)
+
+        def d_loss_fn(d_params):
+            pred_fake, stats = d_apply(d_params, fake_input, state.d_stats)
+            pred_real, stats = d_apply(d_params, real_input, stats)
+            fake_loss = losses.gan_loss(pred_fake, False, use_lsgan)
+            real_loss = losses.gan_loss(pred_real, True, use_lsgan)
+            return 0.5 * (fake_loss + real_loss), (stats, {"loss_D_fake": fake_loss, "loss_D_real": real_loss})
+
+        (loss_d, (d_stats, d_terms)), d_grads = jax.value_and_grad(d_loss_fn, has_aux=True)(state.d_params)
+
+        lr = schedule.learning_rate(state.step, steps_per_epoch, train_cfg)
+        frozen = schedule.global_generator_frozen(state.step, steps_per_epoch, train_cfg)
+
+        def descend(params, grads, opt_state):
+            updates, opt_state = adam.update(grads, opt_state, params)
+            return jax.tree_util.tree_map(lambda p, u: p - lr * u, params, updates), opt_state
+
+        g1, rest = split_g1(state.g_params)
+        g1_grads, rest_grads = split_g1(g_grads)
+        rest, rest_opt = descend(rest, rest_grads, state.g_opt["rest"])
+        g1_opt = state.g_opt["global"]
+        if g1 is not None:
+            new_g1, new_g1_opt = descend(g1, g1_grads, g1_opt)
+            keep = functools.partial(jax.tree_util.tree_map, lambda old, new: jnp.where(frozen, old, new))
+            g1, g1_opt = keep(g1, new_g1), keep(g1_opt, new_g1_opt)
+        d_params, d_opt = descend(state.d_params, d_grads, state.d_opt)
+
+        new_state = state.replace(
+            step=state.step + 1, g_params=merge_g1(g1, rest), g_stats=g_stats, g_opt={"global": g1_opt, "rest": rest_opt},
+            d_params=d_params, d_stats=d_stats, d_opt=d_opt, rng=rng, pool=pool)
+        metrics = dict(g_terms, **d_terms, loss_G=loss_g, loss_D=loss_d, lr=lr,
+                       grad_norm_G=optax.global_norm(g_grads), grad_norm_D=optax.global_norm(d_grads),
+                       global_generator_frozen=frozen.astype(jnp.float32))
+        return new_state, metrics, fake
+
+    return step_fn
