@@ -1,0 +1,583 @@
+"""The train step, the lr schedule, the G1 freeze, the image pool and data-parallel sharding.
+
+XLA compiles slowly on small CPUs, so the models are tiny, initial states are filled from
+numpy by parameter name (shapes from jax.eval_shape of init_train_state: no init program is
+compiled), every distinct step is compiled once per module, and the multi-device check runs
+in a subprocess started with the module's first test, in parallel with the others.
+"""
+
+import json
+import math
+import os
+import subprocess
+import sys
+import textwrap
+import types
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from conftest import ROOT, load_test_config
+from pix2pixhd_jax import image_pool, losses, schedule
+from pix2pixhd_jax.inputs import instance_boundaries, one_hot_labels
+from pix2pixhd_jax.train_step import Networks, generate, init_train_state, make_train_step, split_g1
+
+LABEL_NC = 8
+H = W = 32
+STEPS_PER_EPOCH = 10
+# A pix2pixHD G and D with the fewest layers each path allows.
+TINY = ("model.ngf=4", "model.ndf=4", "model.n_downsample_global=1", "model.n_blocks_global=1",
+        "model.num_D=1", "model.n_layers_D=1", f"data.label_nc={LABEL_NC}", "train.batch_size=2",
+        "train.lr=1e-3", "train.niter=1000", "train.niter_decay=1000")
+
+
+# ---------------------------------------------------------------------------------------
+# Helpers (the sharding subprocess imports them too)
+
+
+def _leaf_name(path):
+    last = path[-1]
+    return str(getattr(last, "key", getattr(last, "name", last)))
+
+
+def fast_state(nets, height, width, seed=0):
+    """A TrainState shaped exactly like init_train_state's, filled from numpy by leaf name
+    (kernels N(0, 0.02), biases U(-0.1, 0.1), norm scales ~1, batch-norm mean 0 / var 1,
+    Adam state zero, as optax initialises it), so no init program is compiled."""
+    shapes = jax.eval_shape(lambda r: init_train_state(nets, r, height, width), jax.random.PRNGKey(0))
+    rng = np.random.default_rng(seed)
+
+    def fill(path, s):
+        top, name = path[0].name, _leaf_name(path)
+        if top in ("g_params", "d_params"):
+            if name == "kernel":
+                value = rng.normal(0.0, 0.02, s.shape)
+            elif name == "bias":
+                value = rng.uniform(-0.1, 0.1, s.shape)
+            elif name == "scale":
+                value = rng.normal(1.0, 0.02, s.shape)
+            else:
+                raise ValueError(f"no fill rule for parameter {jax.tree_util.keystr(path)}")
+            return np.asarray(value, s.dtype)
+        if top == "rng":
+            return np.asarray(jax.random.PRNGKey(seed))
+        if name == "var":
+            return np.ones(s.shape, s.dtype)
+        return np.zeros(s.shape, s.dtype)  # step, batch-norm means, Adam mu/nu/count, pool
+
+    return jax.tree_util.tree_map_with_path(fill, shapes)
+
+
+def make_batch(batch_size, height, width, label_nc, seed=0, use_instance=True):
+    """Block label maps (8x8 blocks) and a photo whose colour is a fixed function of the
+    label plus a little noise: learnable from the labels, different for every seed."""
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(0, label_nc, (batch_size, height // 8, width // 8))
+    label_ids = np.kron(ids, np.ones((1, 8, 8), np.int64)).astype(np.int32)
+    blocks = np.arange(ids[0].size).reshape(ids[0].shape)
+    inst = (label_ids * 1000 + np.kron(blocks, np.ones((8, 8), np.int64))[None]).astype(np.int32)
+    colours = np.random.default_rng(1234).uniform(-0.9, 0.9, (label_nc, 3))
+    image = colours[label_ids] + rng.normal(0.0, 0.05, label_ids.shape + (3,))
+    batch = {"label": one_hot_labels(label_ids, label_nc), "label_ids": label_ids,
+             "image": np.clip(image, -1, 1).astype(np.float32)}
+    if use_instance:
+        batch["inst"] = inst
+        batch["boundary"] = instance_boundaries(inst)[..., None]
+    return batch
+
+
+def leaves(tree):
+    return jax.tree_util.tree_leaves_with_path(tree)
+
+
+def trees_equal(a, b):
+    return all(np.array_equal(np.asarray(x), np.asarray(y))
+               for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True))
+
+
+def changed_fraction(a, b):
+    """Fraction of parameter leaves whose values changed at all."""
+    flags = [not np.array_equal(np.asarray(x), np.asarray(y))
+             for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True)]
+    return sum(flags) / len(flags)
+
+
+def scalars(metrics):
+    return {k: float(v) for k, v in jax.device_get(metrics).items()}
+
+
+# ---------------------------------------------------------------------------------------
+# The multi-device run, in a subprocess with 4 host CPU devices
+
+SHARDED_SCRIPT = textwrap.dedent("""
+    import json, sys
+    sys.path[:0] = [{tests!r}, {root!r}]
+    import jax
+    import numpy as np
+    from conftest import load_test_config
+    from test_train_step import SHARDED_CONFIG, fast_state, make_batch
+    from pix2pixhd_jax import sharding
+    from pix2pixhd_jax.train_step import Networks, make_train_step
+
+    assert len(jax.devices()) == 4, jax.devices()
+    HEIGHT, WIDTH, NC = 32, 32, 8
+
+    def run(devices, shard_params):
+        # Exactly as train.py jits and feeds the step.
+        config = load_test_config(*SHARDED_CONFIG, f"train.shard_params={{shard_params}}")
+        nets = Networks(config)
+        mesh = sharding.make_mesh(devices)
+        host_state = fast_state(nets, HEIGHT, WIDTH)
+        state_sh = sharding.state_shardings(host_state, mesh, config.train.shard_params)
+        batch_sh, repl = sharding.batch_sharding(mesh), sharding.replicated(mesh)
+        step = jax.jit(make_train_step(config, 2), in_shardings=(state_sh, batch_sh, repl),
+                       out_shardings=(state_sh, repl, batch_sh), donate_argnums=(0,))
+        state = jax.device_put(host_state, state_sh)
+        metrics = []
+        for i in range(3):
+            batch = sharding.global_batch(make_batch(4, HEIGHT, WIDTH, NC, seed=100 + i), mesh)
+            state, m, fake = step(state, batch, {{}})
+            metrics.append({{k: float(v) for k, v in m.items()}})
+        return state, metrics, fake
+
+    def flat(state):
+        trees = {{"g_params": state.g_params, "d_params": state.d_params, "g_opt": state.g_opt,
+                  "d_opt": state.d_opt}}
+        return {{jax.tree_util.keystr(p): x for p, x in jax.tree_util.tree_leaves_with_path(trees)}}
+
+    base_state, base_metrics, base_fake = run(jax.devices()[:1], False)
+    base = {{k: np.asarray(v) for k, v in flat(base_state).items()}}
+    moments = {{"g_params": base_state.g_opt["rest"].mu, "d_params": base_state.d_opt.mu}}
+    base_grad_scale = {{jax.tree_util.keystr(p): float(np.abs(np.asarray(x)).max())
+                        for p, x in jax.tree_util.tree_leaves_with_path(moments)}}
+    out = {{"metrics": {{"1 device": base_metrics}}, "mismatches": {{}}, "fake_close": {{}}, "fake_shards": {{}},
+            "sharded_leaves": {{}}}}
+    for name, shard_params in (("4 devices", False), ("4 devices, shard_params", True)):
+        state, metrics, fake = run(jax.devices(), shard_params)
+        out["metrics"][name] = metrics
+        bad = []
+        for key, x in flat(state).items():
+            got = np.asarray(x)
+            if not np.allclose(got, base[key], rtol=1e-4, atol=1e-5):
+                # With the size of the 1-device run's gradient of that leaf (Adam's first moment).
+                bad.append([key, float(np.abs(got - base[key]).max()), base_grad_scale.get(key)])
+        out["mismatches"][name] = bad
+        out["fake_close"][name] = bool(np.allclose(np.asarray(fake), np.asarray(base_fake), rtol=1e-4, atol=1e-5))
+        out["fake_shards"][name] = sorted([s.device.id, s.data.shape[0]] for s in fake.addressable_shards)
+        sharded = []
+        for key, x in flat(state).items():
+            if "data" in str(x.sharding.spec):
+                shard_shapes = sorted({{tuple(s.data.shape) for s in x.addressable_shards}})
+                sharded.append([key, list(x.shape), [list(s) for s in shard_shapes]])
+        out["sharded_leaves"][name] = sharded
+    print("RESULT " + json.dumps(out))
+""")
+
+# Channels wide enough that some leaves reach sharding's size threshold (2**14 elements).
+SHARDED_CONFIG = ("model.ngf=16", "model.ndf=4", "model.n_downsample_global=2", "model.n_blocks_global=1",
+                  "model.num_D=2", "model.n_layers_D=1", f"data.label_nc={LABEL_NC}", "train.batch_size=4",
+                  "train.lr=2e-4")
+
+
+class ShardedRun:
+    """The 4-device subprocess: started early, read by the sharding test."""
+
+    def __init__(self):
+        self.proc = None
+
+    def start(self):
+        if self.proc is None:
+            flags = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
+            env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_NUM_CPU_DEVICES="4", XLA_FLAGS=flags.strip())
+            script = SHARDED_SCRIPT.format(tests=str(ROOT / "tests"), root=str(ROOT))
+            self.proc = subprocess.Popen([sys.executable, "-c", script], env=env, cwd=str(ROOT),
+                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def result(self, timeout=600):
+        self.start()
+        stdout, stderr = self.proc.communicate(timeout=timeout)
+        return self.proc.returncode, stdout, stderr
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.communicate()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def sharded_run(request):
+    """Starts the 4-device subprocess with this module's first test when the sharding test
+    is among the collected tests, so it compiles while the others run (not under xdist,
+    where the sharding test may run in another worker: then the test starts it itself)."""
+    run = ShardedRun()
+    wanted = any(item.name.startswith("test_sharded") and item.module.__name__ == __name__
+                 for item in request.session.items)
+    if wanted and "PYTEST_XDIST_WORKER" not in os.environ:
+        run.start()
+    yield run
+    run.stop()
+
+
+# ---------------------------------------------------------------------------------------
+# Shared compiled steps
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """The tiny global-generator config, its jitted step, a fresh state and one batch."""
+    config = load_test_config(*TINY)
+    nets = Networks(config)
+    step = jax.jit(make_train_step(config, STEPS_PER_EPOCH))
+    state = fast_state(nets, H, W)
+    batch = make_batch(2, H, W, LABEL_NC)
+    first = step(state, batch, {})
+    return types.SimpleNamespace(config=config, nets=nets, step=step, state=state, batch=batch, first=first)
+
+
+# ---------------------------------------------------------------------------------------
+# 1. Overfitting
+
+
+def test_overfitting_one_batch_lowers_the_l1_to_the_photo(tiny):
+    def l1(fake):
+        return float(np.abs(np.asarray(fake) - tiny.batch["image"]).mean())
+
+    state, metrics, fake = tiny.first  # fake = G's output before any update
+    start = l1(fake)
+    assert metrics["lr"] == pytest.approx(tiny.config.train.lr)
+    for _ in range(50):
+        state, metrics, fake = tiny.step(state, tiny.batch, {})
+    end = l1(fake)  # the output of G after 50 updates
+    assert int(state.step) == 51
+    assert all(np.isfinite(v) for v in scalars(metrics).values())
+    assert end <= 0.7 * start, f"L1 to the photo went from {start:.4f} to {end:.4f} in 50 steps"
+
+
+# ---------------------------------------------------------------------------------------
+# 2. The learning-rate schedule
+
+
+def test_lr_is_constant_then_decays_linearly_per_epoch():
+    cfg = types.SimpleNamespace(lr=2e-4, niter=3, niter_decay=4, lr_decay_per_step=False)
+    spe = 5
+    got = np.array([float(schedule.learning_rate(s, spe, cfg)) for s in range(9 * spe)])
+    for s, value in enumerate(got):
+        k = s // spe
+        want = cfg.lr if k < cfg.niter else max(cfg.lr * (1 - (k - cfg.niter) / cfg.niter_decay), 0.0)
+        assert value == pytest.approx(want, rel=1e-6, abs=1e-12), (s, k)
+    per_epoch = got[::spe]
+    assert list(per_epoch[:3]) == pytest.approx([2e-4] * 3)
+    # Last epoch of the schedule (k = niter + niter_decay - 1 = 6): lr / niter_decay; then 0.
+    assert per_epoch[6] == pytest.approx(cfg.lr / cfg.niter_decay)
+    assert per_epoch[7] == per_epoch[8] == 0.0
+    assert schedule.total_steps(spe, cfg) == 7 * spe
+    # Constant within an epoch.
+    assert all(len(set(got[k * spe:(k + 1) * spe])) == 1 for k in range(9))
+
+
+def test_lr_decay_per_step_is_linear_within_epochs():
+    cfg = types.SimpleNamespace(lr=2e-4, niter=3, niter_decay=4, lr_decay_per_step=True)
+    epoch_cfg = types.SimpleNamespace(**dict(vars(cfg), lr_decay_per_step=False))
+    spe = 5
+    total = schedule.total_steps(spe, cfg)
+    got = np.array([float(schedule.learning_rate(s, spe, cfg)) for s in range(total + 3)])
+    start = cfg.niter * spe
+    assert np.all(got[:start + 1] == np.float32(cfg.lr))
+    for s in range(start, total + 3):
+        want = max(cfg.lr * (1 - (s - start) / (cfg.niter_decay * spe)), 0.0)
+        assert got[s] == pytest.approx(want, rel=1e-5, abs=1e-12), s
+    assert np.all(np.diff(got[start:total + 1]) < 0)  # strictly decreasing, step by step
+    assert got[total] == 0.0 and got[-1] == 0.0
+    # At epoch starts it agrees with the per-epoch schedule.
+    for k in range(cfg.niter + cfg.niter_decay):
+        assert got[k * spe] == pytest.approx(float(schedule.learning_rate(k * spe, spe, epoch_cfg)), rel=1e-5)
+
+
+# ---------------------------------------------------------------------------------------
+# 3. The local stage: G1 frozen for niter_fix_global epochs (and the step's lr metric)
+
+LOCAL = ("model.netG=local", "model.n_local_enhancers=1", "model.n_blocks_local=1", "train.niter_fix_global=1",
+         "train.niter=1", "train.niter_decay=2")
+
+
+def test_local_stage_freezes_g1_then_trains_it_with_a_fresh_adam():
+    config = load_test_config(*TINY, *LOCAL)
+    nets = Networks(config)
+    spe = 2
+    step = jax.jit(make_train_step(config, spe))
+    state0 = fast_state(nets, H, W)
+    g1_0, rest_0 = split_g1(state0.g_params)
+    assert g1_0 is not None and "enhancer_1" in rest_0["generator"]
+    g1_opt_0 = state0.g_opt["global"]
+    assert int(g1_opt_0.count) == 0
+
+    states, metrics = [state0], []
+    for i in range(8):  # epochs 0, 0, 1, 1, 2, 2, 3, 3
+        state, m, _ = step(states[-1], make_batch(2, H, W, LABEL_NC, seed=i), {})
+        states.append(state)
+        metrics.append(scalars(m))
+
+    lr = config.train.lr
+    assert [m["lr"] for m in metrics] == pytest.approx([lr, lr, lr, lr, lr / 2, lr / 2, 0.0, 0.0])
+    for i, m in enumerate(metrics):
+        assert m["lr"] == pytest.approx(float(schedule.learning_rate(i, spe, config.train)))
+    assert [m["global_generator_frozen"] for m in metrics] == [1.0, 1.0] + [0.0] * 6
+
+    for i in (1, 2):  # epoch 0: G1 and its Adam state untouched, the enhancer and D train
+        g1, rest = split_g1(states[i].g_params)
+        assert trees_equal(g1, g1_0), f"G1 moved in frozen step {i}"
+        assert trees_equal(states[i].g_opt["global"], g1_opt_0)
+        assert changed_fraction(rest, split_g1(states[i - 1].g_params)[1]) > 0.9
+        assert changed_fraction(states[i].d_params, states[i - 1].d_params) > 0.9
+        assert int(states[i].g_opt["rest"].count) == i
+    # Epoch 1: G1 trains, its Adam starting fresh (count 1 after its first update).
+    g1_3, _ = split_g1(states[3].g_params)
+    assert changed_fraction(g1_3, g1_0) > 0.9
+    assert int(states[3].g_opt["global"].count) == 1
+    assert int(states[4].g_opt["global"].count) == 2
+    assert int(states[4].g_opt["rest"].count) == 4
+    # Epoch 3: lr 0, nothing moves.
+    assert trees_equal(states[8].g_params, states[6].g_params)
+    assert trees_equal(states[8].d_params, states[6].d_params)
+
+
+# ---------------------------------------------------------------------------------------
+# 4. G and D both updated from the pre-update parameters
+
+
+def test_g_and_d_are_updated_from_the_same_pre_update_params(tiny):
+    config, nets, state0, batch = tiny.config, tiny.nets, tiny.state, tiny.batch
+    state1, metrics, step_fake = tiny.first
+    lr, eps, b1 = config.train.lr, 1e-8, config.train.beta1
+    label = np.concatenate([batch["label"], batch["boundary"]], axis=-1)
+    real_in = np.concatenate([label, batch["image"]], axis=-1)
+
+    @jax.jit
+    def g_terms(g_params, d_params):
+        """(G's loss gradient, G's output) by hand: GAN + feature matching."""
+        def g_loss(p):
+            fake, _ = generate(nets, p, state0.g_stats, batch, train=True, rng=jax.random.PRNGKey(0))
+            pred_fake = nets.D.apply({"params": d_params}, jnp.concatenate([label, fake], -1), train=True)
+            pred_real = nets.D.apply({"params": d_params}, real_in, train=True)
+            return losses.gan_loss(pred_fake, True) + losses.feature_matching_loss(
+                pred_fake, pred_real, config.model.n_layers_D, config.loss.lambda_feat), fake
+
+        return jax.grad(g_loss, has_aux=True)(g_params)
+
+    @jax.jit
+    def d_terms(d_params, fake):
+        """(D's loss, its gradient, G's GAN loss against this D)."""
+        def d_loss(p):
+            pred_fake = nets.D.apply({"params": p}, jnp.concatenate([label, fake], -1), train=True)
+            pred_real = nets.D.apply({"params": p}, real_in, train=True)
+            return 0.5 * (losses.gan_loss(pred_fake, False) + losses.gan_loss(pred_real, True)), pred_fake
+
+        (loss, pred_fake), grads = jax.value_and_grad(d_loss, has_aux=True)(d_params)
+        return loss, grads, losses.gan_loss(pred_fake, True)
+
+    def first_moment_is(mu, g, rtol):
+        """After Adam's first step its first moment is (1 - beta1) * the gradient."""
+        return all(np.allclose(np.asarray(m), (1 - b1) * np.asarray(x), rtol=rtol, atol=1e-7)
+                   for m, x in zip(jax.tree_util.tree_leaves(mu), jax.tree_util.tree_leaves(g), strict=True))
+
+    g_grads_old_d, fake_old = g_terms(state0.g_params, state0.d_params)
+    g_grads_new_d, _ = g_terms(state0.g_params, state1.d_params)
+    _, fake_new = g_terms(state1.g_params, state0.d_params)
+    assert np.allclose(np.asarray(step_fake), np.asarray(fake_old), atol=1e-5)
+    assert not np.allclose(np.asarray(fake_new), np.asarray(fake_old), atol=1e-4)
+
+    # G's update used its loss gradient with D's old params, not D's updated ones.
+    assert first_moment_is(state1.g_opt["rest"].mu, g_grads_old_d, rtol=1e-4)
+    assert not first_moment_is(state1.g_opt["rest"].mu, g_grads_new_d, rtol=1e-2)
+    loss_d, d_grads_old_g, loss_g_gan = d_terms(state0.d_params, fake_old)
+    assert float(metrics["loss_G_GAN"]) == pytest.approx(float(loss_g_gan), rel=1e-5)
+    assert float(metrics["loss_G_GAN"]) != pytest.approx(float(d_terms(state1.d_params, fake_old)[2]), rel=1e-3)
+
+    # D's update used its loss gradient at the old G's output, not the updated G's: first
+    # moment, and the params moved by -lr * g / (|g| + eps).
+    assert float(metrics["loss_D"]) == pytest.approx(float(loss_d), rel=1e-5)
+    assert first_moment_is(state1.d_opt.mu, d_grads_old_g, rtol=1e-4)
+    assert not first_moment_is(state1.d_opt.mu, d_terms(state0.d_params, fake_new)[1], rtol=1e-2)
+    moved = [np.isclose(np.asarray(new), np.asarray(old) - lr * np.asarray(g) / (np.abs(g) + eps), rtol=0,
+                        atol=lr * 1e-2).ravel()
+             for new, old, g in zip(jax.tree_util.tree_leaves(state1.d_params),
+                                    jax.tree_util.tree_leaves(state0.d_params),
+                                    jax.tree_util.tree_leaves(d_grads_old_g), strict=True)]
+    assert np.mean(np.concatenate(moved)) > 0.99
+
+
+# ---------------------------------------------------------------------------------------
+# 5. Data parallelism: 1 device == 4 devices == 4 devices with sharded params
+
+
+def test_sharded_step_matches_one_device(sharded_run):
+    returncode, stdout, stderr = sharded_run.result()
+    assert returncode == 0, stderr[-4000:]
+    line = [x for x in stdout.splitlines() if x.startswith("RESULT ")][-1]
+    out = json.loads(line[len("RESULT "):])
+    base = out["metrics"]["1 device"]
+    assert len(base) == 3
+    for name in ("4 devices", "4 devices, shard_params"):
+        for i, (got, want) in enumerate(zip(out["metrics"][name], base, strict=True)):
+            assert set(got) == set(want)
+            for key in want:
+                assert got[key] == pytest.approx(want[key], rel=1e-4, abs=1e-5), (name, i, key)
+        # Every leaf agrees but the biases of convs followed by instance norm: the norm removes a
+        # per-channel constant, so their gradient is exactly 0 but for rounding, which depends on
+        # the reduction order, and Adam scales that noise up to +-lr steps (in the reference too;
+        # harmless, the norm cancels them). Their 1-device gradients are ~1e-7, real ones >~1e-2.
+        for key, diff, grad_scale in out["mismatches"][name]:
+            assert key.endswith("['bias']") and grad_scale < 1e-5, (name, key, diff, grad_scale)
+            assert diff <= 2 * 3 * 2e-4 * 1.01, (name, key, diff)
+        assert out["fake_close"][name], name
+        # The generated batch stays split over the devices, one row each.
+        assert [rows for _, rows in out["fake_shards"][name]] == [1, 1, 1, 1], out["fake_shards"][name]
+        assert len({device for device, _ in out["fake_shards"][name]}) == 4
+    assert out["sharded_leaves"]["4 devices"] == []
+    sharded = out["sharded_leaves"]["4 devices, shard_params"]
+    assert sharded, "shard_params sharded no leaf"
+    for key, shape, shard_shapes in sharded:
+        assert math.prod(shape) >= 2 ** 14, key
+        assert shard_shapes == [shape[:-1] + [shape[-1] // 4]], key
+    assert any(key.startswith("['g_params']") and key.endswith("['kernel']") for key, _, _ in sharded)
+    assert any(key.startswith("['g_opt']") for key, _, _ in sharded)
+
+
+# ---------------------------------------------------------------------------------------
+# 6. The image pool
+
+
+def _pool_ids(images):
+    return [int(round(float(x))) for x in np.asarray(images)[:, 0, 0, 0]]
+
+
+def _run_pool(seed, size=5, batch=2, queries=150):
+    """Queries with images numbered 1, 2, ... (each image filled with its number), checking
+    the pool's invariants; returns (the numbers D got per query, [got an old one?] once full)."""
+    query = jax.jit(image_pool.query)
+    pool = image_pool.init_pool(size, (2, 2, 1))
+    key = jax.random.PRNGKey(seed)
+    history, old_flags = [], []
+    for q in range(queries):
+        key, sub = jax.random.split(key)
+        ids = list(range(1 + q * batch, 1 + (q + 1) * batch))
+        images = np.broadcast_to(np.asarray(ids, np.float32)[:, None, None, None], (batch, 2, 2, 1))
+        count = int(pool["count"])
+        before = _pool_ids(pool["images"])[:count]
+        pool, out = query(pool, jnp.asarray(images), sub)
+        got = _pool_ids(out)
+        history.append(got)
+        assert pool["images"].shape == (size, 2, 2, 1)
+        assert int(pool["count"]) == min(count + batch, size)
+        after = _pool_ids(pool["images"])[:int(pool["count"])]
+        if count + batch <= size:  # not full: the new images come back and are stored
+            assert got == ids and after == before + ids
+        elif count < size:  # fills up within this batch: the first image is new and stored
+            assert got[0] == ids[0] and ids[0] in after
+        else:  # full: nothing is lost or duplicated; what is not new came from the pool
+            assert sorted(before + ids) == sorted(after + got)
+            for new, returned in zip(ids, got):
+                assert returned == new or returned in before + ids
+                old_flags.append(returned != new)
+    return history, old_flags
+
+
+def test_image_pool_fills_then_swaps_half_the_time():
+    history, old_flags = _run_pool(3)
+    assert len(old_flags) >= 280
+    assert 0.4 < np.mean(old_flags) < 0.6
+    # Deterministic for a given key, different for another.
+    assert _run_pool(3)[0] == history
+    assert _run_pool(4)[0] != history
+
+
+# ---------------------------------------------------------------------------------------
+# 7. The VGG loss in the step
+
+
+def test_vgg_loss_is_added_to_g_loss(tiny):
+    from pix2pixhd_jax.models import vgg
+
+    rng = np.random.default_rng(0)
+    cin, params = 3, {}
+    for i, cout in zip(vgg.CONV_INDICES, vgg.CONV_CHANNELS):
+        params[f"features_{i}"] = {"conv": {
+            "kernel": (rng.standard_normal((3, 3, cin, cout), np.float32) * np.float32(math.sqrt(2 / (9 * cin)))),
+            "bias": rng.uniform(-0.1, 0.1, cout).astype(np.float32)}}
+        cin = cout
+    variables = {"params": params}
+    shapes = jax.eval_shape(vgg.VGG19Features().init, jax.random.PRNGKey(0), jnp.zeros((1, H, W, 3)))
+    assert jax.tree_util.tree_structure(shapes) == jax.tree_util.tree_structure(variables)
+
+    config = load_test_config(*TINY, "loss.no_vgg_loss=False")
+    step = jax.jit(make_train_step(config, STEPS_PER_EPOCH, vgg.VGG19Features().apply))
+    _, m, _ = step(tiny.state, tiny.batch, variables)
+    m, plain = scalars(m), scalars(tiny.first[1])
+    assert m["loss_G_VGG"] > 0
+    assert m["loss_G"] == pytest.approx(m["loss_G_GAN"] + m["loss_G_GAN_Feat"] + m["loss_G_VGG"], rel=1e-5)
+    # The same forward pass otherwise; the VGG term adds to G's gradient.
+    assert m["loss_G_GAN"] == pytest.approx(plain["loss_G_GAN"], rel=1e-5)
+    assert m["loss_G"] > plain["loss_G"]
+    assert m["grad_norm_G"] != pytest.approx(plain["grad_norm_G"], rel=1e-3)
+    # Without it (loss.no_vgg_loss, so no VGG module): no such term.
+    assert tiny.config.loss.no_vgg_loss and vgg.vgg_from_config(tiny.config.loss) is None
+    assert "loss_G_VGG" not in plain
+    assert plain["loss_G"] == pytest.approx(plain["loss_G_GAN"] + plain["loss_G_GAN_Feat"], rel=1e-5)
+
+
+# ---------------------------------------------------------------------------------------
+# 8. bfloat16 compute
+
+
+def test_bfloat16_step_keeps_float32_params_and_close_losses(tiny):
+    config = load_test_config(*TINY, "train.dtype=bfloat16")
+    nets = Networks(config)
+    shapes = jax.eval_shape(lambda r: init_train_state(nets, r, H, W), jax.random.PRNGKey(0))
+    assert jax.tree_util.tree_map(lambda s: (s.shape, s.dtype), shapes) == \
+        jax.tree_util.tree_map(lambda x: (x.shape, x.dtype), tiny.state)
+    state, m, fake = jax.jit(make_train_step(config, STEPS_PER_EPOCH))(tiny.state, tiny.batch, {})
+    for _, x in leaves((state.g_params, state.d_params, state.g_opt, state.d_opt)):
+        assert x.dtype in (jnp.float32, jnp.int32), x.dtype
+    assert fake.dtype == jnp.float32
+    m, ref = scalars(m), scalars(tiny.first[1])
+    assert set(m) == set(ref)
+    for key, value in m.items():
+        assert np.isfinite(value), key
+        # Losses agree to ~0.1% on this model; gradient norms to a few %.
+        assert value == pytest.approx(ref[key], rel=0.02 if key.startswith("loss") else 0.2, abs=1e-3), key
+    # bfloat16 did compute something else than float32.
+    assert any(m[k] != ref[k] for k in ("loss_G", "loss_D", "grad_norm_G"))
+    assert changed_fraction(state.g_params, tiny.state.g_params) > 0.9
+
+
+# ---------------------------------------------------------------------------------------
+# 9. The pix2pix baseline path: U-Net, PatchGAN, batch norm, dropout, BCE + L1
+
+
+def test_pix2pix_path_with_batch_norm_and_dropout():
+    config = load_test_config(
+        "model.netG=unet_128", "model.netD=patch", "model.norm=batch", "model.use_dropout=True",
+        "model.ngf=4", "model.ndf=4", "model.n_layers_D=1", "model.num_D=1", "loss.no_lsgan=True",
+        "loss.no_ganFeat_loss=True", "loss.no_vgg_loss=True", "loss.lambda_l1=100", "data.use_instance=False",
+        f"data.label_nc={LABEL_NC}", "train.batch_size=2")
+    nets = Networks(config)
+    size = 128
+    state0 = fast_state(nets, size, size)
+    assert jax.tree_util.tree_leaves(state0.g_stats) and jax.tree_util.tree_leaves(state0.d_stats)
+    batch = make_batch(2, size, size, LABEL_NC, use_instance=False)
+    step = jax.jit(make_train_step(config, STEPS_PER_EPOCH))
+    state1, m, fake = step(state0, batch, {})
+    m = scalars(m)
+    assert np.all(np.isfinite(list(m.values())))
+    assert "loss_G_L1" in m and "loss_G_GAN_Feat" not in m
+    assert m["loss_G_L1"] == pytest.approx(100 * float(np.abs(np.asarray(fake) - batch["image"]).mean()), rel=1e-4)
+    assert m["loss_G"] == pytest.approx(m["loss_G_GAN"] + m["loss_G_L1"], rel=1e-5)
+    assert changed_fraction(state1.g_stats, state0.g_stats) > 0.9  # running statistics move
+    assert changed_fraction(state1.d_stats, state0.d_stats) > 0.9
+    assert changed_fraction(state1.g_params, state0.g_params) > 0.9
+    # Dropout is on in training: another dropout key, another output from the same params.
+    assert not np.array_equal(np.asarray(state1.rng), np.asarray(state0.rng))
+    other = step(state0.replace(rng=np.asarray(jax.random.PRNGKey(99))), batch, {})[2]
+    assert not np.allclose(np.asarray(other), np.asarray(fake), atol=1e-4)
