@@ -108,8 +108,8 @@ def restore_state(mngr: ocp.CheckpointManager, step: int, abstract_state):
         restored = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state)))
     except (ValueError, KeyError, TypeError) as e:
         raise CheckpointError(
-            f"{checkpoint_dir(mngr.directory)}/{step}: the checkpoint does not fit this config ({e}). Train with the "
-            "config saved beside it (config.json), or start in a new --workdir."
+            f"{os.path.join(str(mngr.directory), str(step))}: the checkpoint does not fit this config ({e}). Train "
+            "with the config saved beside it (config.json), or start in a new --workdir."
         ) from None
     return restored["state"]
 

@@ -75,6 +75,9 @@ def load_initial_weights(state, nets: Networks, source_workdir: str):
         g1, rest = split_g1(g_params)
         g1 = _graft(g1, gen["params"])
         g_params = merge_g1(g1, rest)
+        if "global_generator" in g_stats["generator"]:  # norm=batch: G1's running statistics too
+            g_stats["generator"] = dict(g_stats["generator"], global_generator=_graft(
+                g_stats["generator"]["global_generator"], gen.get("batch_stats", {})))
     else:
         g_params["generator"] = _graft(g_params["generator"], gen["params"])
         g_stats["generator"] = _graft(g_stats["generator"], gen.get("batch_stats", {}))
@@ -144,8 +147,6 @@ def train(config, workdir: str, devices=None, progress: bool = True):
     config_path = os.path.join(workdir, "config.json")
     if os.path.isfile(config_path):
         check_resumable(checkpoint.read_config(workdir), config, workdir)
-    if is_main:
-        checkpoint.write_config(workdir, config)
 
     mesh = sharding.make_mesh(devices)
     sharding.check_batch(config.train.batch_size, mesh)
@@ -184,6 +185,8 @@ def train(config, workdir: str, devices=None, progress: bool = True):
         if source:
             state = jax.device_put(load_initial_weights(state, nets, source), state_sharding)
             logging.info("networks initialised from %s", source)
+    if is_main:  # only now: a checkpoint that failed to restore keeps the config.json it was made with
+        checkpoint.write_config(workdir, config)
 
     vgg = vgg_from_config(config.loss)
     vgg_apply, vgg_vars = (None, {}) if vgg is None else (vgg[0].apply, vgg[1])
