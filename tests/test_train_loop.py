@@ -2,8 +2,7 @@
 
 What a run leaves in its workdir, exact resumption after a SIGKILL, the SIGTERM save, the
 refusal to resume another model's checkpoints (and the restore's own error behind it), the NaN
-guard, and the global -> local
-two-stage recipe (train.init_from).
+guard, and the global -> local two-stage recipe (train.init_from).
 
 Runs go through subprocesses (the real command, real signals). XLA's CPU compiler is slow at
 its default optimisation level (the flax init alone takes ~45 s to compile on two cores), so
