@@ -21,6 +21,8 @@ demo: venv
 	$(VENV)/bin/pix2pixhd-jax make-synthetic --out $(DEMO_DIR)/synthetic --num-train 200 --num-test 20 --size $(DEMO_SIZE) --seed 0
 	$(VENV)/bin/pix2pixhd-jax show-batch --config configs/synthetic_demo.py \
 	    --config.data.dataroot=$(DEMO_DIR)/synthetic --out $(DEMO_DIR)/pipeline_batch.png
+	$(VENV)/bin/pix2pixhd-jax train --config configs/synthetic_demo.py --workdir $(DEMO_DIR)/run \
+	    --config.data.dataroot=$(DEMO_DIR)/synthetic
 
 test: venv
 	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
