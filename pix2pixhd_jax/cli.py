@@ -165,6 +165,11 @@ def main(argv=None):
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except RuntimeError as e:
+        if type(e).__name__ != "NonFiniteLossError":
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return 3
     return 0
 
 

@@ -218,9 +218,10 @@ def train(config, workdir: str, devices=None, progress: bool = True):
             state, metrics, fake = step_fn(state, sharding.global_batch(host_batch, mesh, keys), vgg_vars)
             step += 1
             metrics = jax.device_get(metrics)
-            if not all(np.isfinite(v) for k, v in metrics.items() if k.startswith("loss")):
+            # Gradient norms too: a finite loss with non-finite gradients has already spoiled the state.
+            if not all(np.isfinite(v) for k, v in metrics.items() if k.startswith(("loss", "grad_norm"))):
                 mngr.wait_until_finished()
-                bad = {k: float(v) for k, v in metrics.items() if k.startswith("loss")}
+                bad = {k: float(v) for k, v in metrics.items() if k.startswith(("loss", "grad_norm"))}
                 raise NonFiniteLossError(
                     f"non-finite loss at step {step}: {bad}. The last good checkpoint is kept in "
                     f"{checkpoint.checkpoint_dir(workdir)} (step {last_saved}); lower train.lr, or try "
