@@ -236,7 +236,7 @@ def train(config, workdir: str, devices=None, progress: bool = True):
                 tick, tick_step = now, step
             if is_main and (step % config.train.display_freq == 0 or step == total):
                 grid = sample_grid(host_batch, _local_rows(fake), config)
-                writer.image(step, "label | boundaries | generated | real", grid)
+                writer.image(step, "samples/label_boundaries_generated_real", grid)
                 visualize.save_png(os.path.join(samples_dir, f"step_{step:07d}.png"), grid)
                 visualize.save_png(os.path.join(samples_dir, "latest.png"), grid)
                 writer.flush()
