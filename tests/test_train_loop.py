@@ -230,7 +230,7 @@ def test_cli_end_to_end_writes_every_output(run_a, data):
         for key in ("loss_G", "loss_D", "loss_G_GAN", "loss_G_GAN_Feat", "loss_D_fake", "loss_D_real", "lr",
                     "grad_norm_G", "grad_norm_D", "images_per_second", "epoch"):
             assert key in r and np.isfinite(r[key]), (key, r)
-    assert rows[0]["lr"] == pytest.approx(2e-4) and rows[-1]["epoch"] == (STEPS - 1) // 3
+    assert rows[0]["lr"] == pytest.approx(config["train"]["lr"]) and rows[-1]["epoch"] == (STEPS - 1) // 3
 
     # The TensorBoard events hold the same scalars and the sample image.
     events = list((workdir / "tensorboard").glob("events.out.tfevents.*"))
