@@ -23,6 +23,12 @@ CORE = [
     "pix2pixhd_jax.losses",
     "pix2pixhd_jax.interop",
     "pix2pixhd_jax.checkpoint",
+    "pix2pixhd_jax.schedule",
+    "pix2pixhd_jax.image_pool",
+    "pix2pixhd_jax.sharding",
+    "pix2pixhd_jax.train_step",
+    "pix2pixhd_jax.metric_writer",
+    "pix2pixhd_jax.train",
 ]
 
 
