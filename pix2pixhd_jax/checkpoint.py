@@ -128,7 +128,8 @@ def load_network_params(workdir: str) -> dict:
         if "encoder" in state["g_params"]:
             out["encoder"] = {"params": state["g_params"]["encoder"], "batch_stats": state["g_stats"]["encoder"]}
         return jax.tree_util.tree_map(np.asarray, out)
-    if latest_step(workdir, "models") is not None:
-        return load_models(workdir, latest_step(workdir, "models"))
+    step = latest_step(workdir, "models")
+    if step is not None:
+        return load_models(workdir, step)
     raise CheckpointError(f"{checkpoint_dir(workdir)}: no checkpoint found (neither a training state nor imported "
                           "models); train there first or import one with `pix2pixhd-jax import-torch`.")

@@ -149,14 +149,13 @@ class InputPipeline:
     @property
     def steps_per_epoch(self) -> int:
         """Batches per epoch for this process (equal on every process when training)."""
-        n = self._process_examples if self._tfds else None
-        if self.train:
-            if self._tfds:
-                return n // self.batch
+        if self.train and not self._tfds:
             return self.num_examples // self.global_batch
         if self._tfds:
-            return math.ceil(n / self.batch)
-        return math.ceil(len(np.array_split(np.arange(self.num_examples), self.process_count)[self.process_index]) / self.batch)
+            n = self._process_examples
+        else:  # this process's np.array_split shard of the examples
+            n = self.num_examples // self.process_count + (self.process_index < self.num_examples % self.process_count)
+        return n // self.batch if self.train else math.ceil(n / self.batch)
 
     def _example_files(self, i):
         ex = self.source.examples[i]
