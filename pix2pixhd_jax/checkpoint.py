@@ -38,15 +38,33 @@ def write_config(workdir: str, config):
     return path
 
 
-def read_config(workdir: str):
-    """The workdir's config as an ml_collections.ConfigDict."""
-    import ml_collections
+class _Attributes(dict):
+    """Attribute access to a nested dict: the config where ml_collections is not installed."""
 
+    def __getattr__(self, name):
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+def _attributes(obj):
+    return _Attributes({k: _attributes(v) for k, v in obj.items()}) if isinstance(obj, dict) else obj
+
+
+def read_config(workdir: str):
+    """The workdir's config: an ml_collections.ConfigDict, or a read-only attribute dict where
+    ml_collections is not installed (inference and benchmarks need no more)."""
     path = os.path.join(workdir, "config.json")
     if not os.path.isfile(path):
         raise CheckpointError(f"{path}: not found; {workdir} is not a pix2pixhd-jax workdir.")
     with open(path) as f:
-        return ml_collections.ConfigDict(json.load(f))
+        raw = json.load(f)
+    try:
+        import ml_collections
+    except ImportError:
+        return _attributes(raw)
+    return ml_collections.ConfigDict(raw)
 
 
 def manager(workdir: str, max_to_keep: Optional[int] = None) -> ocp.CheckpointManager:

@@ -92,6 +92,33 @@ def cmd_train(args, overrides):
         training.synthesize_test_split(config, args.workdir, state)
 
 
+def cmd_encode_features(args, overrides):
+    from pix2pixhd_jax import encode_features, features
+
+    if args.import_reference:
+        clusters, path = encode_features.import_reference(args.workdir, args.import_reference)
+        print(f"imported {len(clusters.centers)} classes of clusters from {args.import_reference} into {path}")
+        return
+    clusters, rows = encode_features.encode_features(args.workdir, args.split, args.n_clusters, args.batch_size,
+                                                     progress=not args.quiet)
+    kept = int((rows["cluster"] >= 0).sum())
+    per_class = ", ".join(f"{k}: {len(v)}" for k, v in sorted(clusters.centers.items()))
+    print(f"{len(rows['label'])} instances encoded, {kept} larger than 1/64 of the image clustered; "
+          f"clusters per class {{{per_class}}}")
+    print(f"styles written to {os.path.join(os.path.abspath(args.workdir), features.CLUSTERS_FILE)}, every "
+          f"instance's feature to {os.path.join(os.path.abspath(args.workdir), features.INSTANCES_FILE)}")
+
+
+def cmd_synthesize(args, overrides):
+    from pix2pixhd_jax.synthesis import Synthesizer
+    from pix2pixhd_jax.synthesize_files import synthesize_files
+
+    synth = Synthesizer.from_workdir(args.workdir, args.clusters)
+    written = synthesize_files(synth, args.label, args.out, inst=args.inst, style=args.style, seed=args.seed,
+                               num_samples=args.num_samples, batch_size=args.batch_size, progress=not args.quiet)
+    print(f"{len(written)} photos written to {os.path.abspath(args.out)}")
+
+
 def cmd_convert_vgg19(args, overrides):
     from pix2pixhd_jax.models import vgg
 
@@ -140,6 +167,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", required=True)
     p.add_argument("--step", type=int, default=0, help="the step the checkpoint is saved under")
     p.set_defaults(fn=cmd_import_torch, takes_config=True)
+
+    p = sub.add_parser("encode-features", help="E over the training photos, then k-means styles per class")
+    p.add_argument("--workdir", required=True, help="a workdir trained with the feature encoder")
+    p.add_argument("--split", default="train")
+    p.add_argument("--n-clusters", type=int, default=None, help="default: the config's model.n_clusters (10)")
+    p.add_argument("--batch-size", type=int, default=None, help="images per encoder call (all devices)")
+    p.add_argument("--import-reference", default=None, metavar="NPY",
+                   help="import the reference's features_clustered_010.npy instead of encoding (a pickle: "
+                        "only files you trust)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(fn=cmd_encode_features, takes_config=False)
+
+    p = sub.add_parser("synthesize", help="label maps (files or folders) in, PNG photos out")
+    p.add_argument("--workdir", required=True, help="a trained or imported model")
+    p.add_argument("--label", required=True, help="a label map (ids; RGB when label_nc=0) or a folder of them")
+    p.add_argument("--inst", default=None, help="instance map(s), paired with the label maps by scene name")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--style", default="random",
+                   help="random | encode:PHOTO_OR_FOLDER | STYLES.json (models with the feature encoder)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--num-samples", type=int, default=1, help="diverse outputs per label map")
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--clusters", default=None, help="a clusters file (default: the workdir's)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(fn=cmd_synthesize, takes_config=False)
 
     p = sub.add_parser("convert-vgg19", help="convert torchvision's vgg19-dcbb9e9d.pth to .npz (needs torch once)")
     p.add_argument("--pth", required=True, help="torchvision's vgg19-dcbb9e9d.pth")

@@ -122,3 +122,24 @@ def transform_example(label, inst, photo, params: TransformParams, cfg, divisor:
     h, w = out_photo.shape[:2]
     check_divisible(w, h, divisor, cfg.resize_or_crop, where)
     return out_label, out_inst, out_photo
+
+
+def inference_mode(mode: str, load_size: int, fine_size: int) -> tuple:
+    """(mode, load_size, fine_size) that keep a training mode's scale but drop its random crop,
+    so encoding and synthesis see whole images (as the reference's test runs are meant to)."""
+    if mode == "scale_width_and_crop":
+        return "scale_width", load_size, fine_size
+    if mode == "resize_and_crop":
+        return mode, load_size, load_size
+    if mode == "crop":
+        return "none", load_size, fine_size
+    return mode, load_size, fine_size
+
+
+def inference_config(config):
+    """A copy of `config` whose data group reads whole images (see inference_mode)."""
+    config = config.copy_and_resolve_references() if hasattr(config, "copy_and_resolve_references") else config
+    data = config.data
+    data.resize_or_crop, data.load_size, data.fine_size = inference_mode(data.resize_or_crop, data.load_size,
+                                                                         data.fine_size)
+    return config

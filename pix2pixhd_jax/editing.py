@@ -1,0 +1,207 @@
+"""Object-level editing of a scene (paper sec. 3.4 and 4: add, remove, relabel objects,
+change one object's look), each edit followed by synthesis in one call.
+
+A `Scene` is immutable: (label ids, instance ids, chosen styles); every edit returns a
+new Scene, which makes undo a list. Instance ids follow Cityscapes: an object of a class
+with instances (a "thing": car, person, ...) gets label*1000+k; a region of a "stuff"
+class (road, sky) has the label id itself, so painting stuff merges with that class's
+region, as in the real annotations.
+
+    synth = Synthesizer.from_workdir("runs/features")
+    editor = Editor(synth, Scene.from_arrays(label, inst), seed=0)
+    photo = editor.set_style(26001, 3)        # car 26001 takes k-means style 3 of its class
+    photo = editor.remove(26002)              # filled with the class around it
+    photo = editor.paste(mask, label=26)      # a new car where mask is True
+    photo = editor.undo()
+"""
+
+import dataclasses
+from typing import Dict, FrozenSet, Optional, Tuple
+
+import numpy as np
+
+from pix2pixhd_jax.data.cityscapes_labels import LABELS
+from pix2pixhd_jax.errors import UserError
+
+CITYSCAPES_THINGS = frozenset(label.id for label in LABELS if label.has_instances)
+
+
+class EditError(UserError):
+    pass
+
+
+def _frozen(styles) -> Tuple:
+    return tuple(sorted((int(k), int(v) if isinstance(v, (int, np.integer)) else tuple(np.ravel(v).tolist()))
+                        for k, v in styles.items()))
+
+
+def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
+    out = mask.copy()
+    for _ in range(radius):
+        grown = out.copy()
+        grown[1:] |= out[:-1]
+        grown[:-1] |= out[1:]
+        grown[:, 1:] |= out[:, :-1]
+        grown[:, :-1] |= out[:, 1:]
+        out = grown
+    return out
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Scene:
+    label: np.ndarray  # (H, W) int32 label ids
+    inst: np.ndarray  # (H, W) int32 instance ids
+    styles: Tuple = ()  # ((instance id, cluster index | feature tuple), ...)
+    things: FrozenSet[int] = CITYSCAPES_THINGS
+
+    @classmethod
+    def from_arrays(cls, label, inst=None, styles=None, things=None):
+        label = np.asarray(label, np.int32)
+        if label.ndim != 2:
+            raise EditError(f"the label map has shape {label.shape}; expected (H, W) ids.")
+        inst = label.copy() if inst is None else np.asarray(inst, np.int32)
+        if inst.shape != label.shape:
+            raise EditError(f"the instance map is {inst.shape}, the label map {label.shape}: they must match.")
+        if things is None:  # Cityscapes' thing classes, plus any class the map already splits into objects
+            things = CITYSCAPES_THINGS | frozenset(np.unique(label[inst >= 1000]).tolist())
+        label.setflags(write=False)
+        inst.setflags(write=False)
+        return cls(label, inst, _frozen(styles or {}), frozenset(things))
+
+    # ----- queries -------------------------------------------------------------------
+    @property
+    def style_map(self) -> Dict[int, object]:
+        return {k: (v if isinstance(v, int) else np.asarray(v, np.float32)) for k, v in self.styles}
+
+    def instances(self):
+        """[(instance id, label, pixel count)] of the scene, sorted by id."""
+        uniq, first, counts = np.unique(self.inst.reshape(-1), return_index=True, return_counts=True)
+        return [(int(i), int(self.label.reshape(-1)[f]), int(c)) for i, f, c in zip(uniq, first, counts)]
+
+    def mask(self, instance_id: int) -> np.ndarray:
+        m = self.inst == instance_id
+        if not m.any():
+            raise EditError(f"instance {instance_id} is not in the scene (it has "
+                            f"{[i for i, _, _ in self.instances()][:20]}...).")
+        return m
+
+    def instance_at(self, y: int, x: int) -> int:
+        h, w = self.inst.shape
+        if not (0 <= y < h and 0 <= x < w):
+            raise EditError(f"pixel ({x}, {y}) is outside the {w}x{h} scene.")
+        return int(self.inst[y, x])
+
+    def new_instance_id(self, label: int) -> int:
+        """label*1000+k with the smallest free k for a thing class; the label id for stuff."""
+        if label not in self.things:
+            return int(label)
+        used = set(np.unique(self.inst[(self.inst >= label * 1000) & (self.inst < label * 1000 + 1000)]).tolist())
+        for k in range(1000):
+            if label * 1000 + k not in used:
+                return label * 1000 + k
+        raise EditError(f"class {label} already has 1000 instances; ids label*1000+k cannot hold more.")
+
+    # ----- edits (each returns a new Scene) ---------------------------------------------
+    def relabel(self, instance_id: int, label: int) -> Tuple["Scene", int]:
+        """The object becomes class `label` (same shape); returns (scene, its new instance id)."""
+        mask = self.mask(instance_id)
+        new_id = self.new_instance_id(int(label)) if int(label) in self.things else int(label)
+        styles = {k: v for k, v in self.styles if k != instance_id}
+        scene = Scene.from_arrays(*_painted(self, mask, int(label), new_id), styles, self.things)
+        return scene, new_id
+
+    def remove(self, instance_id: int, fill_label: Optional[int] = None) -> "Scene":
+        """Delete the object: its pixels take `fill_label` (default: the most common class around it)."""
+        mask = self.mask(instance_id)
+        if fill_label is None:
+            ring = _dilate(mask, 3) & ~mask
+            around = self.label[ring] if ring.any() else self.label[~mask]
+            if around.size == 0:
+                raise EditError("the object covers the whole scene; name the fill class (fill_label).")
+            fill_label = int(np.bincount(around).argmax())
+        fill_id = self.new_instance_id(int(fill_label))
+        styles = {k: v for k, v in self.styles if k != instance_id}
+        return Scene.from_arrays(*_painted(self, mask, int(fill_label), fill_id), styles, self.things)
+
+    def paste(self, mask, label: int, style=None) -> Tuple["Scene", int]:
+        """A new object of class `label` where mask is True (over whatever was there)."""
+        mask = self._check_mask(mask)
+        new_id = self.new_instance_id(int(label))
+        styles = dict(self.styles)
+        if style is not None:
+            styles[new_id] = style
+        scene = Scene.from_arrays(*_painted(self, mask, int(label), new_id), styles, self.things)
+        return scene, new_id
+
+    def paint(self, mask, label: int) -> "Scene":
+        """Brush/fill: stuff merges with its class's region; a thing class becomes one new object."""
+        return self.paste(mask, label)[0]
+
+    def set_style(self, instance_id: int, style) -> "Scene":
+        """style: a cluster index of the object's class, a feature vector, or None (random again)."""
+        self.mask(instance_id)
+        styles = dict(self.styles)
+        if style is None:
+            styles.pop(instance_id, None)
+        else:
+            styles[instance_id] = style
+        return Scene.from_arrays(self.label, self.inst, styles, self.things)
+
+    def _check_mask(self, mask) -> np.ndarray:
+        mask = np.asarray(mask, bool)
+        if mask.shape != self.label.shape:
+            raise EditError(f"the mask is {mask.shape}, the scene {self.label.shape}: they must match.")
+        if not mask.any():
+            raise EditError("the mask is empty: nothing to paint.")
+        return mask
+
+
+def _painted(scene: Scene, mask: np.ndarray, label: int, instance_id: int):
+    new_label, new_inst = scene.label.copy(), scene.inst.copy()
+    new_label[mask], new_inst[mask] = label, instance_id
+    return new_label, new_inst
+
+
+class Editor:
+    """A scene, its edit history and a synthesizer: every edit returns the new photo."""
+
+    def __init__(self, synthesizer, scene: Scene, seed: int = 0):
+        self.synth, self.seed = synthesizer, seed
+        self.history = [scene]
+        self._check(scene)
+
+    def _check(self, scene: Scene):
+        self.synth.check_label(scene.label)
+
+    @property
+    def scene(self) -> Scene:
+        return self.history[-1]
+
+    def render(self, scene: Optional[Scene] = None, sample: int = 0) -> np.ndarray:
+        scene = scene or self.scene
+        return self.synth.synthesize(scene.label, scene.inst, scene.style_map, seed=self.seed, sample=sample)
+
+    def _push(self, scene: Scene) -> np.ndarray:
+        self._check(scene)
+        self.history.append(scene)
+        return self.render()
+
+    def relabel(self, instance_id: int, label: int) -> np.ndarray:
+        return self._push(self.scene.relabel(instance_id, label)[0])
+
+    def remove(self, instance_id: int, fill_label: Optional[int] = None) -> np.ndarray:
+        return self._push(self.scene.remove(instance_id, fill_label))
+
+    def paste(self, mask, label: int, style=None) -> np.ndarray:
+        return self._push(self.scene.paste(mask, label, style)[0])
+
+    def paint(self, mask, label: int) -> np.ndarray:
+        return self._push(self.scene.paint(mask, label))
+
+    def set_style(self, instance_id: int, style) -> np.ndarray:
+        return self._push(self.scene.set_style(instance_id, style))
+
+    def undo(self) -> np.ndarray:
+        if len(self.history) > 1:
+            self.history.pop()
+        return self.render()

@@ -1,0 +1,136 @@
+"""`pix2pixhd-jax encode-features`: E over every training photo, then per-class k-means.
+
+E runs batched and jitted with the batch sharded over all devices; each process
+encodes its share of the images and the per-instance rows are gathered before the
+clustering, which runs on every process (same input, same seed, same result) and is
+written by process 0. Writes <workdir>/features_clustered.npz (the styles; format in
+features.py) and <workdir>/features_instances.npz (every instance's feature, class,
+area fraction, image name and cluster, for analysis).
+"""
+
+import json
+import logging
+import os
+
+import jax
+import numpy as np
+
+from pix2pixhd_jax import checkpoint, features as features_lib, sharding
+from pix2pixhd_jax.errors import UserError
+from pix2pixhd_jax.synthesis import instance_classes
+
+
+def _encoder_fn(nets, e_vars):
+    variables = {"params": e_vars["params"]}
+    if e_vars.get("batch_stats"):
+        variables["batch_stats"] = e_vars["batch_stats"]
+    return lambda photo: nets.E.apply(variables, photo, train=False)
+
+
+def collect_instance_features(config, e_vars, split="train", batch_size=None, devices=None, progress=True):
+    """Per-instance rows over a split: dict of arrays name, pool_id, label, area (fraction), feature."""
+    from tqdm import tqdm
+
+    from pix2pixhd_jax.data.pipeline import InputPipeline
+    from pix2pixhd_jax.data.transforms import inference_config
+    from pix2pixhd_jax.train_step import Networks
+
+    config = inference_config(config)
+    nets = Networks(config)
+    mesh = sharding.make_mesh(devices)
+    n_dev = mesh.shape[sharding.DATA]
+    batch_size = batch_size or max(config.train.batch_size, n_dev)
+    batch_size = -(-batch_size // n_dev) * n_dev
+    pipeline = InputPipeline(config, split, train=False, batch_size=batch_size, one_hot=False,
+                             process_index=jax.process_index(), process_count=jax.process_count())
+    if config.data.label_nc == 0:
+        raise UserError("encode-features needs label ids (data.label_nc > 0) to group instances by class.")
+    e_vars = jax.device_put(e_vars, sharding.replicated(mesh))
+    encode = jax.jit(lambda v, x: _encoder_fn(nets, v)(x), out_shardings=sharding.replicated(mesh))
+    local = pipeline.batch
+    rows = {"name": [], "pool_id": [], "label": [], "area": [], "feature": []}
+    bar = tqdm(total=pipeline.steps_per_epoch, disable=not progress or jax.process_index() != 0,
+               desc="encoding", unit="batch")
+    for batch in pipeline.iterate(0, num_epochs=1):
+        n = len(batch["image"])
+        image = batch["image"]
+        if n < local:  # the last batch: pad to the jitted shape, drop the padding afterwards
+            image = np.concatenate([image, np.repeat(image[-1:], local - n, 0)])
+        out = np.asarray(encode(e_vars, sharding.global_batch({"image": image}, mesh)["image"]))
+        out = out[jax.process_index() * local:][:n] if jax.process_count() > 1 else out[:n]
+        for i in range(n):
+            label = batch["label_ids"][i]
+            ids = label if config.model.label_feat else batch["inst"][i]
+            uniq, feats, counts = features_lib.instance_rows(out[i], ids)
+            classes = instance_classes(label, ids)
+            rows["name"] += [batch["name"][i].decode()] * len(uniq)
+            rows["pool_id"].append(uniq)
+            rows["label"].append(np.asarray([classes[int(u)] for u in uniq]))
+            rows["area"].append(counts / float(ids.size))
+            rows["feature"].append(feats)
+        bar.update(1)
+    bar.close()
+    out = {"name": np.asarray(rows["name"])}
+    for key in ("pool_id", "label", "area", "feature"):
+        out[key] = np.concatenate(rows[key]) if rows[key] else np.zeros((0,), np.float32)
+    if jax.process_count() > 1:
+        out = _gather_rows(out)
+    return out
+
+
+def _gather_rows(rows):
+    """Concatenate every process's rows (padded to a common length for the all-gather)."""
+    from jax.experimental import multihost_utils
+
+    n = len(rows["pool_id"])
+    counts = multihost_utils.process_allgather(np.asarray([n]))
+    top = int(np.max(counts))
+    gathered = {}
+    names = np.asarray([s.encode() for s in rows["name"]] + [b""] * (top - n), dtype="S256").view(np.uint8)
+    names = multihost_utils.process_allgather(names.reshape(top, 256))
+    for key in ("pool_id", "label", "area", "feature"):
+        v = rows[key]
+        pad = np.zeros((top - n,) + v.shape[1:], v.dtype)
+        gathered[key] = multihost_utils.process_allgather(np.concatenate([v, pad]))
+    keep = np.concatenate([np.arange(int(c)) + i * top for i, c in enumerate(np.ravel(counts))])
+    out = {k: v.reshape((-1,) + v.shape[2:])[keep] for k, v in gathered.items()}
+    out["name"] = np.asarray([bytes(r).rstrip(b"\0").decode() for r in names.reshape(-1, 256)[keep]])
+    return out
+
+
+def encode_features(workdir: str, split: str = "train", n_clusters=None, batch_size=None, progress=True):
+    """Encode, cluster, write both files; returns (clusters, rows with their 'cluster' column)."""
+    config = checkpoint.read_config(workdir)
+    if not (config.model.instance_feat or config.model.label_feat):
+        raise UserError(f"{workdir}: the model was trained without the feature encoder (model.instance_feat and "
+                        "model.label_feat are off); there are no features to cluster.")
+    variables = checkpoint.load_network_params(workdir)
+    if "encoder" not in variables:
+        raise UserError(f"{workdir}: the checkpoint has no encoder weights.")
+    n_clusters = n_clusters or config.model.n_clusters
+    rows = collect_instance_features(config, variables["encoder"], split, batch_size, progress=progress)
+    centers, counts, assignment = features_lib.cluster_features(rows["label"], rows["feature"], rows["area"],
+                                                                n_clusters, seed=config.seed)
+    rows["cluster"] = assignment
+    step = checkpoint.latest_step(workdir, "state")
+    step = checkpoint.latest_step(workdir, "models") if step is None else step
+    clusters = features_lib.FeatureClusters(
+        centers=centers, feat_num=int(config.model.feat_num), counts=counts,
+        meta={"n_clusters": int(n_clusters), "pool": "label" if config.model.label_feat else "instance",
+              "step": step, "split": split, "min_area_fraction": features_lib.MIN_AREA_FRACTION,
+              "source": "encode-features"})
+    if jax.process_index() == 0:
+        features_lib.save_clusters(os.path.join(workdir, features_lib.CLUSTERS_FILE), clusters)
+        tmp = os.path.join(workdir, features_lib.INSTANCES_FILE + ".tmp.npz")
+        np.savez(tmp, **rows)
+        os.replace(tmp, os.path.join(workdir, features_lib.INSTANCES_FILE))
+        summary = {int(k): len(v) for k, v in centers.items()}
+        logging.info("clusters per class: %s", json.dumps(summary))
+    return clusters, rows
+
+
+def import_reference(workdir: str, npy_path: str):
+    config = checkpoint.read_config(workdir)
+    clusters = features_lib.import_reference_clusters(npy_path, int(config.model.feat_num))
+    path = features_lib.save_clusters(os.path.join(workdir, features_lib.CLUSTERS_FILE), clusters)
+    return clusters, path

@@ -1,0 +1,230 @@
+"""Synthesis from label maps with a trained model, loaded once (no TensorFlow here).
+
+`Synthesizer` turns label maps (and instance maps) into photos: G(s) or, with the
+feature encoder, G(s, features) where every instance carries a style vector: a
+k-means centre of its class (chosen, or drawn at random per instance), a feature
+the user gives, or the feature E extracts from a real photo. Inference builds no
+gradients and compiles once per input shape. Sizes that are not a multiple of the
+generator's factor are padded (edge pixels repeated) and the output cropped back.
+
+Random styles are drawn per instance from (seed, sample, instance id), so editing one
+object never reshuffles the styles of the others.
+"""
+
+import os
+from typing import Dict, Optional, Union
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from pix2pixhd_jax import checkpoint, features as features_lib
+from pix2pixhd_jax.errors import UserError
+from pix2pixhd_jax.inputs import instance_boundaries, size_divisor
+
+Style = Union[int, np.ndarray, list, tuple]
+
+
+class SynthesisError(UserError):
+    pass
+
+
+def pad_to_multiple(array: np.ndarray, divisor: int):
+    """Pad (H, W, ...) at the bottom/right, repeating edge pixels, to multiples of divisor."""
+    h, w = array.shape[:2]
+    ph, pw = -h % divisor, -w % divisor
+    if not ph and not pw:
+        return array
+    return np.pad(array, [(0, ph), (0, pw)] + [(0, 0)] * (array.ndim - 2), mode="edge")
+
+
+def instance_classes(label: np.ndarray, inst: np.ndarray) -> Dict[int, int]:
+    """{instance id: its class}, read from the label map (the class under the instance's first pixel)."""
+    uniq, first = np.unique(inst.reshape(-1), return_index=True)
+    return dict(zip(uniq.tolist(), label.reshape(-1)[first].tolist()))
+
+
+def random_style_index(seed: int, sample: int, pool_id: int, num_styles: int) -> int:
+    rng = np.random.default_rng([seed & 0xFFFFFFFF, sample & 0xFFFFFFFF, int(pool_id) & 0xFFFFFFFF])
+    return int(rng.integers(num_styles))
+
+
+class Synthesizer:
+    """A trained generator (+ encoder and clusters) ready to synthesize.
+
+    Args:
+      config: the model's config (attribute access: ConfigDict or the workdir's config.json).
+      variables: {'generator': {'params', 'batch_stats'}, 'encoder': ...} as numpy or jax arrays.
+      clusters: FeatureClusters for random/cluster styles (models with the encoder).
+    """
+
+    def __init__(self, config, variables, clusters: Optional[features_lib.FeatureClusters] = None):
+        from pix2pixhd_jax.train_step import Networks
+
+        self.config = config
+        self.nets = Networks(config)
+        self.has_encoder = self.nets.E is not None
+        self.label_feat = bool(config.model.label_feat)
+        self.feat_num = int(config.model.feat_num) if self.has_encoder else 0
+        self.label_nc = int(config.data.label_nc)
+        self.use_instance = bool(config.data.use_instance)
+        self.divisor = size_divisor(config.model)
+        self.clusters = clusters
+        if clusters is not None and self.has_encoder and clusters.feat_num != self.feat_num:
+            raise SynthesisError(f"the clusters have {clusters.feat_num} features, the encoder gives {self.feat_num} "
+                                 "(model.feat_num): they belong to another model.")
+        put = lambda tree: jax.tree_util.tree_map(jnp.asarray, tree)  # noqa: E731
+        self.g_vars = put(variables["generator"])
+        self.e_vars = put(variables["encoder"]) if self.has_encoder else None
+        self._generate = jax.jit(self._generate_fn)
+        self._encode = jax.jit(self._encode_fn)
+
+    @classmethod
+    def from_workdir(cls, workdir: str, clusters_path: Optional[str] = None):
+        """The newest networks of a workdir (training state or imported), with its clusters if present."""
+        config = checkpoint.read_config(workdir)
+        variables = checkpoint.load_network_params(workdir)
+        if "encoder" not in variables and (config.model.instance_feat or config.model.label_feat):
+            raise SynthesisError(f"{workdir}: the config uses the feature encoder but the checkpoint has no encoder "
+                                 "weights (import it with --netE).")
+        clusters = None
+        path = clusters_path or os.path.join(workdir, features_lib.CLUSTERS_FILE)
+        if (config.model.instance_feat or config.model.label_feat) and (clusters_path or os.path.isfile(path)):
+            clusters = features_lib.load_clusters(path)
+        return cls(config, variables, clusters)
+
+    # ----- jitted programs -------------------------------------------------------
+    def _model_batch(self, label, inst):
+        batch = {}
+        if self.label_nc:
+            batch["label"] = jax.nn.one_hot(label, self.label_nc, dtype=jnp.float32)
+            batch["label_ids"] = label
+        else:
+            batch["label"] = label
+        if self.use_instance:
+            batch["boundary"] = instance_boundaries(inst, xp=jnp)[..., None]
+        return batch
+
+    def _generate_fn(self, g_vars, label, inst, feats):
+        from pix2pixhd_jax.train_step import generate
+
+        batch = self._model_batch(label, inst)
+        fake, _ = generate(self.nets, {"generator": g_vars["params"]}, {"generator": g_vars.get("batch_stats", {})},
+                           batch, train=False, rng=jax.random.PRNGKey(0), features=feats)
+        return jnp.clip(jnp.floor((fake + 1.0) * 127.5 + 0.5), 0, 255).astype(jnp.uint8)
+
+    def _encode_fn(self, e_vars, photo):
+        variables = {"params": e_vars["params"]}
+        if e_vars.get("batch_stats"):
+            variables["batch_stats"] = e_vars["batch_stats"]
+        return self.nets.E.apply(variables, photo, train=False)
+
+    # ----- inputs ----------------------------------------------------------------
+    def check_label(self, label: np.ndarray, where: str = "label map"):
+        label = np.asarray(label)
+        if self.label_nc == 0:
+            if label.ndim != 3 or label.shape[-1] != 3:
+                raise SynthesisError(f"{where}: shape {label.shape}; this model (label_nc=0) takes RGB label images "
+                                     "(H, W, 3).")
+            return label
+        if label.ndim != 2:
+            raise SynthesisError(f"{where}: shape {label.shape}; expected (H, W) label ids. Convert colour label "
+                                 "images to ids first.")
+        if label.size and (label.min() < 0 or label.max() >= self.label_nc):
+            bad = int(label.max()) if label.max() >= self.label_nc else int(label.min())
+            raise SynthesisError(f"{where}: label id {bad} is out of range for this model (label_nc={self.label_nc}); "
+                                 f"ids must be 0..{self.label_nc - 1}. Remap it to a class the model knows.")
+        return label.astype(np.int32)
+
+    def default_instances(self, label: np.ndarray) -> np.ndarray:
+        """Without an instance map every class region is one instance (id = label id)."""
+        if self.label_nc == 0:
+            return np.zeros(label.shape[:2], np.int32)
+        return label.astype(np.int32)
+
+    def pool_ids(self, label: np.ndarray, inst: np.ndarray) -> np.ndarray:
+        return label if self.label_feat else inst
+
+    # ----- styles ----------------------------------------------------------------
+    def encode_styles(self, photo: np.ndarray, label: np.ndarray, inst: Optional[np.ndarray] = None) -> Dict[int, np.ndarray]:
+        """{pool id: E's feature} from a real photo ((H, W, 3) uint8) and its label/instance maps."""
+        if not self.has_encoder:
+            raise SynthesisError("this model has no feature encoder: styles do not apply to it.")
+        label = self.check_label(label)
+        inst = self.default_instances(label) if inst is None else np.asarray(inst, np.int32)
+        photo = np.asarray(photo)
+        if photo.shape[:2] != label.shape[:2] or photo.ndim != 3:
+            raise SynthesisError(f"the style photo is {photo.shape[1::-1] if photo.ndim >= 2 else photo.shape}, the "
+                                 f"label map {label.shape[1::-1]} (W, H): they must be the same size, RGB.")
+        h, w = label.shape[:2]
+        x = pad_to_multiple(photo[..., :3].astype(np.float32) / 127.5 - 1.0, self.divisor)
+        out = np.asarray(self._encode(self.e_vars, x[None]))[0, :h, :w]
+        ids, feats, _ = features_lib.instance_rows(out, self.pool_ids(label, inst))
+        return {int(i): f for i, f in zip(ids, feats)}
+
+    def style_vectors(self, label: np.ndarray, inst: np.ndarray, styles: Optional[Dict[int, Style]] = None,
+                      seed: int = 0, sample: int = 0) -> Dict[int, np.ndarray]:
+        """A feature vector per pool id: the given style (cluster index or vector), else a random cluster
+        centre of its class, else zeros (a class without clusters)."""
+        styles = styles or {}
+        ids = self.pool_ids(label, inst)
+        classes = instance_classes(label, ids)
+        out = {}
+        for pid, cls in classes.items():
+            style = styles.get(pid)
+            if style is None:
+                n = self.clusters.num_styles(cls) if self.clusters is not None else 0
+                out[pid] = (self.clusters.style(cls, random_style_index(seed, sample, pid, n)) if n
+                            else np.zeros(self.feat_num, np.float32))
+            elif isinstance(style, (int, np.integer)):
+                if self.clusters is None:
+                    raise SynthesisError(f"instance {pid}: cluster style {style} asked for, but this model has no "
+                                         "clusters file; run `pix2pixhd-jax encode-features` first.")
+                out[pid] = self.clusters.style(cls, int(style))
+            else:
+                vec = np.asarray(style, np.float32).reshape(-1)
+                if vec.shape != (self.feat_num,):
+                    raise SynthesisError(f"instance {pid}: a style vector of {vec.size} values; this model's encoder "
+                                         f"has feat_num={self.feat_num}.")
+                out[pid] = vec
+        return out
+
+    def feature_map(self, label, inst, vectors: Dict[int, np.ndarray]) -> np.ndarray:
+        ids = self.pool_ids(label, inst)
+        uniq, inverse = np.unique(ids.reshape(-1), return_inverse=True)
+        table = np.stack([vectors.get(int(i), np.zeros(self.feat_num, np.float32)) for i in uniq]).astype(np.float32)
+        return table[inverse.reshape(-1)].reshape(ids.shape + (self.feat_num,))
+
+    # ----- synthesis ---------------------------------------------------------------
+    def synthesize(self, label: np.ndarray, inst: Optional[np.ndarray] = None,
+                   styles: Optional[Dict[int, Style]] = None, seed: int = 0, sample: int = 0) -> np.ndarray:
+        """One photo, (H, W, 3) uint8, for one label map (H, W) (RGB (H, W, 3) when label_nc == 0)."""
+        return self.synthesize_batch([label], [inst], [styles], seed=seed, sample=sample)[0]
+
+    def synthesize_batch(self, labels, insts=None, styles=None, seed: int = 0, sample: int = 0):
+        """Photos for label maps of one size, in one jitted call."""
+        n = len(labels)
+        insts = insts if insts is not None else [None] * n
+        styles = styles if styles is not None else [None] * n
+        prepared = []
+        for label, inst, style in zip(labels, insts, styles):
+            label = self.check_label(label)
+            inst = self.default_instances(label) if inst is None else np.asarray(inst, np.int32)
+            if inst.shape != label.shape[:2]:
+                raise SynthesisError(f"the instance map is {inst.shape[::-1]}, the label map {label.shape[1::-1]} "
+                                     "(W, H): they must be the same size.")
+            feats = None
+            if self.has_encoder:
+                feats = self.feature_map(label, inst, self.style_vectors(label, inst, style, seed, sample))
+            prepared.append((label, inst, feats))
+        shapes = {p[0].shape for p in prepared}
+        if len(shapes) != 1:
+            raise SynthesisError(f"synthesize_batch takes label maps of one size, got {sorted(shapes)}.")
+        h, w = prepared[0][0].shape[:2]
+        stack = lambda i: np.stack([pad_to_multiple(p[i], self.divisor) for p in prepared])  # noqa: E731
+        label = stack(0)
+        if self.label_nc == 0:
+            label = label.astype(np.float32) / 127.5 - 1.0
+        feats = jnp.asarray(stack(2)) if self.has_encoder else None
+        out = self._generate(self.g_vars, jnp.asarray(label), jnp.asarray(stack(1)), feats)
+        return np.asarray(out)[:, :h, :w]

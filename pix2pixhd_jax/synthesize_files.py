@@ -1,0 +1,145 @@
+"""`pix2pixhd-jax synthesize`: label map files or folders in, PNG photos out.
+
+Styles (models trained with the feature encoder):
+  random           every instance draws a k-means style of its class (from --seed)
+  encode:PATH      E's features of real photos: one photo, or a folder paired with the
+                   label maps by scene name (aachen_000000_000019_leftImg8bit.png pairs
+                   with aachen_000000_000019_gtFine_labelIds.png)
+  FILE.json        {"<instance id>": <cluster index> | [feature, ...], ...} for every label
+                   map, or {"<scene name>": {"<instance id>": ...}, ...} per label map;
+                   instances not named draw a random style.
+"""
+
+import collections
+import json
+import os
+from typing import Optional
+
+import numpy as np
+from PIL import Image
+
+from pix2pixhd_jax.data import decode
+from pix2pixhd_jax.data.readers import IMAGE_EXTENSIONS, list_images, scene_key
+from pix2pixhd_jax.errors import UserError
+from pix2pixhd_jax.synthesis import Synthesizer
+
+
+def _files(path: str, what: str) -> list:
+    if os.path.isdir(path):
+        return list_images(path, what)
+    if not os.path.isfile(path):
+        raise UserError(f"{path}: no such file or folder (the {what}).")
+    return [path]
+
+
+def _read(path: str):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def _pair_by_scene(labels: list, others: list, what: str) -> dict:
+    """{label file: partner file} by scene name (a single partner goes with a single label map)."""
+    if len(others) == 1 and len(labels) == 1:
+        return {labels[0]: others[0]}
+    by_key = {scene_key(f): f for f in others}
+    out = {}
+    for f in labels:
+        partner = by_key.get(scene_key(f))
+        if partner is None:
+            raise UserError(f"{f}: no {what} with the scene name {scene_key(f)!r} among the {len(others)} given "
+                            f"(e.g. {others[0]}). Name them alike, e.g. X_label.png and X_inst.png.")
+        out[f] = partner
+    return out
+
+
+def _parse_style_map(obj, where: str) -> dict:
+    out = {}
+    for key, value in obj.items():
+        try:
+            inst = int(key)
+        except ValueError:
+            raise UserError(f"{where}: key {key!r} is not an instance id.") from None
+        if isinstance(value, bool) or not isinstance(value, (int, list)):
+            raise UserError(f"{where}: instance {inst}: {value!r} is neither a cluster index nor a list of features.")
+        if isinstance(value, list) and not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                               for v in value):
+            raise UserError(f"{where}: instance {inst}: the feature list {value!r} must hold numbers.")
+        out[inst] = value
+    return out
+
+
+def load_style_json(path: str) -> dict:
+    """{None: styles for every label map} or {scene name: styles}, styles = {instance id: index | vector}."""
+    try:
+        with open(path) as f:
+            obj = json.load(f)
+    except (OSError, json.JSONDecodeError) as e:
+        raise UserError(f"{path}: cannot read the style file ({e}). Expected JSON such as "
+                        '{"26001": 3, "26002": [0.1, -0.2, 0.4]}.') from None
+    if not isinstance(obj, dict):
+        raise UserError(f"{path}: the style file holds a {type(obj).__name__}, expected a JSON object.")
+    if all(isinstance(v, dict) for v in obj.values()) and obj:
+        return {name: _parse_style_map(v, f"{path} [{name}]") for name, v in obj.items()}
+    return {None: _parse_style_map(obj, path)}
+
+
+def synthesize_files(synth: Synthesizer, label: str, out: str, inst: Optional[str] = None, style: str = "random",
+                     seed: int = 0, num_samples: int = 1, batch_size: int = 4, progress: bool = True):
+    """Synthesize every label map under `label` into `out`; returns the written paths."""
+    from tqdm import tqdm
+
+    labels = _files(label, "label maps")
+    insts = _pair_by_scene(labels, _files(inst, "instance maps"), "instance map") if inst else {}
+    photos, style_json = {}, {}
+    if style != "random":
+        if not synth.has_encoder:
+            raise UserError(f"--style {style}: this model has no feature encoder; styles apply only to models trained "
+                            "with model.instance_feat or model.label_feat.")
+        if style.startswith("encode:"):
+            photos = _pair_by_scene(labels, _files(style[len("encode:"):], "style photos"), "style photo")
+        elif style.endswith(".json"):
+            style_json = load_style_json(style)
+        else:
+            raise UserError(f"--style {style!r}: expected 'random', 'encode:PHOTO_OR_FOLDER' or a .json file.")
+    if num_samples < 1:
+        raise UserError(f"--num-samples {num_samples}: must be at least 1.")
+    os.makedirs(out, exist_ok=True)
+
+    groups = collections.OrderedDict()  # one jitted program per size
+    for f in labels:
+        lab = decode.decode_label(_read(f), f, synth.label_nc)
+        lab = np.asarray(lab) if synth.label_nc == 0 else lab
+        ins = decode.decode_instances(_read(insts[f]), insts[f]) if f in insts else None
+        if ins is not None and ins.shape != lab.shape[:2]:
+            raise UserError(f"{insts[f]}: {ins.shape[1]}x{ins.shape[0]}, but its label map {f} is "
+                            f"{lab.shape[1]}x{lab.shape[0]}; they must be the same size.")
+        styles = style_json.get(None, style_json.get(scene_key(f)))
+        if f in photos:
+            photo = np.asarray(decode.decode_photo(_read(photos[f]), photos[f]))
+            if photo.shape[:2] != lab.shape[:2]:
+                raise UserError(f"{photos[f]}: {photo.shape[1]}x{photo.shape[0]}, but the label map {f} is "
+                                f"{lab.shape[1]}x{lab.shape[0]}; encode a photo of the same size.")
+            styles = synth.encode_styles(photo, lab, ins)
+        groups.setdefault(lab.shape, []).append((f, lab, ins, styles))
+
+    written = []
+    bar = tqdm(total=len(labels) * num_samples, disable=not progress, desc="synthesizing", unit="image")
+    for items in groups.values():
+        size = min(batch_size, len(items))
+        for start in range(0, len(items), size):
+            chunk = items[start:start + size]
+            padded = chunk + [chunk[-1]] * (size - len(chunk))  # the last batch keeps the compiled shape
+            for k in range(num_samples):
+                photos_out = synth.synthesize_batch([c[1] for c in padded], [c[2] for c in padded],
+                                                    [c[3] for c in padded], seed=seed, sample=k)
+                for (f, *_), img in zip(chunk, photos_out):
+                    suffix = "synthesized" if num_samples == 1 else f"sample{k:02d}"
+                    path = os.path.join(out, f"{scene_key(f)}_{suffix}.png")
+                    Image.fromarray(img).save(path)
+                    written.append(path)
+                bar.update(len(chunk))
+    bar.close()
+    return written
+
+
+__all__ = ["synthesize_files", "load_style_json", "IMAGE_EXTENSIONS"]
