@@ -57,3 +57,44 @@ def cityscapes_samples():
     if not (CITYSCAPES_SAMPLES / "train_label").is_dir():
         pytest.skip(f"the real Cityscapes samples are not at {CITYSCAPES_SAMPLES} (they live in ../shared)")
     return CITYSCAPES_SAMPLES
+
+
+# A pix2pixHD G with the feature encoder, as small as each path allows (the model tests of
+# synthesis, features and editing share it).
+TINY_FEATURES = ("model.instance_feat=True", "model.ngf=4", "model.n_downsample_global=2", "model.n_blocks_global=1",
+                 "model.nef=4", "model.n_downsample_E=2", "model.ndf=4", "model.num_D=1", "model.n_layers_D=1")
+
+
+def random_variables(nets, seed=0):
+    """Networks' variables filled from numpy by leaf name (kernels N(0, 0.05), biases
+    U(-0.1, 0.1)): shapes from jax.eval_shape, so no slow init program is compiled."""
+    import jax
+
+    shapes = jax.eval_shape(lambda: nets.init(jax.random.PRNGKey(0), 16, 16))
+    rng = np.random.default_rng(seed)
+
+    def fill(path, s):
+        name = str(getattr(path[-1], "key", path[-1]))
+        value = {"kernel": lambda: rng.normal(0.0, 0.05, s.shape), "bias": lambda: rng.uniform(-0.1, 0.1, s.shape),
+                 "scale": lambda: rng.normal(1.0, 0.02, s.shape), "var": lambda: np.ones(s.shape)}.get(
+                     name, lambda: np.zeros(s.shape))()
+        return np.asarray(value, s.dtype)
+
+    g_params, g_stats, d_params, d_stats = jax.tree_util.tree_map_with_path(fill, shapes)
+    out = {"generator": {"params": g_params["generator"], "batch_stats": g_stats["generator"]},
+           "discriminator": {"params": d_params, "batch_stats": d_stats}}
+    if "encoder" in g_params:
+        out["encoder"] = {"params": g_params["encoder"], "batch_stats": g_stats["encoder"]}
+    return out
+
+
+def make_model_workdir(workdir, *overrides, seed=0):
+    """A workdir holding config.json and an 'imported' checkpoint of a random tiny model
+    (TINY_FEATURES unless overridden); returns (config, variables)."""
+    from pix2pixhd_jax import checkpoint
+    from pix2pixhd_jax.train_step import Networks
+
+    config = load_test_config(*[f"--config.{o}" for o in TINY_FEATURES + tuple(overrides)])
+    variables = random_variables(Networks(config), seed)
+    checkpoint.save_models(str(workdir), 0, variables, config)
+    return config, variables
