@@ -269,7 +269,9 @@ def synthesize_test_split(config, workdir: str, state, max_grid_rows: int = 8):
     """G (and E on the test photos) over the test split -> <workdir>/test_results/*.png."""
     from pix2pixhd_jax.data.errors import DataError
     from pix2pixhd_jax.data.pipeline import InputPipeline
+    from pix2pixhd_jax.data.transforms import inference_config
 
+    config = inference_config(config)  # whole test images, not training crops
     try:
         pipeline = InputPipeline(config, "test", train=False, batch_size=1)
     except DataError as e:

@@ -1,0 +1,151 @@
+"""Feature embedding on the synthetic scenes, whose per-instance styles are known.
+
+    python experiments/feature_styles.py --workdir runs/features --data demo/synthetic --out experiments/feature_styles
+
+Needs a workdir trained with configs/synthetic_features.py. Runs encode-features (unless
+the clusters file exists), then measures:
+  purity      per class: how well the k-means clusters of E's features recover the true
+              styles (sum over clusters of the largest true-style count / instances), with
+              the reference's K = min(N, 10) and with K = the true number of styles;
+  locality    changing one car's style: mean |difference| inside the car, outside the car
+              dilated by 3 px, and the fraction of outside pixels that move by more than 8 levels;
+  PSNR        against the real test photo: its own encoded features vs random cluster styles.
+Writes <out>/results.json, <out>/samples.png (label | real | encoded | 3 random styles) and
+<out>/style_change.png.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from pix2pixhd_jax import features as features_lib  # noqa: E402
+from pix2pixhd_jax import visualize  # noqa: E402
+from pix2pixhd_jax.editing import _dilate  # noqa: E402
+from pix2pixhd_jax.synthesis import Synthesizer  # noqa: E402
+
+
+def purity(assign, truth):
+    total = 0
+    for c in np.unique(assign):
+        total += np.bincount(truth[assign == c]).max()
+    return total / len(assign)
+
+
+def true_styles(data, phase):
+    out = {}
+    with open(os.path.join(data, f"{phase}_styles.jsonl")) as f:
+        for line in f:
+            rec = json.loads(line)
+            for inst in rec["instances"]:
+                out[(rec["name"], inst["id"])] = (inst["class"], inst["style"])
+    return out
+
+
+def measure_purity(rows, data):
+    from sklearn.cluster import KMeans
+
+    truth = true_styles(data, "train")
+    kept = rows["cluster"] >= 0
+    result = {}
+    for label in np.unique(rows["label"][kept]):
+        sel = kept & (rows["label"] == label)
+        keys = [(n, int(i)) for n, i in zip(rows["name"][sel], rows["pool_id"][sel])]
+        cls = truth[keys[0]][0]
+        styles = np.asarray([truth[k][1] for k in keys])
+        n_true = len(np.unique(styles))
+        feats = rows["feature"][sel]
+        k_true = min(n_true, len(feats))
+        own = KMeans(n_clusters=k_true, random_state=0, n_init=10).fit(feats).labels_ if k_true > 1 else \
+            np.zeros(len(feats), int)
+        result[cls] = {"label": int(label), "instances": int(sel.sum()), "true_styles": n_true,
+                       "clusters": int(rows["cluster"][sel].max() + 1),
+                       "purity": round(float(purity(rows["cluster"][sel], styles)), 4),
+                       "purity_k_true": round(float(purity(own, styles)), 4)}
+    return result
+
+
+def load(data, name, role, folder):
+    return np.asarray(Image.open(os.path.join(data, f"test_{folder}", f"{name}.png")))
+
+
+def psnr(a, b):
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return 10 * np.log10(255.0 ** 2 / max(mse, 1e-10))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workdir", required=True)
+    parser.add_argument("--data", required=True, help="the synthetic scenes the model was trained on")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--samples", type=int, default=6)
+    args = parser.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+
+    if not os.path.isfile(os.path.join(args.workdir, features_lib.CLUSTERS_FILE)):
+        from pix2pixhd_jax.encode_features import encode_features
+
+        encode_features(args.workdir)
+    with np.load(os.path.join(args.workdir, features_lib.INSTANCES_FILE)) as f:
+        rows = {k: f[k] for k in f.files}
+    results = {"purity": measure_purity(rows, args.data)}
+
+    synth = Synthesizer.from_workdir(args.workdir)
+    names = sorted(os.path.splitext(f)[0] for f in os.listdir(os.path.join(args.data, "test_label")))
+    car = 26
+    psnr_enc, psnr_rand, inside, outside, moved = [], [], [], [], []
+    grid_rows, change_rows = [], []
+    for i, name in enumerate(names):
+        label, inst = load(args.data, name, "label", "label"), load(args.data, name, "inst", "inst").astype(np.int32)
+        real = load(args.data, name, "img", "img")
+        encoded = synth.encode_styles(real, label, inst)
+        out_enc = synth.synthesize(label, inst, encoded)
+        out_rand = [synth.synthesize(label, inst, seed=0, sample=k) for k in range(3)]
+        psnr_enc.append(psnr(out_enc, real))
+        psnr_rand.append(np.mean([psnr(o, real) for o in out_rand]))
+        if i < args.samples:
+            grid_rows.append([visualize.colorize_labels(label), real, out_enc] + out_rand)
+        cars = [(int((inst == k).sum()), int(k)) for k in np.unique(inst) if k // 1000 == car]
+        n_styles = synth.clusters.num_styles(car)
+        if cars and n_styles > 1:
+            target = max(cars)[1]
+            mask = inst == target
+            centres = synth.clusters.centers[car]
+            a, b = np.unravel_index(np.argmax(((centres[:, None] - centres[None]) ** 2).sum(-1)), (n_styles,) * 2)
+            base = {k: v for k, v in encoded.items()}
+            photo_a = synth.synthesize(label, inst, {**base, target: int(a)})
+            photo_b = synth.synthesize(label, inst, {**base, target: int(b)})
+            diff = np.abs(photo_a.astype(np.float64) - photo_b.astype(np.float64)).mean(-1)
+            far = ~_dilate(mask, 3)
+            inside.append(diff[mask].mean())
+            outside.append(diff[far].mean())
+            moved.append((diff[far] > 8).mean())
+            if len(change_rows) < 4:
+                change_rows.append([visualize.colorize_labels(label), visualize.gray(mask), photo_a, photo_b,
+                                    np.clip(diff * 4, 0, 255).astype(np.uint8)[..., None].repeat(3, -1)])
+    results["psnr_encoded"] = round(float(np.mean(psnr_enc)), 3)
+    results["psnr_random_styles"] = round(float(np.mean(psnr_rand)), 3)
+    results["test_images"] = len(names)
+    if inside:
+        results["style_change"] = {
+            "cars": len(inside),
+            "mean_abs_diff_inside": round(float(np.mean(inside)), 3),
+            "mean_abs_diff_outside_dilated_3px": round(float(np.mean(outside)), 3),
+            "fraction_outside_moved_over_8_levels": round(float(np.mean(moved)), 5)}
+    visualize.save_png(os.path.join(args.out, "samples.png"), visualize.grid(grid_rows))
+    if change_rows:
+        visualize.save_png(os.path.join(args.out, "style_change.png"), visualize.grid(change_rows))
+    with open(os.path.join(args.out, "results.json"), "w") as f:
+        json.dump(results, f, indent=2)
+    print(json.dumps(results, indent=2))
+    print(f"pictures and results.json in {os.path.abspath(args.out)}")
+
+
+if __name__ == "__main__":
+    main()
