@@ -123,3 +123,19 @@ def test_crop_larger_than_the_scaled_image_is_a_clear_error():
 def test_unknown_mode_is_a_clear_error():
     with pytest.raises(DataError, match="resize_or_crop='stretch'"):
         transforms.check_mode("stretch")
+
+
+def test_inference_mode_keeps_the_scale_and_drops_the_random_crop():
+    from pix2pixhd_jax.data.transforms import inference_mode, output_size
+
+    for mode, load, fine, size in (("scale_width_and_crop", 256, 128, (512, 256)), ("resize_and_crop", 286, 256, (300, 200)),
+                                   ("crop", 0, 128, (256, 128)), ("scale_width", 256, 256, (512, 256)), ("none", 0, 0, (96, 64))):
+        new_mode, new_load, new_fine = inference_mode(mode, load, fine)
+        assert "crop" not in new_mode or new_fine == new_load
+        w, h = output_size(*size, new_mode, new_load, new_fine, 32)
+        if "scale_width" in mode:
+            assert (w, h) == (load, load * size[1] // size[0])  # the training scale, whole image
+        elif mode == "resize_and_crop":
+            assert (w, h) == (load, load)
+        else:
+            assert (w, h) == size  # the whole image at its own size
