@@ -56,10 +56,10 @@ class Scene:
 
     @classmethod
     def from_arrays(cls, label, inst=None, styles=None, things=None):
-        label = np.asarray(label, np.int32)
+        label = np.array(label, np.int32)  # own copies: freezing them must not freeze the caller's arrays
         if label.ndim != 2:
             raise EditError(f"the label map has shape {label.shape}; expected (H, W) ids.")
-        inst = label.copy() if inst is None else np.asarray(inst, np.int32)
+        inst = label.copy() if inst is None else np.array(inst, np.int32)
         if inst.shape != label.shape:
             raise EditError(f"the instance map is {inst.shape}, the label map {label.shape}: they must match.")
         if things is None:  # Cityscapes' thing classes, plus any class the map already splits into objects
@@ -127,10 +127,13 @@ class Scene:
         """A new object of class `label` where mask is True (over whatever was there)."""
         mask = self._check_mask(mask)
         new_id = self.new_instance_id(int(label))
-        styles = dict(self.styles)
+        new_label, new_inst = _painted(self, mask, int(label), new_id)
+        # Objects painted over entirely lose their style, or a later object reusing the id would inherit it.
+        vanished = set(np.unique(self.inst[mask]).tolist()) - set(np.unique(new_inst).tolist())
+        styles = {k: v for k, v in self.styles if k not in vanished}
         if style is not None:
             styles[new_id] = style
-        scene = Scene.from_arrays(*_painted(self, mask, int(label), new_id), styles, self.things)
+        scene = Scene.from_arrays(new_label, new_inst, styles, self.things)
         return scene, new_id
 
     def paint(self, mask, label: int) -> "Scene":
