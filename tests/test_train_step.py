@@ -581,3 +581,38 @@ def test_pix2pix_path_with_batch_norm_and_dropout():
     assert not np.array_equal(np.asarray(state1.rng), np.asarray(state0.rng))
     other = step(state0.replace(rng=np.asarray(jax.random.PRNGKey(99))), batch, {})[2]
     assert not np.allclose(np.asarray(other), np.asarray(fake), atol=1e-4)
+
+
+# ---------------------------------------------------------------------------------------
+# The feature encoder in training (paper sec. 3.4)
+
+
+def test_training_with_the_encoder_feeds_pooled_features_to_g_only_and_trains_e():
+    config = load_test_config(*TINY, "model.instance_feat=True", "model.nef=4", "model.n_downsample_E=1")
+    nets = Networks(config)
+    state = fast_state(nets, H, W)
+    batch = make_batch(2, H, W, LABEL_NC)
+    feat_num, label_nc_in = config.model.feat_num, LABEL_NC + 1
+    # G's first conv sees labels + boundary + E's features; D's sees labels + boundary + image only.
+    g_in = {leaf.shape[2] for path, leaf in leaves(state.g_params["generator"]) if _leaf_name(path) == "kernel"}
+    d_in = {leaf.shape[2] for path, leaf in leaves(state.d_params) if _leaf_name(path) == "kernel"}
+    assert label_nc_in + feat_num in g_in and label_nc_in not in g_in
+    assert label_nc_in + 3 in d_in and label_nc_in + 3 + feat_num not in d_in
+
+    # What G receives: E's output averaged over each instance.
+    feats = np.asarray(nets.E.apply({"params": state.g_params["encoder"]}, batch["image"], batch["inst"], train=False))
+    for b in range(2):
+        for inst_id in np.unique(batch["inst"][b]):
+            values = feats[b][batch["inst"][b] == inst_id]
+            np.testing.assert_allclose(values, np.broadcast_to(values[0], values.shape), atol=1e-6)
+
+    step = jax.jit(make_train_step(config, STEPS_PER_EPOCH))
+    new_state, metrics, _ = step(state, batch, {})
+    assert np.isfinite(float(metrics["loss_G"]))
+    # E has no loss of its own: it learns through G's loss, with G's optimizer.
+    assert changed_fraction(state.g_params["encoder"], new_state.g_params["encoder"]) > 0.5
+    # Another photo with the same labels changes G's output only through E.
+    other = dict(batch, image=-batch["image"])
+    out_a, _ = generate(nets, new_state.g_params, new_state.g_stats, batch, train=False, rng=jax.random.PRNGKey(0))
+    out_b, _ = generate(nets, new_state.g_params, new_state.g_stats, other, train=False, rng=jax.random.PRNGKey(0))
+    assert float(jnp.abs(out_a - out_b).mean()) > 1e-4
