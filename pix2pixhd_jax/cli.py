@@ -119,6 +119,18 @@ def cmd_synthesize(args, overrides):
     print(f"{len(written)} photos written to {os.path.abspath(args.out)}")
 
 
+def cmd_benchmark(args, overrides):
+    from pix2pixhd_jax.benchmark import benchmark
+    from pix2pixhd_jax.config_loading import load_config
+
+    extra = [f"--config.train.dtype={args.dtype}"] if args.dtype else []
+    extra += ["--config.train.remat=true"] if args.remat else []
+    config = load_config(args.config, extra + overrides)
+    result = benchmark(config, args.height, args.width, args.batch, args.steps, args.warmup,
+                       synthesis=not args.no_synthesis)
+    print(json.dumps(result))
+
+
 def cmd_convert_vgg19(args, overrides):
     from pix2pixhd_jax.models import vgg
 
@@ -192,6 +204,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clusters", default=None, help="a clusters file (default: the workdir's)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(fn=cmd_synthesize, takes_config=False)
+
+    p = sub.add_parser("benchmark", help="time the train step and synthesis on random on-device batches (one JSON line)")
+    p.add_argument("--config", required=True, help="configs/X.py[:arg]")
+    p.add_argument("--height", type=int, default=512)
+    p.add_argument("--width", type=int, default=1024)
+    p.add_argument("--batch", type=int, default=1, help="global batch (all devices)")
+    p.add_argument("--steps", type=int, default=20, help="timed steps after the warm-up")
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--dtype", choices=("float32", "bfloat16"), default=None, help="default: the config's")
+    p.add_argument("--remat", action="store_true")
+    p.add_argument("--no-synthesis", action="store_true", help="skip the synthesis latency")
+    p.set_defaults(fn=cmd_benchmark, takes_config=True)
 
     p = sub.add_parser("convert-vgg19", help="convert torchvision's vgg19-dcbb9e9d.pth to .npz (needs torch once)")
     p.add_argument("--pth", required=True, help="torchvision's vgg19-dcbb9e9d.pth")

@@ -29,6 +29,12 @@ CORE = [
     "pix2pixhd_jax.train_step",
     "pix2pixhd_jax.metric_writer",
     "pix2pixhd_jax.train",
+    "pix2pixhd_jax.features",
+    "pix2pixhd_jax.encode_features",
+    "pix2pixhd_jax.synthesis",
+    "pix2pixhd_jax.synthesize_files",
+    "pix2pixhd_jax.editing",
+    "pix2pixhd_jax.benchmark",
 ]
 
 
@@ -47,3 +53,17 @@ def test_the_pipeline_does_need_tensorflow():
     code = "import sys; sys.modules['tensorflow'] = None; import pix2pixhd_jax.data.pipeline"
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode != 0 and "tensorflow" in result.stderr
+
+
+def test_synthesis_from_a_workdir_needs_neither_tensorflow_nor_ml_collections(tmp_path):
+    from conftest import make_model_workdir
+
+    make_model_workdir(tmp_path)
+    code = ("import sys; sys.modules['tensorflow'] = None; sys.modules['tensorflow_datasets'] = None; "
+            "sys.modules['ml_collections'] = None; import numpy as np; "
+            "from pix2pixhd_jax.synthesis import Synthesizer; "
+            f"s = Synthesizer.from_workdir({str(tmp_path)!r}); "
+            "print(s.synthesize(np.full((20, 30), 7), None).shape)")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "(20, 30, 3)" in result.stdout

@@ -1,0 +1,160 @@
+"""`pix2pixhd-jax benchmark`: the real train step (and synthesis) on random on-device batches.
+
+No TensorFlow and no dataset: the state is filled from numpy by parameter name (shapes
+from jax.eval_shape, so no init program runs), batches are random block label maps made
+on the device, and the VGG19 (when the config's VGG loss is on) gets random weights of
+the right shapes: speed does not depend on the values. Prints one JSON line.
+"""
+
+import platform
+import resource
+import statistics
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from pix2pixhd_jax.errors import UserError
+from pix2pixhd_jax.inputs import instance_boundaries, size_divisor
+
+
+def _fill(shapes, seed=0):
+    rng = np.random.default_rng(seed)
+
+    def fill(path, s):
+        name = str(getattr(path[-1], "key", getattr(path[-1], "name", path[-1])))
+        if name == "kernel":
+            return np.asarray(rng.normal(0.0, 0.02, s.shape), s.dtype)
+        if name in ("scale", "var"):
+            return np.ones(s.shape, s.dtype)
+        return np.zeros(s.shape, s.dtype)  # biases, means, Adam moments and counts, the step, the pool
+
+    return jax.tree_util.tree_map_with_path(fill, shapes)
+
+
+def random_batch(config, batch: int, height: int, width: int, seed: int = 0):
+    """Block label maps (16x16 blocks), instance ids label*1000+block, a random photo: on the device."""
+    data = config.data
+    key = jax.random.PRNGKey(seed)
+    k1, k2 = jax.random.split(key)
+    bh, bw = -(-height // 16), -(-width // 16)
+    out = {"image": jax.random.uniform(k2, (batch, height, width, 3), jnp.float32, -1.0, 1.0)}
+    if data.label_nc:
+        ids = jax.random.randint(k1, (batch, bh, bw), 0, data.label_nc)
+        ids = jnp.repeat(jnp.repeat(ids, 16, 1), 16, 2)[:, :height, :width].astype(jnp.int32)
+        blocks = jnp.arange(bh * bw).reshape(bh, bw)
+        blocks = jnp.repeat(jnp.repeat(blocks, 16, 0), 16, 1)[:height, :width]
+        inst = ids * 1000 + blocks[None]
+        out.update(label=jax.nn.one_hot(ids, data.label_nc, dtype=jnp.float32), label_ids=ids, inst=inst)
+    else:
+        ids = jnp.zeros((batch, height, width), jnp.int32)
+        inst = ids
+        out["label"] = jax.random.uniform(k1, (batch, height, width, data.input_nc), jnp.float32, -1.0, 1.0)
+    if data.use_instance:
+        out["inst"] = inst
+        out["boundary"] = instance_boundaries(inst, xp=jnp)[..., None]
+    return out
+
+
+def _peak_memory():
+    """Peak device bytes (accelerators) or the process's peak RSS (CPU), and what it is."""
+    stats = None
+    try:
+        stats = jax.devices()[0].memory_stats()
+    except Exception:  # noqa: BLE001  (backends without memory stats)
+        stats = None
+    if stats and "peak_bytes_in_use" in stats:
+        return int(stats["peak_bytes_in_use"]), "device peak_bytes_in_use"
+    scale = 1 if sys.platform == "darwin" else 1024
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale), "host peak RSS"
+
+
+def _flops(compiled):
+    try:
+        cost = compiled.cost_analysis()
+    except Exception:  # noqa: BLE001
+        return None
+    if isinstance(cost, (list, tuple)):
+        cost = cost[0] if cost else None
+    return float(cost["flops"]) if cost and "flops" in cost else None
+
+
+def benchmark(config, height: int, width: int, batch: int, steps: int = 20, warmup: int = 3,
+              synthesis: bool = True) -> dict:
+    from pix2pixhd_jax.models.vgg import VGG19Features
+    from pix2pixhd_jax.train_step import Networks, init_train_state, make_train_step
+
+    divisor = size_divisor(config.model)
+    if height % divisor or width % divisor:
+        raise UserError(f"--height {height} --width {width}: both must be multiples of {divisor} for this generator.")
+    if steps < 1 or warmup < 0:
+        raise UserError(f"--steps {steps} must be >= 1 and --warmup {warmup} >= 0.")
+    nets = Networks(config)
+    shapes = jax.eval_shape(lambda r: init_train_state(nets, r, divisor * 2, divisor * 2), jax.random.PRNGKey(0))
+    state = jax.device_put(_fill(shapes))
+    state = state.replace(rng=jax.random.PRNGKey(0))
+    if config.train.pool_size > 0:
+        from pix2pixhd_jax import image_pool
+
+        state = state.replace(pool=image_pool.init_pool(config.train.pool_size, (height, width, nets.d_in)))
+    vgg_apply, vgg_vars = None, {}
+    if not config.loss.no_vgg_loss:
+        vgg = VGG19Features(dtype=nets.G.dtype)
+        vgg_vars = jax.device_put(_fill(jax.eval_shape(lambda: vgg.init(jax.random.PRNGKey(0),
+                                                                         jnp.zeros((1, 32, 32, 3))))))
+        vgg_apply = vgg.apply
+    data = random_batch(config, batch, height, width)
+    step_fn = jax.jit(make_train_step(config, steps_per_epoch=1000, vgg_apply=vgg_apply), donate_argnums=(0,))
+
+    start = time.perf_counter()
+    compiled = step_fn.lower(state, data, vgg_vars).compile()
+    compile_s = time.perf_counter() - start
+    flops = _flops(compiled)
+
+    times = []
+    for i in range(warmup + steps):
+        start = time.perf_counter()
+        state, metrics, _ = compiled(state, data, vgg_vars)
+        jax.block_until_ready(metrics)  # the training loop syncs the metrics every step too
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+    median = statistics.median(times)
+    peak, peak_kind = _peak_memory()
+    result = {
+        "what": "train_step", "config": getattr(config, "name", ""), "height": height, "width": width,
+        "batch": batch, "dtype": config.train.dtype, "remat": bool(config.train.remat),
+        "vgg": not config.loss.no_vgg_loss, "netG": config.model.netG, "num_D": config.model.num_D,
+        "median_step_s": round(median, 5), "images_per_s": round(batch / median, 3),
+        "compile_s": round(compile_s, 2), "steps": steps, "warmup": warmup,
+        "flops_per_step": flops, "tflops_per_s": round(flops / median / 1e12, 3) if flops else None,
+        "peak_memory_bytes": peak, "peak_memory_kind": peak_kind,
+        "device": str(jax.devices()[0].device_kind), "device_count": jax.device_count(),
+        "jax": jax.__version__, "python": platform.python_version(),
+    }
+    if synthesis:
+        result.update(_synthesis_latency(config, state, data, steps))
+    return result
+
+
+def _synthesis_latency(config, state, data, repeats):
+    """G alone (no gradients) on one label map of the benchmark's size, compiled once."""
+    from pix2pixhd_jax.train_step import Networks, generate
+
+    nets = Networks(config)
+    one = {k: v[:1] for k, v in data.items()}
+    feats = None
+    if nets.E is not None:
+        feats = jnp.zeros(one["image"].shape[:3] + (config.model.feat_num,), jnp.float32)
+    run = jax.jit(lambda p, s, b, f: generate(nets, p, s, b, train=False, rng=jax.random.PRNGKey(0), features=f)[0])
+    params, stats = state.g_params, state.g_stats
+    start = time.perf_counter()
+    jax.block_until_ready(run(params, stats, one, feats))
+    compile_s = time.perf_counter() - start
+    times = []
+    for _ in range(max(repeats, 3)):
+        start = time.perf_counter()
+        jax.block_until_ready(run(params, stats, one, feats))
+        times.append(time.perf_counter() - start)
+    return {"synthesis_median_s": round(statistics.median(times), 5), "synthesis_first_call_s": round(compile_s, 2)}
