@@ -333,3 +333,23 @@ def test_cli_errors_exit_2(model, scenes, tmp_path, capsys):
     assert "--num-samples 0" in capsys.readouterr().err
     assert _run(model, scenes, tmp_path / "o", "--style", "fancy") == 2
     assert "'fancy'" in capsys.readouterr().err
+
+
+def test_synthesis_compiles_once_per_shape_and_builds_no_gradients(model):
+    _, config, variables, clusters = model
+    s = Synthesizer(config, variables, clusters)  # a fresh jit cache
+    a, _, _ = block_example(37, 23, block=8, seed=5)
+    b, _, _ = block_example(37, 23, block=8, seed=6)
+    s.synthesize(a)
+    s.synthesize(b, seed=3, styles=None)
+    s.synthesize(a, sample=2)
+    assert s._generate._cache_size() == 1  # other maps, seeds, samples and styles: the same program
+    s.synthesize(block_example(44, 20, block=4, seed=7)[0])
+    assert s._generate._cache_size() == 2
+    # the program is G's forward pass only: one convolution per conv layer (a backward pass
+    # would add two more per layer), and E does not run (the styles come in as features)
+    label = jnp.zeros((1, 24, 40), jnp.int32)
+    feats = jnp.zeros((1, 24, 40, 3))
+    jaxpr = str(jax.make_jaxpr(s._generate_fn)(s.g_vars, label, label, feats))
+    kernels = [p for p, _ in jax.tree_util.tree_leaves_with_path(s.g_vars["params"]) if "kernel" in str(p[-1])]
+    assert jaxpr.count("conv_general_dilated[") == len(kernels)
