@@ -21,18 +21,13 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def random_variables(nets, seed=0):
+def random_variables(nets):
     import jax
 
+    from pix2pixhd_jax.benchmark import fill_like
+
     shapes = jax.eval_shape(lambda: nets.init(jax.random.PRNGKey(0), 32, 32))
-    rng = np.random.default_rng(seed)
-
-    def fill(path, s):
-        name = str(getattr(path[-1], "key", path[-1]))
-        scale = 0.02 if name == "kernel" else 0.0
-        return np.asarray(rng.normal(0.0, scale, s.shape) if scale else np.zeros(s.shape), s.dtype)
-
-    g_params, g_stats, _, _ = jax.tree_util.tree_map_with_path(fill, shapes)
+    g_params, g_stats, _, _ = fill_like(shapes)
     out = {"generator": {"params": g_params["generator"], "batch_stats": g_stats["generator"]}}
     if "encoder" in g_params:
         out["encoder"] = {"params": g_params["encoder"], "batch_stats": g_stats["encoder"]}
