@@ -7,8 +7,9 @@ the clusters file exists), then measures:
   purity      per class: how well the k-means clusters of E's features recover the true
               styles (sum over clusters of the largest true-style count / instances), with
               the reference's K = min(N, 10) and with K = the true number of styles;
-  locality    changing one car's style: mean |difference| inside the car, outside the car
-              dilated by 3 px, and the fraction of outside pixels that move by more than 8 levels;
+  locality    changing one car's style (between its class's two most distant centres):
+              mean |difference| (0-255 levels) inside the car, outside the car dilated by
+              3 px, beyond 16 px, and the fraction of outside pixels moving by over 8 levels;
   PSNR        against the real test photo: its own encoded features vs random cluster styles.
 Writes <out>/results.json, <out>/samples.png (label | real | encoded | 3 random styles) and
 <out>/style_change.png.
@@ -99,7 +100,7 @@ def main():
     synth = Synthesizer.from_workdir(args.workdir)
     names = sorted(os.path.splitext(f)[0] for f in os.listdir(os.path.join(args.data, "test_label")))
     car = 26
-    psnr_enc, psnr_rand, inside, outside, moved = [], [], [], [], []
+    psnr_enc, psnr_rand, inside, outside, moved, distant = [], [], [], [], [], []
     grid_rows, change_rows = [], []
     for i, name in enumerate(names):
         label, inst = load(args.data, name, "label", "label"), load(args.data, name, "inst", "inst").astype(np.int32)
@@ -123,9 +124,11 @@ def main():
             photo_b = synth.synthesize(label, inst, {**base, target: int(b)})
             diff = np.abs(photo_a.astype(np.float64) - photo_b.astype(np.float64)).mean(-1)
             far = ~_dilate(mask, 3)
+            farther = ~_dilate(mask, 16)
             inside.append(diff[mask].mean())
             outside.append(diff[far].mean())
             moved.append((diff[far] > 8).mean())
+            distant.append(diff[farther].mean())
             if len(change_rows) < 4:
                 change_rows.append([visualize.colorize_labels(label), visualize.gray(mask), photo_a, photo_b,
                                     np.clip(diff * 4, 0, 255).astype(np.uint8)[..., None].repeat(3, -1)])
@@ -137,7 +140,8 @@ def main():
             "cars": len(inside),
             "mean_abs_diff_inside": round(float(np.mean(inside)), 3),
             "mean_abs_diff_outside_dilated_3px": round(float(np.mean(outside)), 3),
-            "fraction_outside_moved_over_8_levels": round(float(np.mean(moved)), 5)}
+            "fraction_outside_moved_over_8_levels": round(float(np.mean(moved)), 5),
+            "mean_abs_diff_beyond_16px": round(float(np.mean(distant)), 3)}
     visualize.save_png(os.path.join(args.out, "samples.png"), visualize.grid(grid_rows))
     if change_rows:
         visualize.save_png(os.path.join(args.out, "style_change.png"), visualize.grid(change_rows))
