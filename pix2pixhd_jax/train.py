@@ -56,11 +56,25 @@ def _required_keys(config):
     return keys
 
 
-def _graft(params, source):
-    """Copy every array of `source` that exists with the same shape in `params`."""
+def _graft(params, source, path="", mismatched=None):
+    """Copy every array of `source` that exists with the same shape in `params`.
+
+    Arrays whose shapes differ keep their fresh values, and a warning names them (a local
+    stage built with another ngf would otherwise start G1 from scratch without a word)."""
+    top = mismatched is None
+    mismatched = [] if top else mismatched
     if isinstance(params, dict):
-        return {k: _graft(v, source[k]) if isinstance(source, dict) and k in source else v for k, v in params.items()}
-    return jnp.asarray(source, params.dtype) if np.shape(source) == params.shape else params
+        out = {k: _graft(v, source[k], f"{path}/{k}", mismatched) if isinstance(source, dict) and k in source else v
+               for k, v in params.items()}
+    elif np.shape(source) == params.shape:
+        out = jnp.asarray(source, params.dtype)
+    else:
+        mismatched.append(f"{path or '/'} {tuple(np.shape(source))} -> {tuple(params.shape)}")
+        out = params
+    if top and mismatched:
+        logging.warning("%d arrays were not copied because their shapes differ (they start fresh): %s%s",
+                        len(mismatched), "; ".join(mismatched[:5]), " ..." if len(mismatched) > 5 else "")
+    return out
 
 
 def load_initial_weights(state, nets: Networks, source_workdir: str):

@@ -616,3 +616,15 @@ def test_training_with_the_encoder_feeds_pooled_features_to_g_only_and_trains_e(
     out_a, _ = generate(nets, new_state.g_params, new_state.g_stats, batch, train=False, rng=jax.random.PRNGKey(0))
     out_b, _ = generate(nets, new_state.g_params, new_state.g_stats, other, train=False, rng=jax.random.PRNGKey(0))
     assert float(jnp.abs(out_a - out_b).mean()) > 1e-4
+
+
+def test_graft_copies_matching_arrays_and_names_the_others(caplog):
+    from pix2pixhd_jax.train import _graft
+
+    params = {"a": {"kernel": jnp.zeros((3, 3, 4, 8))}, "b": {"bias": jnp.zeros((8,))}, "c": jnp.zeros((2,))}
+    source = {"a": {"kernel": np.ones((3, 3, 4, 16))}, "b": {"bias": np.ones((8,))}}
+    with caplog.at_level("WARNING"):
+        out = _graft(params, source)
+    assert float(out["b"]["bias"].sum()) == 8.0  # copied
+    assert float(out["a"]["kernel"].sum()) == 0.0 and float(out["c"].sum()) == 0.0  # kept fresh
+    assert "/a/kernel (3, 3, 4, 16) -> (3, 3, 4, 8)" in caplog.text and "1 arrays" in caplog.text
