@@ -172,3 +172,27 @@ def test_encode_features_imports_the_reference_file(encoded, tmp_path):
     assert main(["encode-features", "--workdir", str(other), "--import-reference", str(npy)]) == 0
     clusters = features.load_clusters(str(other / features.CLUSTERS_FILE))
     assert sorted(clusters.centers) == [7, 26] and clusters.meta["imported"]
+
+
+def test_encode_features_on_two_devices_gives_the_same_rows(encoded, tmp_path):
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    workdir, _ = encoded
+    other = tmp_path / "run2"
+    shutil.copytree(workdir, other)
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu")
+    code = ("import jax; assert jax.device_count() == 2; from pix2pixhd_jax.cli import main; "
+            f"raise SystemExit(main(['encode-features', '--workdir', {str(other)!r}, '--n-clusters', '3', "
+            "'--batch-size', '4', '--quiet']))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    with np.load(workdir / features.INSTANCES_FILE) as a, np.load(other / features.INSTANCES_FILE) as b:
+        assert a["name"].tolist() == b["name"].tolist()
+        np.testing.assert_array_equal(a["pool_id"], b["pool_id"])
+        np.testing.assert_allclose(a["feature"], b["feature"], atol=1e-5)
