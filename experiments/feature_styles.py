@@ -6,7 +6,9 @@ Needs a workdir trained with configs/synthetic_features.py. Runs encode-features
 the clusters file exists), then measures:
   purity      per class: how well the k-means clusters of E's features recover the true
               styles (sum over clusters of the largest true-style count / instances), with
-              the reference's K = min(N, 10) and with K = the true number of styles;
+              the reference's K = min(N, 10) and with K = the true number of styles; and,
+              to tell the encoder from the clustering, the same k-means on each
+              instance's mean photo colour (an ideal 3-number encoder);
   locality    changing one car's style (between its class's two most distant centres):
               mean |difference| (0-255 levels) inside the car, outside the car dilated by
               3 px, beyond 16 px, and the fraction of outside pixels moving by over 8 levels;
@@ -48,11 +50,25 @@ def true_styles(data, phase):
     return out
 
 
+def mean_colours(data, rows):
+    """Each row's instance's mean photo colour (the k-means step fed an ideal encoder)."""
+    out = np.zeros((len(rows["name"]), 3), np.float32)
+    for name in np.unique(rows["name"]):
+        sel = np.nonzero(rows["name"] == name)[0]
+        photo = np.asarray(Image.open(os.path.join(data, "train_img", f"{name}.png")), np.float32) / 127.5 - 1
+        inst = np.asarray(Image.open(os.path.join(data, "train_inst", f"{name}.png"))).astype(np.int64)
+        ids, means, _ = features_lib.instance_rows(photo, inst)
+        lookup = dict(zip(ids.tolist(), means))
+        out[sel] = [lookup[int(i)] for i in rows["pool_id"][sel]]
+    return out
+
+
 def measure_purity(rows, data):
     from sklearn.cluster import KMeans
 
     truth = true_styles(data, "train")
     kept = rows["cluster"] >= 0
+    colours = mean_colours(data, rows)
     result = {}
     for label in np.unique(rows["label"][kept]):
         sel = kept & (rows["label"] == label)
@@ -64,7 +80,10 @@ def measure_purity(rows, data):
         k_true = min(n_true, len(feats))
         own = KMeans(n_clusters=k_true, random_state=0, n_init=10).fit(feats).labels_ if k_true > 1 else \
             np.zeros(len(feats), int)
+        k = int(rows["cluster"][sel].max() + 1)
+        ideal = KMeans(n_clusters=k, random_state=0, n_init=10).fit(colours[sel]).labels_
         result[cls] = {"label": int(label), "instances": int(sel.sum()), "true_styles": n_true,
+                       "purity_mean_colour": round(float(purity(ideal, styles)), 4),
                        "clusters": int(rows["cluster"][sel].max() + 1),
                        "purity": round(float(purity(rows["cluster"][sel], styles)), 4),
                        "purity_k_true": round(float(purity(own, styles)), 4)}
