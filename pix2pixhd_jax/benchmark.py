@@ -136,15 +136,15 @@ def benchmark(config, height: int, width: int, batch: int, steps: int = 20, warm
         "jax": jax.__version__, "python": platform.python_version(),
     }
     if synthesis:
-        result.update(_synthesis_latency(config, state, data, steps))
+        result.update(_synthesis_latency(nets, state, data, steps))
     return result
 
 
-def _synthesis_latency(config, state, data, repeats):
+def _synthesis_latency(nets, state, data, repeats):
     """G alone (no gradients) on one label map of the benchmark's size, compiled once."""
-    from pix2pixhd_jax.train_step import Networks, generate
+    from pix2pixhd_jax.train_step import generate
 
-    nets = Networks(config)
+    config = nets.config
     one = {k: v[:1] for k, v in data.items()}
     feats = None
     if nets.E is not None:

@@ -105,7 +105,7 @@ class Scene:
     def relabel(self, instance_id: int, label: int) -> Tuple["Scene", int]:
         """The object becomes class `label` (same shape); returns (scene, its new instance id)."""
         mask = self.mask(instance_id)
-        new_id = self.new_instance_id(int(label)) if int(label) in self.things else int(label)
+        new_id = self.new_instance_id(int(label))
         styles = {k: v for k, v in self.styles if k != instance_id}
         scene = Scene.from_arrays(*_painted(self, mask, int(label), new_id), styles, self.things)
         return scene, new_id

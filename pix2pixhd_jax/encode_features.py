@@ -20,20 +20,13 @@ from pix2pixhd_jax.errors import UserError
 from pix2pixhd_jax.synthesis import instance_classes
 
 
-def _encoder_fn(nets, e_vars):
-    variables = {"params": e_vars["params"]}
-    if e_vars.get("batch_stats"):
-        variables["batch_stats"] = e_vars["batch_stats"]
-    return lambda photo: nets.E.apply(variables, photo, train=False)
-
-
 def collect_instance_features(config, e_vars, split="train", batch_size=None, devices=None, progress=True):
     """Per-instance rows over a split: dict of arrays name, pool_id, label, area (fraction), feature."""
     from tqdm import tqdm
 
     from pix2pixhd_jax.data.pipeline import InputPipeline
     from pix2pixhd_jax.data.transforms import inference_config
-    from pix2pixhd_jax.train_step import Networks
+    from pix2pixhd_jax.train_step import Networks, apply_inference
 
     config = inference_config(config)
     nets = Networks(config)
@@ -46,7 +39,7 @@ def collect_instance_features(config, e_vars, split="train", batch_size=None, de
     if config.data.label_nc == 0:
         raise UserError("encode-features needs label ids (data.label_nc > 0) to group instances by class.")
     e_vars = jax.device_put(e_vars, sharding.replicated(mesh))
-    encode = jax.jit(lambda v, x: _encoder_fn(nets, v)(x), out_shardings=sharding.replicated(mesh))
+    encode = jax.jit(lambda v, x: apply_inference(nets.E, v, x), out_shardings=sharding.replicated(mesh))
     local = pipeline.batch
     rows = {"name": [], "pool_id": [], "label": [], "area": [], "feature": []}
     bar = tqdm(total=pipeline.steps_per_epoch, disable=not progress or jax.process_index() != 0,

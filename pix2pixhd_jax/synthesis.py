@@ -114,10 +114,9 @@ class Synthesizer:
         return jnp.clip(jnp.floor((fake + 1.0) * 127.5 + 0.5), 0, 255).astype(jnp.uint8)
 
     def _encode_fn(self, e_vars, photo):
-        variables = {"params": e_vars["params"]}
-        if e_vars.get("batch_stats"):
-            variables["batch_stats"] = e_vars["batch_stats"]
-        return self.nets.E.apply(variables, photo, train=False)
+        from pix2pixhd_jax.train_step import apply_inference
+
+        return apply_inference(self.nets.E, e_vars, photo)
 
     # ----- inputs ----------------------------------------------------------------
     def check_label(self, label: np.ndarray, where: str = "label map"):

@@ -97,6 +97,11 @@ def _apply(module, params, stats, *args, train, rngs=None):
     return module.apply(variables, *args, train=train, rngs=rngs), stats
 
 
+def apply_inference(module, variables, *args):
+    """module(*args) in inference mode from {'params'[, 'batch_stats']} (what checkpoints hold)."""
+    return _apply(module, variables["params"], variables.get("batch_stats", {}), *args, train=False)[0]
+
+
 def label_input(batch, config):
     """One-hot labels (or RGB labels) + the instance boundary map, as G and D see them."""
     parts = [batch["label"]]
