@@ -13,6 +13,9 @@ region, as in the real annotations.
     photo = editor.remove(26002)              # filled with the class around it
     photo = editor.paste(mask, label=26)      # a new car where mask is True
     photo = editor.undo()
+
+Masks for a painting tool: `brush_mask` (a stroke of round brush dabs along a polyline)
+and `Scene.fill_mask` (the connected region under a pixel, as a paint bucket).
 """
 
 import dataclasses
@@ -45,6 +48,34 @@ def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
         grown[:, :-1] |= out[:, 1:]
         out = grown
     return out
+
+
+def brush_mask(shape, points, radius: float) -> np.ndarray:
+    """(H, W) bool: a round brush of `radius` pixels dragged along the polyline `points`
+    ((x, y) pairs in pixel coordinates); one point is one dab. Parts outside the image are cut."""
+    h, w = shape
+    pts = np.asarray(points, np.float64).reshape(-1, 2)
+    if len(pts) == 0:
+        raise EditError("the brush stroke has no points.")
+    if not np.isfinite(pts).all():
+        raise EditError("the brush stroke has a coordinate that is not a finite number.")
+    if not radius > 0:
+        raise EditError(f"brush radius {radius}: must be positive.")
+    mask = np.zeros((h, w), bool)
+    segments = zip(pts, pts[1:]) if len(pts) > 1 else [(pts[0], pts[0])]
+    for a, b in segments:
+        # Only the segment's bounding box (grown by the radius) can be reached.
+        x0, x1 = int(max(np.floor(min(a[0], b[0]) - radius), 0)), int(min(np.ceil(max(a[0], b[0]) + radius), w - 1))
+        y0, y1 = int(max(np.floor(min(a[1], b[1]) - radius), 0)), int(min(np.ceil(max(a[1], b[1]) + radius), h - 1))
+        if x0 > x1 or y0 > y1:
+            continue
+        ys, xs = np.mgrid[y0:y1 + 1, x0:x1 + 1].astype(np.float64)
+        d = b - a
+        length2 = float(d @ d)
+        t = 0.0 if length2 == 0 else np.clip(((xs - a[0]) * d[0] + (ys - a[1]) * d[1]) / length2, 0.0, 1.0)
+        dist2 = (xs - (a[0] + t * d[0])) ** 2 + (ys - (a[1] + t * d[1])) ** 2
+        mask[y0:y1 + 1, x0:x1 + 1] |= dist2 <= radius * radius
+    return mask
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -90,6 +121,15 @@ class Scene:
         if not (0 <= y < h and 0 <= x < w):
             raise EditError(f"pixel ({x}, {y}) is outside the {w}x{h} scene.")
         return int(self.inst[y, x])
+
+    def fill_mask(self, y: int, x: int) -> np.ndarray:
+        """The paint bucket's region: the 4-connected pixels of the instance under (x, y) that
+        touch it (for a stuff class, its connected piece of that class)."""
+        from scipy import ndimage
+
+        instance_id = self.instance_at(y, x)
+        components, _ = ndimage.label(self.inst == instance_id)
+        return components == components[y, x]
 
     def new_instance_id(self, label: int) -> int:
         """label*1000+k with the smallest free k for a thing class; the label id for stuff."""
@@ -168,8 +208,11 @@ def _painted(scene: Scene, mask: np.ndarray, label: int, instance_id: int):
 class Editor:
     """A scene, its edit history and a synthesizer: every edit returns the new photo."""
 
-    def __init__(self, synthesizer, scene: Scene, seed: int = 0):
-        self.synth, self.seed = synthesizer, seed
+    def __init__(self, synthesizer, scene: Scene, seed: int = 0, max_history: Optional[int] = None):
+        """max_history: the most scenes kept for undo (the oldest are dropped); None keeps all."""
+        if max_history is not None and max_history < 1:
+            raise EditError(f"max_history={max_history}: keep at least the current scene (1).")
+        self.synth, self.seed, self.max_history = synthesizer, seed, max_history
         self.history = [scene]
         self._check(scene)
 
@@ -187,6 +230,8 @@ class Editor:
     def _push(self, scene: Scene) -> np.ndarray:
         self._check(scene)
         self.history.append(scene)
+        if self.max_history is not None and len(self.history) > self.max_history:
+            del self.history[:len(self.history) - self.max_history]
         return self.render()
 
     def relabel(self, instance_id: int, label: int) -> np.ndarray:
@@ -200,6 +245,14 @@ class Editor:
 
     def paint(self, mask, label: int) -> np.ndarray:
         return self._push(self.scene.paint(mask, label))
+
+    def brush(self, points, radius: float, label: int) -> np.ndarray:
+        """Paint class `label` along a stroke of (x, y) points (see brush_mask)."""
+        return self.paint(brush_mask(self.scene.label.shape, points, radius), label)
+
+    def fill(self, y: int, x: int, label: int) -> np.ndarray:
+        """Paint class `label` over the connected region under (x, y) (see Scene.fill_mask)."""
+        return self.paint(self.scene.fill_mask(y, x), label)
 
     def set_style(self, instance_id: int, style) -> np.ndarray:
         return self._push(self.scene.set_style(instance_id, style))

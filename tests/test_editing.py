@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from conftest import make_model_workdir
-from pix2pixhd_jax.editing import CITYSCAPES_THINGS, Editor, EditError, Scene
+from pix2pixhd_jax.editing import CITYSCAPES_THINGS, Editor, EditError, Scene, brush_mask
 from pix2pixhd_jax.errors import UserError
 
 H, W = 24, 40
@@ -195,6 +195,40 @@ def test_set_style_and_style_map(scene):
         scene.set_style(26005, 1)
 
 
+def test_brush_mask():
+    one = brush_mask((H, W), [(10, 5)], 2)  # one dab: a disc of radius 2 around x=10, y=5
+    ys, xs = np.nonzero(one)
+    assert one.sum() == 13 and set(zip(xs.tolist(), ys.tolist())) >= {(8, 5), (12, 5), (10, 3), (10, 7)}
+    assert not one[5, 13] and not one[3, 9]
+    line = brush_mask((H, W), [(2, 10), (30, 10)], 1)  # a horizontal capsule 3 pixels tall
+    np.testing.assert_array_equal(np.nonzero(line.any(1))[0], [9, 10, 11])
+    assert line[10, 1:32].all() and not line[10, 0] and not line[10, 32] and line[9, 2:31].all()
+    np.testing.assert_array_equal(brush_mask((H, W), [(30, 10), (2, 10)], 1), line)  # direction does not matter
+    edge = brush_mask((H, W), [(0, 0), (W + 5, 0)], 3)  # cut at the borders
+    assert edge[:4].all(axis=0).all() and not edge[4:].any()
+    assert not brush_mask((H, W), [(-10, -10)], 2).any()
+    np.testing.assert_array_equal(brush_mask((H, W), [(4, 4), (4, 4)], 2), brush_mask((H, W), [(4, 4)], 2))
+    for points, radius, match in (([], 2, "no points"), ([(1, float("nan"))], 2, "finite"), ([(1, 1)], 0, "radius")):
+        with pytest.raises(EditError, match=match):
+            brush_mask((H, W), points, radius)
+
+
+def test_fill_mask_is_the_connected_piece_under_the_pixel():
+    label, inst = _arrays()
+    scene = Scene.from_arrays(label, inst)
+    np.testing.assert_array_equal(scene.fill_mask(15, 4), BOXES[CAR_A])  # an object: itself
+    np.testing.assert_array_equal(scene.fill_mask(3, 25), SKY_BOX & ~BOXES[CAR_B])
+    road = scene.fill_mask(23, 0)
+    np.testing.assert_array_equal(road, inst == ROAD)  # connected around the objects
+    # Two separate pieces of one stuff class: only the touched one.
+    label[:, 18:20], inst[:, 18:20] = SKY, SKY  # a sky column cuts the road in two
+    scene = Scene.from_arrays(label, inst)
+    left = scene.fill_mask(23, 0)
+    assert left[23, 17] and not left[23, 25] and not left[:, 18:].any()
+    with pytest.raises(EditError, match="outside"):
+        scene.fill_mask(0, W)
+
+
 # ----- Editor ----------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory):
@@ -245,3 +279,23 @@ def test_editor_set_style_changes_mostly_that_object(synth, scene):
     assert diff[mask].mean() > diff[~mask].mean()
     # Another object's style is not redrawn by the edit.
     np.testing.assert_array_equal(editor.undo(), before)
+
+
+def test_editor_brush_fill_and_history_cap(synth, scene):
+    editor = Editor(synth, scene, seed=0, max_history=3)
+    editor.brush([(12, 9), (17, 9)], 1.5, CAR)
+    assert np.all(editor.scene.label[brush_mask((H, W), [(12, 9), (17, 9)], 1.5)] == CAR)
+    assert editor.scene.inst[9, 14] == CAR_B + 1
+    editor.fill(15, 4, PERSON)  # car A becomes one new person
+    assert np.all(editor.scene.label[BOXES[CAR_A]] == PERSON) and editor.scene.inst[15, 4] == 24001
+    before = editor.scene
+    road = before.inst == ROAD
+    photo = editor.fill(23, 0, SKY)  # the road turns to sky, nothing else changes
+    assert np.all(editor.scene.label[road] == SKY)
+    np.testing.assert_array_equal(editor.scene.label[~road], before.label[~road])
+    assert len(editor.history) == 3 and editor.history[0] is not scene  # the oldest dropped
+    np.testing.assert_array_equal(photo, editor.render())
+    editor.undo(), editor.undo(), editor.undo()
+    assert len(editor.history) == 1 and editor.scene.label[15, 4] == CAR  # back to the oldest kept
+    with pytest.raises(EditError, match="max_history"):
+        Editor(synth, scene, max_history=0)
