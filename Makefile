@@ -6,7 +6,7 @@ DEMO_DIR ?= demo
 DEMO_SIZE ?= 256x128
 PYTEST_ARGS ?=
 
-.PHONY: demo test venv clean
+.PHONY: demo test venv browser clean
 
 $(VENV)/.installed: requirements.txt requirements-test.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,6 +17,13 @@ $(VENV)/.installed: requirements.txt requirements-test.txt pyproject.toml
 
 venv: $(VENV)/.installed
 
+# The editor's browser test drives Debian's chromium: installed here when missing (as root, with
+# apt-get); elsewhere that test skips.
+browser:
+	@command -v chromium >/dev/null || (command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || \
+	    echo "chromium not installed: the browser test (tests/test_serve_e2e.py) will skip"
+
 demo: venv
 	$(VENV)/bin/pix2pixhd-jax make-synthetic --out $(DEMO_DIR)/synthetic --num-train 200 --num-test 20 --size $(DEMO_SIZE) --seed 0
 	$(VENV)/bin/pix2pixhd-jax show-batch --config configs/synthetic_demo.py \
@@ -24,7 +31,7 @@ demo: venv
 	$(VENV)/bin/pix2pixhd-jax train --config configs/synthetic_demo.py --workdir $(DEMO_DIR)/run \
 	    --config.data.dataroot=$(DEMO_DIR)/synthetic
 
-test: venv
+test: venv browser
 	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
 
 clean:

@@ -1,0 +1,704 @@
+"""`pix2pixhd-jax serve`: the interactive editor, one page and a JSON/PNG API over `editing.Editor`.
+
+    pix2pixhd-jax serve --workdir runs/features [--host 127.0.0.1] [--port 8000]
+
+Standard library HTTP (ThreadingHTTPServer); the page is the static files in
+`pix2pixhd_jax/editor_page/` (plain HTML, JS and CSS, no build step), read into memory at
+start. No path from a request reaches the filesystem: test-split scenes are chosen by name
+or index from the list made at start, uploads are PNG bytes in the JSON body, downloads
+come from memory.
+
+API (JSON bodies, `Content-Type: application/json`; errors are {"error": "..."} with a 4xx
+status that names the field, the value and the fix):
+
+  GET  /api/info                       model, classes (id, name, colour, thing, k-means
+                                       styles and their swatches), scenes, limits
+  POST /api/open     {scene | index}   a test-split scene into a new session -> state
+  POST /api/upload   {label, inst?, name?}  base64 PNGs (8/16-bit label ids; 16-bit instance
+                                       ids, class*1000+k) into a new session -> state
+  POST /api/paint    {session, class, points: [[x, y], ...], radius}  brush stroke -> state
+  POST /api/fill     {session, class, x, y}  paint bucket: the connected region -> state
+  POST /api/select   {session, x, y}   the object under a pixel -> {"selected": ...}
+  POST /api/delete   {session, instance, fill_class?}  -> state
+  POST /api/relabel  {session, instance, class}  -> state
+  POST /api/style    {session, instance, style: K | "random" | "default", seed?}  -> state
+  POST /api/undo     {session}         -> state
+  POST /api/close    {session}
+  GET  /api/download/{label,inst,photo,colors}.png?session=ID
+
+A state is {session, name, width, height, edits, can_undo, photo, labels (PNG data URLs),
+selected, timing_ms}. Each session holds its own Editor under its own lock; synthesis runs
+under one model lock (JAX calls are serialized); the least recently used session is dropped
+beyond --max-sessions.
+"""
+
+import base64
+import binascii
+import collections
+import dataclasses
+import http.server
+import importlib.resources
+import io
+import ipaddress
+import json
+import logging
+import os
+import re
+import secrets
+import threading
+import time
+import types
+import urllib.parse
+from typing import Dict, Optional, Tuple
+
+import numpy as np
+from PIL import Image
+
+from pix2pixhd_jax.data.cityscapes_labels import ID_TO_NAME, palette
+from pix2pixhd_jax.editing import CITYSCAPES_THINGS, Editor, Scene
+from pix2pixhd_jax.errors import UserError
+from pix2pixhd_jax.synthesis import random_style_index
+from pix2pixhd_jax.visualize import colorize_labels
+
+PAGE_FILES = {"/": ("index.html", "text/html; charset=utf-8"),
+              "/editor.js": ("editor.js", "text/javascript; charset=utf-8"),
+              "/editor.css": ("editor.css", "text/css; charset=utf-8")}
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+DOWNLOADS = ("label", "inst", "photo", "colors")
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1", "[::1]")
+
+
+class ApiError(Exception):
+    """A request the client must fix (status 4xx) with a message naming field, value and fix."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclasses.dataclass
+class Limits:
+    max_body_bytes: int = 32 << 20  # a JSON request (base64 uploads are 4/3 of the PNG)
+    max_upload_bytes: int = 8 << 20  # one decoded PNG
+    max_pixels: int = 2048 * 1024  # Cityscapes' full resolution
+    max_side: int = 4096
+    min_side: int = 16
+    max_sessions: int = 16
+    max_history: int = 30  # undo steps kept per session
+    max_points: int = 4096  # per brush stroke
+    max_radius: int = 256
+
+
+@dataclasses.dataclass
+class Session:
+    id: str
+    name: str
+    editor: Editor
+    photo: np.ndarray
+    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+
+
+class _Serialized:
+    """The synthesizer with every JAX call under one lock (one model, many request threads)."""
+
+    def __init__(self, synth, lock):
+        self._synth, self._lock = synth, lock
+
+    def __getattr__(self, name):
+        return getattr(self._synth, name)
+
+    def synthesize(self, *args, **kwargs):
+        with self._lock:
+            return self._synth.synthesize(*args, **kwargs)
+
+
+def is_loopback(host: str) -> bool:
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def png_bytes(image: np.ndarray, compress_level: int = 1) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG", compress_level=compress_level)
+    return buf.getvalue()
+
+
+def data_url(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def _safe_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)[:80].strip("._") or "scene"
+
+
+# ----- validation of request fields -------------------------------------------------------------
+def _number(body: dict, field: str, lo: float, hi: float, fix: str, integer: bool = True):
+    if field not in body:
+        raise ApiError(400, f"field '{field}' is missing; {fix}")
+    value = body[field]
+    ok = isinstance(value, int) if integer else isinstance(value, (int, float))
+    if isinstance(value, bool) or not ok or (isinstance(value, float) and not np.isfinite(value)):
+        kind = "an integer" if integer else "a number"
+        raise ApiError(400, f"field '{field}': {json.dumps(value)[:40]} is not {kind}; {fix}")
+    if not lo <= value <= hi:
+        raise ApiError(400, f"field '{field}': {value} is out of range ({lo}..{hi}); {fix}")
+    return value
+
+
+def _ids(img: Image.Image, where: str, what: str) -> np.ndarray:
+    """The integer ids of a single-channel PNG (RGB only when its channels agree)."""
+    if img.mode in ("L", "P", "I", "I;16", "I;16B", "I;16L", "I;16N", "1"):
+        return np.asarray(img).astype(np.int32)
+    if img.mode in ("LA", "RGB", "RGBA"):
+        arr = np.asarray(img)
+        chans = arr[..., :1] if img.mode == "LA" else arr[..., :3]
+        if np.all(chans == chans[..., :1]):
+            return chans[..., 0].astype(np.int32)
+        raise ApiError(400, f"{where}: a colour ({img.mode}) image; the {what} must hold ids in one "
+                            "channel (a grayscale PNG), not Cityscapes' *_color.png colours.")
+    raise ApiError(400, f"{where}: image mode {img.mode!r}; the {what} must be a grayscale PNG of ids.")
+
+
+def check_instances(label: np.ndarray, inst: np.ndarray, where: str):
+    """Instance ids follow Cityscapes: the class id for a stuff region, class*1000+k for an object."""
+    cls = np.where(inst >= 1000, inst // 1000, inst)
+    bad = cls != label
+    if bad.any():
+        y, x = (int(v) for v in np.argwhere(bad)[0])
+        raise ApiError(400, f"{where}: instance id {int(inst[y, x])} at pixel ({x}, {y}) lies on class "
+                            f"{int(label[y, x])}; ids must be the class id (stuff) or class*1000+k (objects), as in "
+                            "Cityscapes' *_gtFine_instanceIds.png. Upload the matching instance map, or none.")
+
+
+def instances_from_labels(label: np.ndarray, things=CITYSCAPES_THINGS) -> np.ndarray:
+    """Without an instance map: each connected region of a thing class is one object."""
+    from scipy import ndimage
+
+    inst = label.astype(np.int32).copy()
+    for cls in np.intersect1d(np.unique(label), np.fromiter(things, int)):
+        components, n = ndimage.label(label == cls)
+        keep = components > 0
+        inst[keep] = cls * 1000 + np.minimum(components[keep] - 1, 999)
+    return inst
+
+
+class EditorService:
+    """The editor's state and operations, without HTTP: sessions, validation, edits."""
+
+    def __init__(self, synth, scenes: Optional[Dict[str, Tuple[str, Optional[str]]]] = None,
+                 limits: Optional[Limits] = None, seed: int = 0):
+        if synth.label_nc == 0:
+            raise UserError("this model takes RGB label images (data.label_nc=0); the editor paints label ids, "
+                            "so it needs a model trained on label maps (label_nc > 0).")
+        self.synth = synth
+        self.model_lock = threading.Lock()
+        self._serialized = _Serialized(synth, self.model_lock)
+        self.scenes = collections.OrderedDict(scenes or {})  # name -> (label file, inst file | None)
+        self.limits = limits or Limits()
+        self.seed = seed
+        self.sessions: "collections.OrderedDict[str, Session]" = collections.OrderedDict()
+        self._sessions_lock = threading.Lock()
+        self.label_nc = synth.label_nc
+        self.styled = synth.has_encoder and not synth.label_feat and synth.clusters is not None
+        self.info = self._info()
+
+    # ----- model description --------------------------------------------------------------
+    def _swatches(self, cls: int):
+        """One colour per k-means style: the centre's first three features, scaled over the class's
+        centres (a hint to tell styles apart, not the colour G paints)."""
+        centers = self.synth.clusters.centers.get(cls) if self.styled else None
+        if centers is None or len(centers) == 0:
+            return []
+        c = np.asarray(centers, np.float64)[:, :3]
+        if c.shape[1] < 3:
+            c = np.pad(c, [(0, 0), (0, 3 - c.shape[1])])
+        lo, hi = c.min(0), c.max(0)
+        rgb = np.round(255 * (c - lo) / np.where(hi > lo, hi - lo, 1.0)).astype(int)
+        return ["#%02x%02x%02x" % tuple(v) for v in rgb]
+
+    def _info(self) -> dict:
+        colours = palette(max(self.label_nc, 1))
+        classes = [{"id": i, "name": ID_TO_NAME.get(i, f"class {i}"), "color": "#%02x%02x%02x" % tuple(colours[i]),
+                    "thing": i in CITYSCAPES_THINGS, "styles": self._swatches(i)} for i in range(self.label_nc)]
+        lim = self.limits
+        return {"label_nc": self.label_nc, "styles": self.styled, "has_encoder": bool(self.synth.has_encoder),
+                "classes": classes, "scenes": list(self.scenes),
+                "limits": {"max_upload_bytes": lim.max_upload_bytes, "max_pixels": lim.max_pixels,
+                           "max_side": lim.max_side, "min_side": lim.min_side, "max_radius": lim.max_radius,
+                           "max_points": lim.max_points, "max_history": lim.max_history}}
+
+    # ----- sessions ---------------------------------------------------------------------------
+    def _new_session(self, name: str, label: np.ndarray, inst: np.ndarray) -> dict:
+        scene = Scene.from_arrays(label, inst)
+        start = time.perf_counter()
+        editor = Editor(self._serialized, scene, seed=self.seed, max_history=self.limits.max_history)
+        photo = editor.render()
+        session = Session(secrets.token_urlsafe(12), name, editor, photo)
+        with self._sessions_lock:
+            self.sessions[session.id] = session
+            while len(self.sessions) > self.limits.max_sessions:
+                self.sessions.popitem(last=False)
+        with session.lock:
+            return self._state(session, start)
+
+    def _session(self, body: dict) -> Session:
+        sid = body.get("session")
+        if not isinstance(sid, str):
+            raise ApiError(400, "field 'session' is missing or not a string; send the id that /api/open or "
+                                "/api/upload returned.")
+        with self._sessions_lock:
+            session = self.sessions.get(sid)
+            if session is not None:
+                self.sessions.move_to_end(sid)
+        if session is None:
+            raise ApiError(404, f"field 'session': {sid[:40]!r} is unknown or expired (the server keeps the "
+                                f"{self.limits.max_sessions} most recently used); open a scene again.")
+        return session
+
+    def close(self, body: dict) -> dict:
+        session = self._session(body)
+        with self._sessions_lock:
+            self.sessions.pop(session.id, None)
+        return {"closed": session.id}
+
+    # ----- loading scenes -----------------------------------------------------------------------
+    def open_scene(self, body: dict) -> dict:
+        names = list(self.scenes)
+        if not names:
+            raise ApiError(404, "this server has no test-split scenes (the workdir's data.dataroot has none, or "
+                                "--dataroot was not given); upload a label map instead.")
+        if "index" in body:
+            name = names[_number(body, "index", 0, len(names) - 1, f"pick one of the {len(names)} scenes.")]
+        else:
+            name = body.get("scene")
+            if not isinstance(name, str) or name not in self.scenes:
+                shown = json.dumps(name)[:60] if name is not None else "missing"
+                raise ApiError(404, f"field 'scene': {shown} is not one of the test-split scenes; pick a name from "
+                                    f"/api/info's 'scenes' (e.g. {names[0]!r}) or give 'index' 0..{len(names) - 1}.")
+        label_file, inst_file = self.scenes[name]
+        with open(label_file, "rb") as f:
+            label = self._decode_png(f.read(), f"scene {name!r} label map", "label map", 16 << 20)
+        self._check_labels(label, f"scene {name!r}")
+        inst = None
+        if inst_file:
+            with open(inst_file, "rb") as f:
+                inst = self._decode_png(f.read(), f"scene {name!r} instance map", "instance map", 16 << 20)
+        return self._new_session(name, label, self._instances(label, inst, f"scene {name!r}"))
+
+    def upload(self, body: dict) -> dict:
+        label = self._decode_field(body, "label", "label map")
+        self._check_labels(label, "field 'label'")
+        inst = self._decode_field(body, "inst", "instance map") if body.get("inst") is not None else None
+        name = body.get("name", "upload")
+        name = _safe_name(name) if isinstance(name, str) else "upload"
+        return self._new_session(name, label, self._instances(label, inst, "field 'inst'"))
+
+    def _decode_field(self, body: dict, field: str, what: str) -> np.ndarray:
+        value = body.get(field)
+        if not isinstance(value, str):
+            raise ApiError(400, f"field '{field}' is {'missing' if value is None else type(value).__name__}; send the "
+                                f"{what} as a base64 PNG string (a data: URL works too).")
+        if value.startswith("data:"):
+            head, _, value = value.partition(",")
+            if head != "data:image/png;base64":
+                raise ApiError(415, f"field '{field}': a {head[5:40]!r} data URL; upload a PNG "
+                                    "(data:image/png;base64,...).")
+        cap = self.limits.max_upload_bytes
+        if len(value) > cap * 4 // 3 + 4:
+            raise ApiError(413, f"field '{field}': about {len(value) * 3 // 4 / 2 ** 20:.1f} MiB, over the "
+                                f"{cap / 2 ** 20:.1f} MiB cap per image; upload a smaller PNG.")
+        try:
+            data = base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            raise ApiError(400, f"field '{field}': not valid base64; encode the PNG file's bytes with base64.") \
+                from None
+        return self._decode_png(data, f"field '{field}'", what, cap)
+
+    def _decode_png(self, data: bytes, where: str, what: str, cap: int) -> np.ndarray:
+        if len(data) > cap:
+            raise ApiError(413, f"{where}: {len(data) / 2 ** 20:.1f} MiB, over the {cap / 2 ** 20:.1f} MiB cap; "
+                                "upload a smaller PNG.")
+        if not data.startswith(PNG_MAGIC):
+            raise ApiError(415, f"{where}: not a PNG (it starts with {data[:8]!r}); the {what} must be a PNG file.")
+        lim = self.limits
+        try:
+            img = Image.open(io.BytesIO(data), formats=["PNG"])
+            w, h = img.size  # read from the header: checked before any pixel is decoded
+            if w * h > lim.max_pixels or max(w, h) > lim.max_side:
+                raise ApiError(413, f"{where}: {w}x{h} pixels, over this server's cap of {lim.max_pixels} pixels "
+                                    f"(and {lim.max_side} per side); downscale it with nearest-neighbour, or start "
+                                    "the server with a larger --max-pixels.")
+            if min(w, h) < lim.min_side:
+                raise ApiError(400, f"{where}: {w}x{h} pixels; both sides must be at least {lim.min_side}.")
+            img.load()
+        except ApiError:
+            raise
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+            raise ApiError(400, f"{where}: the PNG cannot be decoded ({e}); re-export the {what}.") from None
+        return _ids(img, where, what)
+
+    def _check_labels(self, label: np.ndarray, where: str):
+        bad = (label < 0) | (label >= self.label_nc)
+        if bad.any():
+            y, x = (int(v) for v in np.argwhere(bad)[0])
+            raise ApiError(400, f"{where}: label id {int(label[y, x])} at pixel ({x}, {y}) ({int(bad.sum())} pixels "
+                                f"out of range); this model knows ids 0..{self.label_nc - 1} (label_nc="
+                                f"{self.label_nc}). Remap those pixels to a class the model knows.")
+
+    def _instances(self, label: np.ndarray, inst: Optional[np.ndarray], where: str) -> np.ndarray:
+        if inst is None:
+            return instances_from_labels(label)
+        if inst.shape != label.shape:
+            raise ApiError(400, f"{where}: the instance map is {inst.shape[1]}x{inst.shape[0]}, the label map "
+                                f"{label.shape[1]}x{label.shape[0]}; upload the instance map of the same scene.")
+        check_instances(label, inst, where)
+        return inst
+
+    # ----- edits -------------------------------------------------------------------------------
+    def _class(self, body: dict, field: str = "class") -> int:
+        return _number(body, field, 0, self.label_nc - 1, f"a class id of this model (0..{self.label_nc - 1}).")
+
+    def _xy(self, body: dict, editor: Editor) -> Tuple[int, int]:
+        h, w = editor.scene.label.shape
+        x = _number(body, "x", 0, w - 1, f"a pixel column inside the {w}x{h} image.")
+        y = _number(body, "y", 0, h - 1, f"a pixel row inside the {w}x{h} image.")
+        return x, y
+
+    def _instance(self, body: dict, editor: Editor) -> int:
+        iid = _number(body, "instance", 0, 2 ** 31 - 1, "an instance id from /api/select.")
+        if not (editor.scene.inst == iid).any():
+            raise ApiError(404, f"field 'instance': {iid} is not in the scene (it may have been edited away); "
+                                "select the object again.")
+        return iid
+
+    def _edit(self, body: dict, fn) -> dict:
+        session = self._session(body)
+        with session.lock:
+            start = time.perf_counter()
+            try:
+                session.photo, selected = fn(session.editor)
+            except UserError as e:
+                raise ApiError(400, str(e)) from None
+            return self._state(session, start, selected)
+
+    def paint(self, body: dict) -> dict:
+        cls = self._class(body)
+        points = body.get("points")
+
+        def run(editor):
+            h, w = editor.scene.label.shape
+            if not isinstance(points, list) or not 1 <= len(points) <= self.limits.max_points:
+                raise ApiError(400, f"field 'points': expected a list of 1..{self.limits.max_points} [x, y] pairs, "
+                                    f"got {json.dumps(points)[:60]}.")
+            for p in points:
+                if (not isinstance(p, list) or len(p) != 2
+                        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in p)):
+                    raise ApiError(400, f"field 'points': {json.dumps(p)[:40]} is not an [x, y] pair of numbers.")
+                if not (0 <= p[0] <= w - 1 and 0 <= p[1] <= h - 1):
+                    raise ApiError(400, f"field 'points': [{p[0]}, {p[1]}] is outside the {w}x{h} image (x 0..{w - 1}, "
+                                        f"y 0..{h - 1}); clamp the stroke to the image.")
+            radius = _number(body, "radius", 0.5, self.limits.max_radius, "the brush radius in pixels.", integer=False)
+            return editor.brush(points, radius, cls), None
+        return self._edit(body, run)
+
+    def fill(self, body: dict) -> dict:
+        cls = self._class(body)
+
+        def run(editor):
+            x, y = self._xy(body, editor)
+            return editor.fill(y, x, cls), None
+        return self._edit(body, run)
+
+    def delete(self, body: dict) -> dict:
+        fill = self._class(body, "fill_class") if body.get("fill_class") is not None else None
+
+        def run(editor):
+            return editor.remove(self._instance(body, editor), fill), None
+        return self._edit(body, run)
+
+    def relabel(self, body: dict) -> dict:
+        cls = self._class(body)
+
+        def run(editor):
+            iid = self._instance(body, editor)
+            new_id = editor.scene.new_instance_id(cls)  # the id Scene.relabel gives the object
+            return editor.relabel(iid, cls), new_id
+        return self._edit(body, run)
+
+    def style(self, body: dict) -> dict:
+        if not self.styled:
+            why = ("has no feature encoder" if not self.synth.has_encoder else
+                   "pools styles per class (model.label_feat)" if self.synth.label_feat else
+                   "has no clusters file (run `pix2pixhd-jax encode-features` first)")
+            raise ApiError(400, f"styles do not apply: this model {why}.")
+        style = body.get("style")
+
+        def run(editor):
+            iid = self._instance(body, editor)
+            cls = int(editor.scene.label[editor.scene.inst == iid][0])
+            n = self.synth.clusters.num_styles(cls)
+            if style == "default":
+                return editor.set_style(iid, None), iid
+            if n == 0:
+                raise ApiError(400, f"class {cls} ({ID_TO_NAME.get(cls, cls)}) has no k-means styles in this "
+                                    "model's clusters file; pick an object of a class with styles.")
+            if style == "random":
+                seed = body.get("seed", secrets.randbits(31))
+                seed = _number({"seed": seed}, "seed", 0, 2 ** 31 - 1, "an integer seed, or leave it out.")
+                current = self._current_style(editor, iid, cls)
+                choices = [k for k in range(n) if k != current] or [0]
+                index = choices[int(np.random.default_rng(seed).integers(len(choices)))]
+            else:
+                index = _number(body, "style", 0, n - 1, f"a style of class {cls}: 0..{n - 1}, 'random' or 'default'.")
+            return editor.set_style(iid, int(index)), iid
+        return self._edit(body, run)
+
+    def undo(self, body: dict) -> dict:
+        return self._edit(body, lambda editor: (editor.undo(), None))
+
+    def select(self, body: dict) -> dict:
+        session = self._session(body)
+        with session.lock:
+            x, y = self._xy(body, session.editor)
+            return {"selected": self._selected(session.editor, session.editor.scene.instance_at(y, x))}
+
+    # ----- responses ----------------------------------------------------------------------------
+    def _current_style(self, editor: Editor, iid: int, cls: int):
+        style = editor.scene.style_map.get(iid)
+        if isinstance(style, int):
+            return style
+        if style is not None:
+            return None  # a feature vector (not one of the palette's)
+        n = self.synth.clusters.num_styles(cls) if self.styled else 0
+        return random_style_index(editor.seed, 0, iid, n) if n else None
+
+    def _selected(self, editor: Editor, iid: int) -> dict:
+        scene = editor.scene
+        mask = scene.inst == iid
+        ys, xs = np.nonzero(mask)
+        cls = int(scene.label[ys[0], xs[0]])
+        overlay = np.zeros(mask.shape + (4,), np.uint8)
+        overlay[mask] = (255, 255, 255, 255)
+        chosen = scene.style_map.get(iid)
+        return {"instance": int(iid), "class": cls, "name": ID_TO_NAME.get(cls, f"class {cls}"),
+                "thing": iid >= 1000, "pixels": int(mask.sum()),
+                "bbox": [int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())],
+                "styles": self.synth.clusters.num_styles(cls) if self.styled else 0,
+                "style": self._current_style(editor, iid, cls) if self.styled else None,
+                "style_kind": "chosen" if isinstance(chosen, int) else "vector" if chosen is not None else "default",
+                "mask": data_url(png_bytes(overlay))}
+
+    def _state(self, session: Session, start: float, selected: Optional[int] = None) -> dict:
+        editor = session.editor
+        edit_ms = (time.perf_counter() - start) * 1000
+        photo = data_url(png_bytes(session.photo))
+        labels = data_url(png_bytes(colorize_labels(editor.scene.label)))
+        h, w = editor.scene.label.shape
+        return {"session": session.id, "name": session.name, "width": w, "height": h,
+                "edits": len(editor.history) - 1, "can_undo": len(editor.history) > 1,
+                "photo": photo, "labels": labels,
+                "selected": self._selected(editor, selected) if selected is not None else None,
+                "timing_ms": {"edit_and_synthesis": round(edit_ms, 1),
+                              "total": round((time.perf_counter() - start) * 1000, 1)}}
+
+    def download(self, session_id: str, what: str) -> Tuple[bytes, str]:
+        if what not in DOWNLOADS:
+            raise ApiError(404, f"no download {what!r}; one of {', '.join(d + '.png' for d in DOWNLOADS)}.")
+        session = self._session({"session": session_id})
+        with session.lock:
+            scene = session.editor.scene
+            if what == "label":
+                image = scene.label.astype(np.uint8 if self.label_nc <= 256 else np.uint16)
+            elif what == "inst":
+                image = scene.inst.astype(np.uint16)
+            elif what == "photo":
+                image = session.photo
+            else:
+                image = colorize_labels(scene.label)
+            return png_bytes(image, compress_level=6), f"{_safe_name(session.name)}_{what}.png"
+
+
+# ----- HTTP --------------------------------------------------------------------------------------
+def load_page() -> Dict[str, Tuple[bytes, str]]:
+    """The page's files, read once from the package (no request path ever reaches the disk)."""
+    root = importlib.resources.files("pix2pixhd_jax") / "editor_page"
+    return {route: (root.joinpath(name).read_bytes(), ctype) for route, (name, ctype) in PAGE_FILES.items()}
+
+
+POST_ROUTES = {"open": "open_scene", "upload": "upload", "paint": "paint", "fill": "fill", "select": "select",
+               "delete": "delete", "relabel": "relabel", "style": "style", "undo": "undo", "close": "close"}
+
+
+class EditorHandler(http.server.BaseHTTPRequestHandler):
+    service: EditorService = None
+    page: Dict[str, Tuple[bytes, str]] = {}
+    allow_any_host = False
+    server_version = "pix2pixhd-jax-editor"
+    timeout = 60  # a stalled client frees its thread
+
+    def log_message(self, fmt, *args):
+        logging.debug("%s %s", self.address_string(), fmt % args)
+
+    def _send(self, status: int, body: bytes, ctype: str, extra: Optional[dict] = None):
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.send_header("Referrer-Policy", "no-referrer")
+        for k, v in (extra or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _json(self, status: int, obj: dict):
+        self._send(status, json.dumps(obj).encode(), "application/json")
+
+    def _error(self, status: int, message: str):
+        self._json(status, {"error": message})
+
+    def _host_ok(self) -> bool:
+        """Bound to loopback, only loopback Host headers (a DNS-rebinding page cannot reach the API)."""
+        if self.allow_any_host:
+            return True
+        host = (self.headers.get("Host") or "").strip()
+        name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+        return is_loopback(name)
+
+    def _dispatch(self, fn):
+        try:
+            if not self._host_ok():
+                raise ApiError(403, f"Host {self.headers.get('Host')!r} is not this loopback server's; open the "
+                                    "editor at http://127.0.0.1:PORT/.")
+            fn()
+        except ApiError as e:
+            self._error(e.status, str(e))
+        except UserError as e:
+            self._error(400, str(e))
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        except Exception:  # a bug: log it, tell the client without internals
+            logging.exception("editor request %s %s failed", self.command, self.path)
+            self._error(500, "internal error (see the server's log); the edit was not applied.")
+
+    def do_GET(self):
+        self._dispatch(self._get)
+
+    def do_HEAD(self):
+        self._dispatch(self._get)
+
+    def do_POST(self):
+        self._dispatch(self._post)
+
+    def _get(self):
+        url = urllib.parse.urlsplit(self.path)
+        if url.path in self.page:
+            body, ctype = self.page[url.path]
+            csp = ("default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
+                   "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
+            return self._send(200, body, ctype, {"Content-Security-Policy": csp})
+        if url.path == "/favicon.ico":
+            return self._send(204, b"", "image/x-icon")
+        if url.path == "/api/info":
+            return self._json(200, self.service.info)
+        prefix = "/api/download/"
+        if url.path.startswith(prefix) and url.path.endswith(".png"):
+            query = urllib.parse.parse_qs(url.query)
+            sid = query.get("session", [None])[0]
+            if sid is None:
+                raise ApiError(400, "query parameter 'session' is missing: /api/download/photo.png?session=ID.")
+            body, filename = self.service.download(sid, url.path[len(prefix):-len(".png")])
+            return self._send(200, body, "image/png", {"Content-Disposition": f'attachment; filename="{filename}"'})
+        raise ApiError(404, f"no page or API at {url.path[:80]!r}; the editor is at / and its API under /api/.")
+
+    def _post(self):
+        url = urllib.parse.urlsplit(self.path)
+        op = url.path[len("/api/"):] if url.path.startswith("/api/") else None
+        if op not in POST_ROUTES:
+            raise ApiError(404, f"no API at {url.path[:80]!r}; POST one of "
+                                f"{', '.join('/api/' + r for r in POST_ROUTES)}.")
+        ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        if ctype != "application/json":
+            raise ApiError(415, f"Content-Type {ctype or 'missing'!r}; send the request as application/json.")
+        length = self.headers.get("Content-Length")
+        if length is None or not length.isdigit():
+            raise ApiError(411, "Content-Length is missing; send the JSON body with its length.")
+        length = int(length)
+        cap = self.service.limits.max_body_bytes
+        if length > cap:
+            self.close_connection = True  # the body is not read
+            raise ApiError(413, f"the request body is {length / 2 ** 20:.1f} MiB, over the {cap / 2 ** 20:.0f} MiB "
+                                "cap; upload smaller PNGs.")
+        raw = self.rfile.read(length)
+        try:
+            body = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ApiError(400, f"the request body is not valid JSON ({e}); send an object such as "
+                                '{"session": "...", "x": 10, "y": 20}.') from None
+        if not isinstance(body, dict):
+            raise ApiError(400, f"the request body is a JSON {type(body).__name__}; send a JSON object.")
+        self._json(200, getattr(self.service, POST_ROUTES[op])(body))
+
+
+def make_server(service: EditorService, host: str = "127.0.0.1", port: int = 8000):
+    """A ThreadingHTTPServer serving the page and the API (port 0: a free port)."""
+    handler = type("Handler", (EditorHandler,), {"service": service, "page": load_page(),
+                                                 "allow_any_host": not is_loopback(host)})
+    server_cls = http.server.ThreadingHTTPServer
+    if ":" in host.strip("[]"):
+        server_cls = type("ThreadingHTTPServerV6", (server_cls,), {"address_family": __import__("socket").AF_INET6})
+    server = server_cls((host.strip("[]"), port), handler)
+    server.daemon_threads = True
+    return server
+
+
+def list_test_scenes(config, dataroot: Optional[str] = None) -> Dict[str, Tuple[str, Optional[str]]]:
+    """{scene name: (label file, instance file | None)} of the config's test split ({} when absent)."""
+    from pix2pixhd_jax.data.errors import DataError
+    from pix2pixhd_jax.data.readers import read_source
+
+    data = config.data.to_dict() if hasattr(config.data, "to_dict") else dict(config.data)
+    if dataroot:
+        data["dataroot"] = dataroot
+    data.setdefault("check_names", True)
+    if data.get("dataset_format") not in ("aligned", "cityscapes"):
+        logging.warning("data.dataset_format=%r: the editor lists test scenes of 'aligned' and 'cityscapes' "
+                        "folders only; upload label maps instead.", data.get("dataset_format"))
+        return {}
+    try:
+        source = read_source(types.SimpleNamespace(**data), "test")
+    except DataError as e:
+        logging.warning("no test-split scenes to list (%s); upload label maps, or pass --dataroot.", e)
+        return {}
+    return {ex.name: (ex.label, ex.inst) for ex in source.examples}
+
+
+def serve(workdir: str, host: str = "127.0.0.1", port: int = 8000, dataroot: Optional[str] = None,
+          clusters: Optional[str] = None, seed: int = 0, limits: Optional[Limits] = None, warmup: bool = True):
+    from pix2pixhd_jax.synthesis import Synthesizer
+
+    synth = Synthesizer.from_workdir(workdir, clusters)
+    service = EditorService(synth, list_test_scenes(synth.config, dataroot), limits, seed)
+    if warmup and service.scenes:  # compile the generator for the test scenes' size before the first visit
+        start = time.time()
+        name = next(iter(service.scenes))
+        service.close({"session": service.open_scene({"scene": name})["session"]})
+        logging.info("generator compiled for the test scenes' size in %.1f s", time.time() - start)
+    server = make_server(service, host, port)
+    bound_host, bound_port = server.server_address[:2]
+    if not is_loopback(host):
+        logging.warning("serving on %s, not loopback: anyone who can reach this address and port can use the "
+                        "editor and its model (there is no authentication).", host)
+    url_host = f"[{bound_host}]" if ":" in bound_host else bound_host
+    print(f"editor: http://{url_host}:{bound_port}/ ({len(service.scenes)} test scenes; Ctrl-C stops)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
