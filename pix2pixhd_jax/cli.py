@@ -83,18 +83,20 @@ def cmd_import_torch(args, overrides):
 
 
 def cmd_train(args, overrides):
-    from pix2pixhd_jax import train as training
+    from pix2pixhd_jax import distributed, train as training
     from pix2pixhd_jax.config_loading import load_config
 
     config = load_config(args.config, overrides)
+    distributed.initialize_from_args(args)
     state = training.train(config, args.workdir, progress=not args.quiet)
     if not args.no_test:
         training.synthesize_test_split(config, args.workdir, state)
 
 
 def cmd_encode_features(args, overrides):
-    from pix2pixhd_jax import encode_features, features
+    from pix2pixhd_jax import distributed, encode_features, features
 
+    distributed.initialize_from_args(args)
     if args.import_reference:
         clusters, path = encode_features.import_reference(args.workdir, args.import_reference)
         print(f"imported {len(clusters.centers)} classes of clusters from {args.import_reference} into {path}")
@@ -119,6 +121,17 @@ def cmd_synthesize(args, overrides):
     print(f"{len(written)} photos written to {os.path.abspath(args.out)}")
 
 
+def cmd_serve(args, overrides):
+    import dataclasses
+
+    from pix2pixhd_jax.serve import Limits, serve
+
+    caps = {"max_pixels": args.max_pixels, "max_sessions": args.max_sessions}
+    limits = dataclasses.replace(Limits(), **{k: v for k, v in caps.items() if v is not None})
+    serve(args.workdir, args.host, args.port, dataroot=args.dataroot, clusters=args.clusters, seed=args.seed,
+          limits=limits, warmup=not args.no_warmup)
+
+
 def cmd_benchmark(args, overrides):
     from pix2pixhd_jax.benchmark import benchmark
     from pix2pixhd_jax.config_loading import load_config
@@ -135,6 +148,19 @@ def cmd_convert_vgg19(args, overrides):
     from pix2pixhd_jax.models import vgg
 
     print(vgg.convert_vgg19_main(args.pth, args.out))
+
+
+def _add_distributed(parser):
+    """Start-up flags of the commands that run on many processes (pix2pixhd_jax/distributed.py)."""
+    group = parser.add_argument_group("multi-host (one copy of the command per process)")
+    group.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                       help="process 0's address; with --num-processes and --process-id")
+    group.add_argument("--num-processes", type=int, default=None)
+    group.add_argument("--process-id", type=int, default=None)
+    group.add_argument("--distributed", action="store_true",
+                       help="let JAX detect the cluster (Cloud TPU pod slice, SLURM, Open MPI, GKE)")
+    group.add_argument("--init-timeout", type=int, default=300, metavar="SECONDS",
+                       help="how long a process waits for all others to join before it gives up")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -168,6 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", required=True, help="checkpoints, TensorBoard logs, samples and test results")
     p.add_argument("--no-test", action="store_true", help="skip synthesizing the test split at the end")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_distributed(p)
     p.set_defaults(fn=cmd_train, takes_config=True)
 
     p = sub.add_parser("import-torch", help="import NVIDIA pix2pixHD .pth checkpoints into a workdir")
@@ -189,6 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="import the reference's features_clustered_010.npy instead of encoding (a pickle: "
                         "only files you trust)")
     p.add_argument("--quiet", action="store_true")
+    _add_distributed(p)
     p.set_defaults(fn=cmd_encode_features, takes_config=False)
 
     p = sub.add_parser("synthesize", help="label maps (files or folders) in, PNG photos out")
@@ -204,6 +232,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clusters", default=None, help="a clusters file (default: the workdir's)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(fn=cmd_synthesize, takes_config=False)
+
+    p = sub.add_parser("serve", help="the interactive editor: one page and a JSON/PNG API at http://HOST:PORT/")
+    p.add_argument("--workdir", required=True, help="a trained or imported model (with its clusters for styles)")
+    p.add_argument("--host", default="127.0.0.1", help="default loopback only; another address has no authentication")
+    p.add_argument("--port", type=int, default=8000, help="0 picks a free port")
+    p.add_argument("--dataroot", default=None, help="the test split's root (default: the config's data.dataroot)")
+    p.add_argument("--clusters", default=None, help="a clusters file (default: the workdir's)")
+    p.add_argument("--seed", type=int, default=0, help="draws the styles of objects not restyled")
+    p.add_argument("--max-pixels", type=int, default=None, help="largest label map accepted (default 2048*1024)")
+    p.add_argument("--max-sessions", type=int, default=None, help="sessions kept, least recently used dropped (16)")
+    p.add_argument("--no-warmup", action="store_true", help="skip compiling for the test scenes' size at start")
+    p.set_defaults(fn=cmd_serve, takes_config=False)
 
     p = sub.add_parser("benchmark", help="time the train step and synthesis on random on-device batches (one JSON line)")
     p.add_argument("--config", required=True, help="configs/X.py[:arg]")

@@ -44,14 +44,14 @@ def collect_instance_features(config, e_vars, split="train", batch_size=None, de
     rows = {"name": [], "pool_id": [], "label": [], "area": [], "feature": []}
     bar = tqdm(total=pipeline.steps_per_epoch, disable=not progress or jax.process_index() != 0,
                desc="encoding", unit="batch")
-    for batch in pipeline.iterate(0, num_epochs=1):
+    for batch in _same_length(pipeline, local):
         n = len(batch["image"])
         image = batch["image"]
         if n < local:  # the last batch: pad to the jitted shape, drop the padding afterwards
             image = np.concatenate([image, np.repeat(image[-1:], local - n, 0)])
         out = np.asarray(encode(e_vars, sharding.global_batch({"image": image}, mesh)["image"]))
         out = out[jax.process_index() * local:][:n] if jax.process_count() > 1 else out[:n]
-        for i in range(n):
+        for i in range(n if "label_ids" in batch else 0):
             label = batch["label_ids"][i]
             ids = label if config.model.label_feat else batch["inst"][i]
             uniq, feats, counts = features_lib.instance_rows(out[i], ids)
@@ -69,6 +69,23 @@ def collect_instance_features(config, e_vars, split="train", batch_size=None, de
     if jax.process_count() > 1:
         out = _gather_rows(out)
     return out
+
+
+def _same_length(pipeline, local):
+    """The pipeline's batches, then stand-in batches until every process has run as many as the
+    busiest: the encoder is one program over all processes' devices, so all must call it
+    equally often (a process's share can be one image shorter, or empty)."""
+    per_process = -(-pipeline.num_examples // pipeline.process_count)
+    steps = -(-per_process // local)
+    done, last = 0, None
+    for batch in pipeline.iterate(0, num_epochs=1):
+        done, last = done + 1, batch
+        yield batch
+    if done < steps and last is None:  # this process had no image at all
+        h, w = pipeline.output_size[1], pipeline.output_size[0]
+        last = {"image": np.zeros((1, h, w, 3), np.float32)}
+    for _ in range(steps - done):
+        yield {"image": last["image"][:1]}  # no label_ids: encoded, then ignored
 
 
 def _gather_rows(rows):

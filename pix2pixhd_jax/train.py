@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pix2pixhd_jax import checkpoint, schedule, sharding, visualize
+from pix2pixhd_jax import checkpoint, distributed, schedule, sharding, visualize
 from pix2pixhd_jax.errors import UserError
 from pix2pixhd_jax.inputs import size_divisor
 from pix2pixhd_jax.train_step import Networks, generate, init_train_state, make_train_step, merge_g1, split_g1
@@ -119,6 +119,10 @@ def sample_grid(host_batch, fake, config, rows: int = 4):
     return visualize.grid(out)
 
 
+def _or(value, default):
+    return default if value is None else value
+
+
 def _local_rows(array):
     """This process's first shard of a data-sharded array, as numpy."""
     shards = sorted(array.addressable_shards, key=lambda s: s.index[0].start or 0)
@@ -126,13 +130,26 @@ def _local_rows(array):
 
 
 class _Preemption:
-    """SIGTERM (a preempted job) asks the loop to save and stop after the current step."""
+    """SIGTERM (a preempted job) asks the loop to save and stop after the current step.
+
+    With many processes JAX's preemption service catches the signal on whichever host
+    gets it and agrees a step at which all processes save together (a save is collective)."""
 
     def __init__(self):
         self.requested = False
         self._previous = None
+        self._multi = jax.process_count() > 1
+
+    def check(self, step):
+        if self._multi:
+            from jax.experimental import multihost_utils
+
+            self.requested = self.requested or multihost_utils.reached_preemption_sync_point(step)
+        return self.requested
 
     def __enter__(self):
+        if self._multi:
+            return self
         try:
             self._previous = signal.signal(signal.SIGTERM, self._handle)
         except ValueError:  # not the main thread
@@ -159,6 +176,7 @@ def train(config, workdir: str, devices=None, progress: bool = True):
     is_main = jax.process_index() == 0
     os.makedirs(workdir, exist_ok=True)
     config_path = os.path.join(workdir, "config.json")
+    distributed.check_same_config(config)
     if os.path.isfile(config_path):
         check_resumable(checkpoint.read_config(workdir), config, workdir)
 
@@ -186,7 +204,9 @@ def train(config, workdir: str, devices=None, progress: bool = True):
     shapes = jax.eval_shape(init_fn, rng)
     state_sharding = sharding.state_shardings(shapes, mesh, config.train.shard_params)
     mngr = checkpoint.train_manager(workdir, config.train.keep_checkpoints)
-    start = checkpoint.latest_step(workdir, "state")
+    # Process 0's view of the shared disk decides, so no process resumes from another step.
+    start = distributed.broadcast_from_main(_or(checkpoint.latest_step(workdir, "state"), -1))
+    start = None if start < 0 else start
     if start is not None:
         abstract = jax.tree_util.tree_map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
                                           shapes, state_sharding)
@@ -258,7 +278,7 @@ def train(config, workdir: str, devices=None, progress: bool = True):
             if (step % config.train.save_latest_freq == 0
                     or (epoch_end and (step // steps_per_epoch) % config.train.save_epoch_freq == 0)):
                 save(step)
-            if preemption.requested:
+            if preemption.check(step):
                 save(step)
                 mngr.wait_until_finished()
                 bar.close()
@@ -286,26 +306,34 @@ def synthesize_test_split(config, workdir: str, state, max_grid_rows: int = 8):
     from pix2pixhd_jax.data.transforms import inference_config
 
     config = inference_config(config)  # whole test images, not training crops
+    # Each process synthesizes its own share of the split on its own devices.
+    count, index = jax.process_count(), jax.process_index()
     try:
-        pipeline = InputPipeline(config, "test", train=False, batch_size=1)
+        pipeline = InputPipeline(config, "test", train=False, batch_size=count, process_index=index,
+                                 process_count=count)
     except DataError as e:
         logging.warning("no test split to synthesize (%s)", e)
         return None
     nets = Networks(config)
     keys = _required_keys(config) | ({"inst"} if nets.E is not None else set())
-    g_params, g_stats = jax.device_get(state.g_params), jax.device_get(state.g_stats)
+    g_params, g_stats = distributed.gather_to_host((state.g_params, state.g_stats))
+    device = jax.local_devices()[0]
+    g_params, g_stats = jax.device_put((g_params, g_stats), device)
     run = jax.jit(lambda p, s, b: generate(nets, p, s, b, train=False, rng=jax.random.PRNGKey(0))[0])
     out_dir = os.path.join(workdir, "test_results")
     os.makedirs(out_dir, exist_ok=True)
     rows = []
     for batch in pipeline.iterate(0, num_epochs=1):
-        fake = np.asarray(run(g_params, g_stats, {k: batch[k] for k in keys if k in batch}))
+        inputs = jax.device_put({k: batch[k] for k in keys if k in batch}, device)
+        fake = np.asarray(run(g_params, g_stats, inputs))
         name = batch["name"][0].decode()
         visualize.save_png(os.path.join(out_dir, f"{name}_synthesized.png"), visualize.to_uint8(fake[0]))
         if len(rows) < max_grid_rows:
             label = (visualize.colorize_labels(batch["label_ids"][0]) if "label_ids" in batch
                      else visualize.to_uint8(batch["label"][0]))
             rows.append([label, visualize.to_uint8(fake[0]), visualize.to_uint8(batch["image"][0])])
+    if index != 0:
+        return out_dir
     grid_path = os.path.join(out_dir, "grid.png")
     visualize.save_png(grid_path, visualize.grid(rows))
     print(f"synthesized {pipeline.num_examples} test label maps into {out_dir} (overview: {grid_path})")
