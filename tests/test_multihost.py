@@ -175,6 +175,27 @@ def test_two_processes_train_like_one_and_resume_after_a_kill(data, base_env, tm
     assert survivor_ended, "process 0 did not end within 150 s of its peer's death:\n" + logs(tmp_path, "two", 1)
 
 
+def test_sigterm_on_one_process_saves_on_all_and_stops(data, base_env, tmp_path):
+    """A preempted host: JAX's preemption service spreads the notice, all save the same step."""
+    run = tmp_path / "run"
+    args = train_args(data, run, "--no-test", "--config.train.max_steps=200", "--config.train.save_latest_freq=1000")
+    procs = launch(multi(args, free_port()), devices_env(base_env, 2), tmp_path, "term")
+    metrics = run / "tensorboard" / "metrics.jsonl"
+    deadline = time.time() + 240
+    while not (metrics.is_file() and len(metrics.read_text().splitlines()) >= 2):
+        if time.time() > deadline or any(p.poll() is not None for p in procs):
+            for p in procs:
+                p.kill()
+            pytest.fail("training did not start:\n" + logs(tmp_path, "term", 2))
+        time.sleep(0.1)
+    procs[1].send_signal(signal.SIGTERM)
+    assert finish(procs, tmp_path, "term", timeout=120) == [143, 143], logs(tmp_path, "term", 2)
+    (saved,) = finished_steps(run)
+    assert 2 <= saved < 200
+    assert max(losses(run)) == saved
+    assert f"SIGTERM: saved step {saved}" in (tmp_path / "term0.err").read_text()
+
+
 def test_processes_with_different_configs_fail_clearly(data, base_env, tmp_path):
     cmds = multi(train_args(data, tmp_path / "run", "--no-test"), free_port())
     cmds[1].append("--config.train.lr=0.001")
