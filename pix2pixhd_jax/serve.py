@@ -45,6 +45,7 @@ import logging
 import os
 import re
 import secrets
+import socket
 import threading
 import time
 import types
@@ -84,7 +85,8 @@ class Limits:
     max_side: int = 4096
     min_side: int = 16
     max_sessions: int = 16
-    max_history: int = 30  # undo steps kept per session
+    max_history: int = 30  # scenes kept per session for undo ...
+    max_history_bytes: int = 128 << 20  # ... fewer for large maps (2048x1024: 16 MiB a scene, so 8)
     max_points: int = 4096  # per brush stroke
     max_radius: int = 256
 
@@ -229,13 +231,16 @@ class EditorService:
                 "classes": classes, "scenes": list(self.scenes),
                 "limits": {"max_upload_bytes": lim.max_upload_bytes, "max_pixels": lim.max_pixels,
                            "max_side": lim.max_side, "min_side": lim.min_side, "max_radius": lim.max_radius,
-                           "max_points": lim.max_points, "max_history": lim.max_history}}
+                           "max_points": lim.max_points, "max_history": lim.max_history,
+                           "max_history_bytes": lim.max_history_bytes}}
 
     # ----- sessions ---------------------------------------------------------------------------
     def _new_session(self, name: str, label: np.ndarray, inst: np.ndarray) -> dict:
         scene = Scene.from_arrays(label, inst)
         start = time.perf_counter()
-        editor = Editor(self._serialized, scene, seed=self.seed, max_history=self.limits.max_history)
+        per_scene = scene.label.nbytes + scene.inst.nbytes
+        keep = max(2, min(self.limits.max_history, self.limits.max_history_bytes // per_scene))
+        editor = Editor(self._serialized, scene, seed=self.seed, max_history=keep)
         photo = editor.render()
         session = Session(secrets.token_urlsafe(12), name, editor, photo)
         with self._sessions_lock:
@@ -280,13 +285,22 @@ class EditorService:
                 raise ApiError(404, f"field 'scene': {shown} is not one of the test-split scenes; pick a name from "
                                     f"/api/info's 'scenes' (e.g. {names[0]!r}) or give 'index' 0..{len(names) - 1}.")
         label_file, inst_file = self.scenes[name]
-        with open(label_file, "rb") as f:
-            label = self._decode_png(f.read(), f"scene {name!r} label map", "label map", 16 << 20)
+        try:
+            with open(label_file, "rb") as f:
+                label_bytes = f.read()
+            inst_bytes = None
+            if inst_file:
+                with open(inst_file, "rb") as f:
+                    inst_bytes = f.read()
+        except OSError as e:
+            logging.error("test scene %s: %s", name, e)
+            raise ApiError(500, f"scene {name!r}: its files cannot be read any more ({e.strerror}); the test split "
+                                "changed after the server started: restart it.") from None
+        label = self._decode_png(label_bytes, f"scene {name!r} label map", "label map", 16 << 20)
         self._check_labels(label, f"scene {name!r}")
         inst = None
-        if inst_file:
-            with open(inst_file, "rb") as f:
-                inst = self._decode_png(f.read(), f"scene {name!r} instance map", "instance map", 16 << 20)
+        if inst_bytes is not None:
+            inst = self._decode_png(inst_bytes, f"scene {name!r} instance map", "instance map", 16 << 20)
         return self._new_session(name, label, self._instances(label, inst, f"scene {name!r}"))
 
     def upload(self, body: dict) -> dict:
@@ -651,9 +665,16 @@ def make_server(service: EditorService, host: str = "127.0.0.1", port: int = 800
                                                  "allow_any_host": not is_loopback(host)})
     server_cls = http.server.ThreadingHTTPServer
     if ":" in host.strip("[]"):
-        server_cls = type("ThreadingHTTPServerV6", (server_cls,), {"address_family": __import__("socket").AF_INET6})
-    server = server_cls((host.strip("[]"), port), handler)
+        server_cls = type("ThreadingHTTPServerV6", (server_cls,), {"address_family": socket.AF_INET6})
+    try:
+        server = server_cls((host.strip("[]"), port), handler)
+    except OSError as e:
+        raise UserError(f"cannot listen on {host}:{port} ({e.strerror or e}); pick another --port (0: any free "
+                        "one) or --host.") from None
     server.daemon_threads = True
+    if not is_loopback(host):
+        logging.warning("serving on %s, not loopback: anyone who can reach this address and port can use the "
+                        "editor and its model (there is no authentication).", host)
     return server
 
 
@@ -678,8 +699,9 @@ def list_test_scenes(config, dataroot: Optional[str] = None) -> Dict[str, Tuple[
     return {ex.name: (ex.label, ex.inst) for ex in source.examples}
 
 
-def serve(workdir: str, host: str = "127.0.0.1", port: int = 8000, dataroot: Optional[str] = None,
-          clusters: Optional[str] = None, seed: int = 0, limits: Optional[Limits] = None, warmup: bool = True):
+def create(workdir: str, host: str = "127.0.0.1", port: int = 8000, dataroot: Optional[str] = None,
+           clusters: Optional[str] = None, seed: int = 0, limits: Optional[Limits] = None, warmup: bool = True):
+    """(server, service) for a workdir's model, compiled for its test scenes' size, not yet serving."""
     from pix2pixhd_jax.synthesis import Synthesizer
 
     synth = Synthesizer.from_workdir(workdir, clusters)
@@ -689,11 +711,13 @@ def serve(workdir: str, host: str = "127.0.0.1", port: int = 8000, dataroot: Opt
         name = next(iter(service.scenes))
         service.close({"session": service.open_scene({"scene": name})["session"]})
         logging.info("generator compiled for the test scenes' size in %.1f s", time.time() - start)
-    server = make_server(service, host, port)
+    return make_server(service, host, port), service
+
+
+def serve(workdir: str, host: str = "127.0.0.1", port: int = 8000, **kwargs):
+    """`pix2pixhd-jax serve`: create(...) and serve until Ctrl-C."""
+    server, service = create(workdir, host, port, **kwargs)
     bound_host, bound_port = server.server_address[:2]
-    if not is_loopback(host):
-        logging.warning("serving on %s, not loopback: anyone who can reach this address and port can use the "
-                        "editor and its model (there is no authentication).", host)
     url_host = f"[{bound_host}]" if ":" in bound_host else bound_host
     print(f"editor: http://{url_host}:{bound_port}/ ({len(service.scenes)} test scenes; Ctrl-C stops)", flush=True)
     try:

@@ -379,6 +379,41 @@ def test_concurrent_edits_of_one_session_are_serialized(server):
         assert np.all(label[brush_mask((H, W), points, 1)] == SKY)
 
 
+def test_undo_history_is_capped_by_memory(synth):
+    scene_bytes = W * H * 8  # int32 label + instance maps
+    service = EditorService(synth, list_test_scenes(synth.config), Limits(max_history_bytes=3 * scene_bytes))
+    sid = service.open_scene({"index": 0})["session"]
+    assert service.sessions[sid].editor.max_history == 3
+    service = EditorService(synth, list_test_scenes(synth.config), Limits(max_history_bytes=1))
+    sid = service.open_scene({"index": 0})["session"]
+    assert service.sessions[sid].editor.max_history == 2  # one undo step at least
+
+
+def test_create_warms_up_and_guards_its_address(tmp_path, caplog):
+    import logging
+
+    from pix2pixhd_jax.errors import UserError
+    from pix2pixhd_jax.serve import create
+
+    workdir = make_editor_workdir(str(tmp_path))
+    with caplog.at_level(logging.INFO):
+        server, service = create(workdir, "127.0.0.1", 0)
+    assert "compiled for the test scenes' size" in caplog.text and not service.sessions
+    assert "not loopback" not in caplog.text and not server.RequestHandlerClass.allow_any_host
+    busy = server.server_address[1]
+    with pytest.raises(UserError, match=f"cannot listen on 127.0.0.1:{busy}"):
+        create(workdir, "127.0.0.1", busy, warmup=False)
+    server.server_close()
+    with caplog.at_level(logging.WARNING):
+        other, _ = create(workdir, "0.0.0.0", 0, warmup=False)
+    other.server_close()
+    assert "not loopback" in caplog.text and other.RequestHandlerClass.allow_any_host
+    # A test scene deleted after the start is a clear error, not a crash.
+    service = EditorService(service.synth, {"gone": (str(tmp_path / "nope.png"), None)})
+    with pytest.raises(ApiError, match="cannot be read any more"):
+        service.open_scene({"scene": "gone"})
+
+
 # ----- CLI -----------------------------------------------------------------------------------------------
 def test_cli_serve_arguments():
     from pix2pixhd_jax.cli import build_parser, cmd_serve
