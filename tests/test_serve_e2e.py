@@ -17,7 +17,8 @@ from serve_helpers import (BOXES, CAR, CAR_A, H, PERSON, PERSON_A, ROAD, W, Runn
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage"]
 VEGETATION = 21
 MARGIN = 8  # beyond the edit grown by this many pixels counts as "elsewhere"
 LOCALITY = 3.0  # mean change inside the edit / mean change elsewhere, at least
