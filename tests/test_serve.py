@@ -414,6 +414,24 @@ def test_create_warms_up_and_guards_its_address(tmp_path, caplog):
         service.open_scene({"scene": "gone"})
 
 
+def test_serve_needs_no_tensorflow_nor_ml_collections(tmp_path):
+    """As the other core modules: the GPU machines have neither."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    workdir = make_editor_workdir(str(tmp_path))
+    code = ("import sys; sys.modules['tensorflow'] = None; sys.modules['tensorflow_datasets'] = None; "
+            "sys.modules['ml_collections'] = None; sys.modules['torch'] = None\n"
+            "from pix2pixhd_jax import checkpoint, serve\n"
+            f"config = checkpoint.read_config({workdir!r})\n"
+            "print(sorted(serve.list_test_scenes(config)))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "['scene_0', 'scene_1']"
+
+
 # ----- CLI -----------------------------------------------------------------------------------------------
 def test_cli_serve_arguments():
     from pix2pixhd_jax.cli import build_parser, cmd_serve
