@@ -84,4 +84,13 @@ def get_config():
     train.save_epoch_freq = 10
     train.keep_checkpoints = 3
     train.max_steps = -1  # stop early at this global step (-1: the whole niter + niter_decay schedule)
+
+    # The evaluation segmenter (`train-segmenter`): reads the data group, its own settings here.
+    seg = config.segmenter = ml_collections.ConfigDict()
+    seg.width = 32  # channels after the stem; doubled at each of `depth` stride-2 stages
+    seg.depth = 3
+    seg.steps = 1500
+    seg.batch_size = 8
+    seg.lr = 1e-3  # Adam, cosine decay to 0 over `steps`
+    seg.save_freq = 500
     return config

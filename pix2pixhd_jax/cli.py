@@ -144,6 +144,43 @@ def cmd_benchmark(args, overrides):
     print(json.dumps(result))
 
 
+def cmd_train_segmenter(args, overrides):
+    from pix2pixhd_jax import distributed, segmentation
+    from pix2pixhd_jax.config_loading import load_config
+
+    config = load_config(args.config, overrides)
+    distributed.initialize_from_args(args)
+    distributed.check_same_config(config)
+    segmentation.train_segmenter(config, args.workdir, progress=not args.quiet)
+
+
+def cmd_evaluate(args, overrides):
+    import jax
+
+    from pix2pixhd_jax import distributed, evaluate
+
+    distributed.initialize_from_args(args)
+    result = evaluate.evaluate(args.workdir, args.segmenter, args.split, dataroot=args.dataroot,
+                               inception=args.inception, style=args.style, num_samples=args.num_samples,
+                               batch_size=args.batch_size, samples_dir=args.samples_dir, progress=not args.quiet)
+    if jax.process_index() != 0:
+        return
+    print("config of the evaluated model (" + os.path.join(os.path.abspath(args.workdir), "config.json") + "):")
+    print(json.dumps(result["config"], indent=1, sort_keys=True))
+    summary = {k: v for k, v in result.items() if k != "config"}
+    for group in summary["segmentation"].values():
+        group.pop("per_class_iou")
+    print(json.dumps(summary, indent=1))
+    if args.out:
+        print(f"metrics written to {os.path.abspath(evaluate.write_result(result, args.out))}")
+
+
+def cmd_convert_inception(args, overrides):
+    from pix2pixhd_jax.models.inception_weights import convert_fid_inception_main
+
+    print(convert_fid_inception_main(args.pth, args.out))
+
+
 def cmd_convert_vgg19(args, overrides):
     from pix2pixhd_jax.models import vgg
 
@@ -256,6 +293,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--remat", action="store_true")
     p.add_argument("--no-synthesis", action="store_true", help="skip the synthesis latency")
     p.set_defaults(fn=cmd_benchmark, takes_config=True)
+
+    p = sub.add_parser("train-segmenter", help="train the evaluation segmenter on the real training photos")
+    p.add_argument("--config", required=True, help="the dataset's config, e.g. configs/ablation_synthetic.py:segmenter "
+                   "(data group; the segmenter group sets width, depth, steps, batch size, lr)")
+    p.add_argument("--workdir", required=True)
+    p.add_argument("--quiet", action="store_true")
+    _add_distributed(p)
+    p.set_defaults(fn=cmd_train_segmenter, takes_config=True)
+
+    p = sub.add_parser("evaluate", help="segmentation score (generated vs real), Frechet distances, PSNR/SSIM, "
+                       "diversity of a trained model on a split (JSON)")
+    p.add_argument("--workdir", required=True, help="the trained model")
+    p.add_argument("--segmenter", required=True, help="a train-segmenter workdir for this dataset")
+    p.add_argument("--split", default="test")
+    p.add_argument("--dataroot", default=None, help="the data (default: the model's config's data.dataroot)")
+    p.add_argument("--out", default=None, help="write the metrics JSON here")
+    p.add_argument("--inception", default=None, help="FID Inception weights (pytorch-fid's pt_inception-2015-12-05"
+                   "-6726825d.pth, its .npz from convert-inception, or jax-fid's pickle); without it FID/KID are "
+                   "skipped")
+    p.add_argument("--style", default="auto", help="auto (encoded from the real photo when the model has the "
+                   "feature encoder) | encode | random")
+    p.add_argument("--num-samples", type=int, default=3, help="samples per label map for the diversity score")
+    p.add_argument("--batch-size", type=int, default=4, help="images per process per call")
+    p.add_argument("--samples-dir", default=None, help="also write the generated photos here")
+    p.add_argument("--quiet", action="store_true")
+    _add_distributed(p)
+    p.set_defaults(fn=cmd_evaluate, takes_config=False)
+
+    p = sub.add_parser("convert-inception", help="convert pytorch-fid's pt_inception .pth to .npz (needs torch once)")
+    p.add_argument("--pth", required=True)
+    p.add_argument("--out", required=True)
+    p.set_defaults(fn=cmd_convert_inception, takes_config=False)
 
     p = sub.add_parser("convert-vgg19", help="convert torchvision's vgg19-dcbb9e9d.pth to .npz (needs torch once)")
     p.add_argument("--pth", required=True, help="torchvision's vgg19-dcbb9e9d.pth")

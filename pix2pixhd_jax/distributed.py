@@ -198,3 +198,31 @@ def gather_to_host(tree):
         return np.asarray(multihost_utils.process_allgather(x, tiled=True))
 
     return jax.tree_util.tree_map(one, tree)
+
+
+def concat_over_processes(rows: np.ndarray) -> np.ndarray:
+    """Every process's rows, concatenated in process order (counts may differ per process).
+    Sent as float32/int32 (JAX's default precision): exact for counts below 2**31."""
+    rows = np.asarray(rows)
+    if jax.process_count() == 1:
+        return rows
+    from jax.experimental import multihost_utils
+
+    counts = np.ravel(multihost_utils.process_allgather(np.asarray([len(rows)], np.int32)))
+    top = int(counts.max())
+    padded = np.concatenate([rows, np.zeros((top - len(rows),) + rows.shape[1:], rows.dtype)])
+    gathered = np.asarray(multihost_utils.process_allgather(padded))
+    return np.concatenate([gathered[i, :int(c)] for i, c in enumerate(counts)]).astype(rows.dtype)
+
+
+def sum_over_processes(counts: np.ndarray) -> np.ndarray:
+    """The elementwise sum of an integer array over processes, exact up to 2**60 (sent as two
+    30-bit halves, since JAX gathers int32)."""
+    counts = np.asarray(counts, np.int64)
+    if jax.process_count() == 1:
+        return counts
+    from jax.experimental import multihost_utils
+
+    halves = np.stack([counts >> 30, counts & (2 ** 30 - 1)]).astype(np.int32)
+    gathered = np.asarray(multihost_utils.process_allgather(halves)).astype(np.int64).sum(0)
+    return (gathered[0] << 30) + gathered[1]

@@ -15,7 +15,7 @@ import os
 import jax
 import numpy as np
 
-from pix2pixhd_jax import checkpoint, features as features_lib, sharding
+from pix2pixhd_jax import checkpoint, distributed, features as features_lib, sharding
 from pix2pixhd_jax.errors import UserError
 from pix2pixhd_jax.synthesis import instance_classes
 
@@ -65,7 +65,8 @@ def collect_instance_features(config, e_vars, split="train", batch_size=None, de
     bar.close()
     out = {"name": np.asarray(rows["name"])}
     for key in ("pool_id", "label", "area", "feature"):
-        out[key] = np.concatenate(rows[key]) if rows[key] else np.zeros((0,), np.float32)
+        empty = np.zeros((0, int(config.model.feat_num)) if key == "feature" else (0,), np.float32)
+        out[key] = np.concatenate(rows[key]) if rows[key] else empty
     if jax.process_count() > 1:
         out = _gather_rows(out)
     return out
@@ -89,22 +90,11 @@ def _same_length(pipeline, local):
 
 
 def _gather_rows(rows):
-    """Concatenate every process's rows (padded to a common length for the all-gather)."""
-    from jax.experimental import multihost_utils
-
-    n = len(rows["pool_id"])
-    counts = multihost_utils.process_allgather(np.asarray([n]))
-    top = int(np.max(counts))
-    gathered = {}
-    names = np.asarray([s.encode() for s in rows["name"]] + [b""] * (top - n), dtype="S256").view(np.uint8)
-    names = multihost_utils.process_allgather(names.reshape(top, 256))
-    for key in ("pool_id", "label", "area", "feature"):
-        v = rows[key]
-        pad = np.zeros((top - n,) + v.shape[1:], v.dtype)
-        gathered[key] = multihost_utils.process_allgather(np.concatenate([v, pad]))
-    keep = np.concatenate([np.arange(int(c)) + i * top for i, c in enumerate(np.ravel(counts))])
-    out = {k: v.reshape((-1,) + v.shape[2:])[keep] for k, v in gathered.items()}
-    out["name"] = np.asarray([bytes(r).rstrip(b"\0").decode() for r in names.reshape(-1, 256)[keep]])
+    """Every process's rows, in process order (names travel as fixed-width bytes)."""
+    out = {k: distributed.concat_over_processes(rows[k]) for k in ("pool_id", "label", "area", "feature")}
+    names = np.asarray([s.encode() for s in rows["name"]], dtype="S256").view(np.uint8).reshape(-1, 256)
+    names = distributed.concat_over_processes(names)
+    out["name"] = np.asarray([bytes(r).rstrip(b"\0").decode() for r in names])
     return out
 
 

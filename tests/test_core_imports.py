@@ -38,6 +38,11 @@ CORE = [
     "pix2pixhd_jax.synthesize_files",
     "pix2pixhd_jax.editing",
     "pix2pixhd_jax.benchmark",
+    "pix2pixhd_jax.distributed",
+    "pix2pixhd_jax.segmentation",
+    "pix2pixhd_jax.models.segmenter",
+    "pix2pixhd_jax.evaluate",
+    "pix2pixhd_jax.serve",
 ]
 
 

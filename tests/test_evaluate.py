@@ -1,0 +1,209 @@
+"""train-segmenter and evaluate on tiny models and 64x32 block scenes.
+
+The segmenter must learn (the block scenes' photos are coloured by class), resume exactly
+and reproduce itself from the same config and seed; `evaluate`'s numbers are held against
+the same measures computed independently from the files on disk (the real photos read with
+Pillow, the generated photos it wrote), and it must give identical numbers twice.
+"""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import load_test_config, make_aligned, make_model_workdir
+
+SEG = ("segmenter.width=8", "segmenter.depth=2", "segmenter.batch_size=2", "segmenter.lr=0.01",
+       "segmenter.save_freq=10")
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("blocks")
+    make_aligned(root, "train", n=6, w=64, h=32)
+    make_aligned(root, "test", n=3, w=64, h=32, seed=5)
+    return root
+
+
+def seg_config(data, *extra):
+    return load_test_config(f"--config.data.dataroot={data}", "--config.data.load_size=64",
+                            *[f"--config.{o}" for o in SEG + extra])
+
+
+@pytest.fixture(scope="module")
+def segmenter(data, tmp_path_factory):
+    from pix2pixhd_jax import segmentation
+
+    workdir = tmp_path_factory.mktemp("segmenter")
+    _, summary = segmentation.train_segmenter(seg_config(data, "segmenter.steps=100"), str(workdir), progress=False)
+    return workdir, summary
+
+
+def params_of(workdir):
+    from pix2pixhd_jax.segmentation import load_segmenter
+
+    return load_segmenter(str(workdir))[2]
+
+
+def test_segmenter_learns_the_block_scenes(data, segmenter):
+    workdir, summary = segmenter
+    losses = [json.loads(line) for line in open(workdir / "tensorboard" / "metrics.jsonl")]
+    assert losses[-1]["loss"] < losses[0]["loss"]
+    # Twice the accuracy of always answering the most frequent class.
+    labels = np.concatenate([np.asarray(Image.open(p)).ravel() for p in (data / "train_label").glob("*.png")])
+    majority = np.bincount(labels).max() / labels.size
+    assert summary["train_pixel_accuracy_last_50"] > 2 * majority
+    assert json.loads((workdir / "segmenter_done.json").read_text())["step"] == 100
+    assert "segmenter" in json.loads((workdir / "config.json").read_text())
+
+
+def test_segmenter_reproduces_and_resumes_exactly(data, segmenter, tmp_path):
+    import shutil
+
+    from pix2pixhd_jax import segmentation
+
+    straight = tmp_path / "straight"
+    segmentation.train_segmenter(seg_config(data, "segmenter.steps=100"), str(straight), progress=False)
+    for a, b in zip(jax.tree_util.tree_leaves(params_of(straight)), jax.tree_util.tree_leaves(params_of(segmenter[0]))):
+        np.testing.assert_array_equal(a, b)  # same config and seed: the same network, bit for bit
+
+    # Lose the last checkpoint (100): the same command resumes at 90 and ends where the straight run did.
+    resumed = tmp_path / "resumed"
+    shutil.copytree(straight, resumed)
+    shutil.rmtree(resumed / "checkpoints" / "100")
+    _, summary = segmentation.train_segmenter(seg_config(data, "segmenter.steps=100"), str(resumed), progress=False)
+    assert summary["step"] == 100
+    for a, b in zip(jax.tree_util.tree_leaves(params_of(resumed)), jax.tree_util.tree_leaves(params_of(straight))):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_segmenter_refuses_rgb_label_datasets(data, tmp_path):
+    from pix2pixhd_jax.errors import UserError
+    from pix2pixhd_jax.segmentation import train_segmenter
+
+    with pytest.raises(UserError, match="label_nc must be > 0"):
+        train_segmenter(seg_config(data, "data.label_nc=0"), str(tmp_path), progress=False)
+
+
+@pytest.fixture(scope="module")
+def model(data, tmp_path_factory):
+    """A random tiny model with the feature encoder and a clusters file for every class."""
+    from pix2pixhd_jax import features
+
+    workdir = tmp_path_factory.mktemp("model")
+    config, _ = make_model_workdir(workdir, f"data.dataroot={data}", "data.load_size=64")
+    rng = np.random.default_rng(0)
+    centers = {c: rng.normal(size=(3, config.model.feat_num)).astype(np.float32) for c in range(35)}
+    features.save_clusters(str(workdir / features.CLUSTERS_FILE),
+                           features.FeatureClusters(centers=centers, feat_num=int(config.model.feat_num)))
+    return workdir
+
+
+def run_evaluate(model, segmenter, tmp_path, **kw):
+    from pix2pixhd_jax.evaluate import evaluate
+
+    return evaluate(str(model), str(segmenter[0]), "test", samples_dir=str(tmp_path / "samples"), progress=False,
+                    batch_size=2, **kw)
+
+
+def test_evaluate_matches_independent_measures(data, model, segmenter, tmp_path):
+    from pix2pixhd_jax import metrics
+    from pix2pixhd_jax.segmentation import load_segmenter, segment_fn
+
+    result = run_evaluate(model, segmenter, tmp_path)
+    assert result["num_images"] == 3 and result["style"] == "encode"
+    _, module, params = load_segmenter(str(segmenter[0]))
+    segment = segment_fn(module, params)
+    names = sorted(p.stem for p in (data / "test_label").glob("*.png"))
+    real_conf, fake_conf = metrics.ConfusionMatrix(35), metrics.ConfusionMatrix(35)
+    psnrs = []
+    for name in names:
+        label = np.asarray(Image.open(data / "test_label" / f"{name}.png")).astype(np.int32)
+        real = np.asarray(Image.open(data / "test_img" / f"{name}.png").convert("RGB"))
+        fake = np.asarray(Image.open(tmp_path / "samples" / f"{name}.png"))
+        assert fake.shape == real.shape
+        real_conf.update(np.asarray(segment(real[None])[0])[0], label)
+        fake_conf.update(np.asarray(segment(fake[None])[0])[0], label)
+        psnrs.append(metrics.psnr(fake, real))
+    seg = result["segmentation"]
+    assert seg["real"]["pixel_accuracy"] == pytest.approx(real_conf.pixel_accuracy())
+    assert seg["real"]["mean_iou"] == pytest.approx(real_conf.mean_iou())
+    assert seg["generated"]["pixel_accuracy"] == pytest.approx(fake_conf.pixel_accuracy())
+    assert result["paired"]["psnr"] == pytest.approx(np.mean(psnrs), rel=1e-6)
+    # The oracle sees the photos the segmenter learnt from; a random generator's photos are not those.
+    assert seg["real"]["pixel_accuracy"] > seg["generated"]["pixel_accuracy"]
+    assert result["frechet_distance_segmenter_features"] > 0
+    assert result["diversity"]["num_samples"] == 3 and result["diversity"]["mean_l1"] > 0
+    assert result["fid"] is None and "skipped" in result["inception"]
+    assert result["config"]["model"]["instance_feat"] is True
+
+    again = run_evaluate(model, segmenter, tmp_path / "2")
+    for key in ("segmentation", "frechet_distance_segmenter_features", "paired", "diversity"):
+        assert again[key] == result[key]
+
+
+def test_evaluate_fid_and_kid_through_the_inception_hook(data, model, segmenter, tmp_path, monkeypatch):
+    """The FID path with a stand-in feature network (the real one's weights are the user's file;
+    its own tests are in test_inception.py): the numbers must be the Frechet distance and KID
+    of exactly those features of the real and generated photos."""
+    import flax.linen as nn
+
+    from pix2pixhd_jax import metrics
+    from pix2pixhd_jax.models import inception_weights
+
+    class MeanLevel(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            # One feature (the mean level): with 3 images a wider feature has a singular covariance.
+            x = x.astype("float32") / 255.0
+            return x.reshape(x.shape[0], -1).mean(1, keepdims=True) * self.param("scale", nn.initializers.ones, (1,))
+
+    seen = {}
+
+    def fake_loader(path):
+        seen["path"] = path
+        return MeanLevel(), {"params": {"scale": np.ones(1, np.float32)}}
+
+    monkeypatch.setattr(inception_weights, "load_fid_inception", fake_loader)
+    result = run_evaluate(model, segmenter, tmp_path, inception=str(tmp_path / "weights.npz"), style="random")
+    assert seen["path"].endswith("weights.npz")
+    names = sorted(p.name for p in (tmp_path / "samples").glob("*.png"))
+    fake = np.stack([np.asarray(Image.open(tmp_path / "samples" / n)) for n in names]).astype(np.float32) / 255
+    real = np.stack([np.asarray(Image.open(data / "test_img" / n).convert("RGB")) for n in names])
+    real = real.astype(np.float32) / 255
+    f_fake, f_real = fake.reshape(len(fake), -1).mean(1, keepdims=True), real.reshape(len(real), -1).mean(1, keepdims=True)
+    want = metrics.frechet_distance_of(metrics.FeatureStats().update(f_real), metrics.FeatureStats().update(f_fake))
+    assert result["fid"] == pytest.approx(want, rel=1e-4)
+    assert result["kid"]["mean"] == pytest.approx(metrics.kid(f_real, f_fake)[0], rel=1e-4, abs=1e-7)
+
+
+def test_evaluate_errors(model, segmenter, data, tmp_path):
+    from pix2pixhd_jax import cli
+
+    assert cli.main(["evaluate", "--workdir", str(model), "--segmenter", str(tmp_path), "--quiet"]) == 2
+    other = tmp_path / "other_seg"
+    other.mkdir()
+    (other / "config.json").write_text(json.dumps({"data": {"label_nc": 35}}))
+    from pix2pixhd_jax.errors import UserError
+    from pix2pixhd_jax.evaluate import evaluate
+
+    with pytest.raises(UserError, match="not a train-segmenter workdir"):
+        evaluate(str(model), str(other), progress=False)
+    with pytest.raises(UserError, match="--style 'sideways': expected auto, encode or random"):
+        evaluate(str(model), str(segmenter[0]), style="sideways", progress=False)
+
+
+def test_evaluate_cli_writes_json_and_prints_the_config(model, segmenter, tmp_path, capsys):
+    from pix2pixhd_jax import cli
+
+    out = tmp_path / "m.json"
+    assert cli.main(["evaluate", "--workdir", str(model), "--segmenter", str(segmenter[0]), "--out", str(out),
+                     "--num-samples", "1", "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "config of the evaluated model" in printed and '"instance_feat": true' in printed
+    written = json.loads(out.read_text())
+    assert set(written) >= {"segmentation", "frechet_distance_segmenter_features", "fid", "kid", "paired",
+                            "diversity", "config", "num_images"}
+    assert written["diversity"] is None  # one sample per map: no pairs
