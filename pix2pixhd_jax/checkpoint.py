@@ -9,6 +9,7 @@ crash never leaves a half-written checkpoint that looks finished.
 """
 
 import json
+import logging
 import os
 from typing import Optional
 
@@ -83,14 +84,32 @@ def save_models(workdir: str, step: int, models: dict, config=None):
     return os.path.join(checkpoint_dir(workdir), str(step))
 
 
+def restore_to_host(workdir: str, step: int, item: str):
+    """One item of a checkpoint as numpy arrays, whatever sharding it was saved with: each process
+    reads the whole item onto its first local device (a restore with the saved sharding would
+    leave processes without a shard of arrays saved from one device)."""
+    path = os.path.join(checkpoint_dir(workdir), str(step), item)
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    absl = logging.getLogger("absl")
+    level = absl.level
+    absl.setLevel(logging.ERROR)  # a manager's items have no item-level _CHECKPOINT_METADATA: Orbax warns
+    try:
+        with ocp.StandardCheckpointer() as ckptr:
+            tree = ckptr.metadata(path).item_metadata
+    finally:
+        absl.setLevel(level)
+    with ocp.StandardCheckpointer() as ckptr:
+        abstract = jax.tree_util.tree_map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), tree)
+        restored = ckptr.restore(path, abstract)
+    return jax.tree_util.tree_map(np.asarray, restored)
+
+
 def load_models(workdir: str, step: Optional[int] = None) -> dict:
     """The variables saved at `step` (default: the latest) as numpy arrays."""
-    with manager(workdir) as mngr:
-        step = mngr.latest_step() if step is None else step
-        if step is None:
-            raise CheckpointError(f"{checkpoint_dir(workdir)}: no checkpoint found.")
-        restored = mngr.restore(step, args=ocp.args.Composite(models=ocp.args.StandardRestore()))
-    return jax.tree_util.tree_map(np.asarray, dict(restored["models"]))
+    step = latest_step(workdir, "models") if step is None else step
+    if step is None:
+        raise CheckpointError(f"{checkpoint_dir(workdir)}: no checkpoint found.")
+    return dict(restore_to_host(workdir, step, "models"))
 
 
 # ----- training checkpoints: the whole train state -----------------------------------
@@ -137,9 +156,7 @@ def load_network_params(workdir: str) -> dict:
     state or imported models of a workdir (for init_from and synthesis)."""
     step = latest_step(workdir, "state")
     if step is not None:
-        with manager(workdir) as mngr:
-            restored = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
-        state = restored["state"]
+        state = restore_to_host(workdir, step, "state")
         out = {"generator": {"params": state["g_params"]["generator"],
                              "batch_stats": state["g_stats"]["generator"]},
                "discriminator": {"params": state["d_params"], "batch_stats": state["d_stats"]}}

@@ -32,6 +32,7 @@ import json
 import logging
 import os
 import time
+import zlib
 
 import jax
 import numpy as np
@@ -42,12 +43,14 @@ from pix2pixhd_jax.errors import UserError
 PATCHES_PER_IMAGE = 64
 
 
-def _patch_features(bottleneck: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Up to PATCHES_PER_IMAGE bottleneck vectors per image, at positions drawn from `rng`."""
+def _patch_features(bottleneck: np.ndarray, names, seed: int) -> np.ndarray:
+    """Up to PATCHES_PER_IMAGE bottleneck vectors per image, at positions drawn from (seed, the
+    image's name): the same patches however the split is shared among processes."""
     n, h, w, c = bottleneck.shape
     flat = bottleneck.reshape(n, h * w, c)
     k = min(PATCHES_PER_IMAGE, h * w)
-    return np.concatenate([flat[i, rng.choice(h * w, k, replace=False)] for i in range(n)])
+    pick = lambda name: np.random.default_rng([seed, zlib.crc32(name)]).choice(h * w, k, replace=False)  # noqa: E731
+    return np.concatenate([flat[i, pick(names[i])] for i in range(n)])
 
 
 def evaluate(workdir: str, segmenter_dir: str, split: str = "test", dataroot=None, inception=None,
@@ -104,7 +107,6 @@ def evaluate(workdir: str, segmenter_dir: str, split: str = "test", dataroot=Non
     seg_feats = {"generated": [], "real": []}
     inc_feats = {"generated": [], "real": []}
     psnrs, ssims, diversities = [], [], []
-    rng = np.random.default_rng(config.seed)
     if samples_dir:
         os.makedirs(samples_dir, exist_ok=True)
     bar = tqdm(total=pipeline.num_examples, disable=not progress or index != 0, desc="evaluating", unit="image")
@@ -119,16 +121,17 @@ def evaluate(workdir: str, segmenter_dir: str, split: str = "test", dataroot=Non
         fakes = synth.synthesize_batch(labels, insts, styles, seed=config.seed)
         h, w = reals.shape[1:3]
         both = np.concatenate([fakes, reals])
-        pred, bottleneck = segment(pad_to_multiple(both, seg_divisor))
-        pred, bottleneck = np.asarray(pred)[:, :h, :w], np.asarray(bottleneck)
+        pred, bottleneck = segment(np.stack([pad_to_multiple(x, seg_divisor) for x in both]))
         n = len(fakes)
+        # Only the patches of the image itself, not of the edge padding.
+        pred, bottleneck = np.asarray(pred)[:, :h, :w], np.asarray(bottleneck)[:, :max(1, h // seg_divisor), :max(1, w // seg_divisor)]
         for i in range(n):
             conf["generated"].update(pred[i], labels[i])
             conf["real"].update(pred[n + i], labels[i])
             psnrs.append(metrics.psnr(fakes[i], reals[i]))
             ssims.append(metrics.ssim(fakes[i], reals[i]))
-        seg_feats["generated"].append(_patch_features(bottleneck[:n], rng))
-        seg_feats["real"].append(_patch_features(bottleneck[n:], rng))
+        seg_feats["generated"].append(_patch_features(bottleneck[:n], batch["name"], config.seed))
+        seg_feats["real"].append(_patch_features(bottleneck[n:], batch["name"], config.seed))
         if incept is not None:
             inc_feats["generated"].append(incept(fakes))
             inc_feats["real"].append(incept(reals))

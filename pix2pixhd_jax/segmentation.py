@@ -144,14 +144,11 @@ def load_segmenter(workdir: str):
     if "segmenter" not in config:
         raise UserError(f"{workdir}: its config.json has no 'segmenter' group; it is not a train-segmenter workdir.")
     module = segmenter_module(config)
-    with _manager(workdir) as mngr:
-        step = mngr.latest_step()
-        if step is None:
-            raise UserError(f"{checkpoint.checkpoint_dir(workdir)}: no segmenter checkpoint; run "
-                            f"`pix2pixhd-jax train-segmenter --workdir {workdir}` first.")
-        restored = mngr.restore(step, args=ocp.args.Composite(segmenter=ocp.args.StandardRestore()))
-    params = jax.tree_util.tree_map(np.asarray, restored["segmenter"]["params"])
-    return config, module, params
+    step = checkpoint.latest_step(workdir, "segmenter")
+    if step is None:
+        raise UserError(f"{checkpoint.checkpoint_dir(workdir)}: no segmenter checkpoint; run "
+                        f"`pix2pixhd-jax train-segmenter --workdir {workdir}` first.")
+    return config, module, checkpoint.restore_to_host(workdir, step, "segmenter")["params"]
 
 
 def segment_fn(module, params):

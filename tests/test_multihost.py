@@ -278,3 +278,34 @@ def test_encode_features_across_processes(data, base_env, tmp_path):
     assert sorted(clusters1.centers) == sorted(clusters2.centers)
     for label in clusters1.centers:
         np.testing.assert_allclose(clusters1.centers[label], clusters2.centers[label], rtol=1e-4, atol=1e-5)
+
+
+def test_evaluate_across_processes(data, base_env, tmp_path):
+    """3 test scenes over 2 processes (shares of 2 and 1): the gathered scores equal one process's."""
+    from conftest import load_test_config
+    from pix2pixhd_jax import segmentation
+
+    model = tmp_path / "model"
+    make_model_workdir(model, f"data.dataroot={data}", "data.load_size=64")
+    seg = tmp_path / "segmenter"
+    seg_config = load_test_config(f"--config.data.dataroot={data}", "--config.data.load_size=64",
+                                  "--config.segmenter.width=4", "--config.segmenter.depth=2",
+                                  "--config.segmenter.batch_size=2", "--config.segmenter.steps=3")
+    segmentation.train_segmenter(seg_config, str(seg), progress=False)
+    results = {}
+    for tag in ("single", "multi"):
+        out = tmp_path / f"{tag}.json"
+        args = [sys.executable, "-m", "pix2pixhd_jax.cli", "evaluate", "--workdir", str(model), "--segmenter",
+                str(seg), "--out", str(out), "--batch-size", "1", "--quiet"]
+        cmds = [args] if tag == "single" else multi(args, free_port())
+        codes = finish(launch(cmds, devices_env(base_env, 1), tmp_path, tag), tmp_path, tag, timeout=240)
+        assert set(codes) == {0}, logs(tmp_path, tag, len(cmds))
+        results[tag] = json.loads(out.read_text())
+    single, multi_ = results["single"], results["multi"]
+    assert single["num_images"] == multi_["num_images"] == 3
+    assert multi_["segmentation"] == single["segmentation"]
+    for key in ("psnr", "ssim"):
+        assert multi_["paired"][key] == pytest.approx(single["paired"][key], rel=1e-6)
+    assert multi_["diversity"] is None and single["diversity"] is None  # no clusters file: no random styles
+    assert multi_["frechet_distance_segmenter_features"] == pytest.approx(
+        single["frechet_distance_segmenter_features"], rel=1e-3)
