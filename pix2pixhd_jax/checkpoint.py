@@ -17,6 +17,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from pix2pixhd_jax import atomic
 from pix2pixhd_jax.errors import UserError
 
 
@@ -29,14 +30,9 @@ def checkpoint_dir(workdir: str) -> str:
 
 
 def write_config(workdir: str, config):
-    os.makedirs(workdir, exist_ok=True)
-    path = os.path.join(workdir, "config.json")
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(config.to_json_best_effort(indent=2) if hasattr(config, "to_json_best_effort")
-                else json.dumps(config, indent=2))
-    os.replace(tmp, path)
-    return path
+    return atomic.write_text(os.path.join(workdir, "config.json"),
+                             config.to_json_best_effort(indent=2) if hasattr(config, "to_json_best_effort")
+                             else json.dumps(config, indent=2))
 
 
 class _Attributes(dict):

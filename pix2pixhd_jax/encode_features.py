@@ -15,7 +15,7 @@ import os
 import jax
 import numpy as np
 
-from pix2pixhd_jax import checkpoint, distributed, features as features_lib, sharding
+from pix2pixhd_jax import atomic, checkpoint, distributed, features as features_lib, sharding
 from pix2pixhd_jax.errors import UserError
 from pix2pixhd_jax.synthesis import instance_classes
 
@@ -121,9 +121,7 @@ def encode_features(workdir: str, split: str = "train", n_clusters=None, batch_s
               "source": "encode-features"})
     if jax.process_index() == 0:
         features_lib.save_clusters(os.path.join(workdir, features_lib.CLUSTERS_FILE), clusters)
-        tmp = os.path.join(workdir, features_lib.INSTANCES_FILE + ".tmp.npz")
-        np.savez(tmp, **rows)
-        os.replace(tmp, os.path.join(workdir, features_lib.INSTANCES_FILE))
+        atomic.write_npz(os.path.join(workdir, features_lib.INSTANCES_FILE), rows)
         summary = {int(k): len(v) for k, v in centers.items()}
         logging.info("clusters per class: %s", json.dumps(summary))
     return clusters, rows

@@ -37,7 +37,7 @@ import zlib
 import jax
 import numpy as np
 
-from pix2pixhd_jax import checkpoint, distributed, metrics
+from pix2pixhd_jax import atomic, checkpoint, distributed, metrics
 from pix2pixhd_jax.errors import UserError
 
 PATCHES_PER_IMAGE = 64
@@ -195,9 +195,4 @@ def _config_json(config) -> str:
 
 
 def write_result(result: dict, path: str):
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(result, f, indent=2)
-    os.replace(tmp, path)
-    return path
+    return atomic.write_json(path, result)

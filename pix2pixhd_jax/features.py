@@ -23,6 +23,7 @@ from typing import Dict, Optional
 
 import numpy as np
 
+from pix2pixhd_jax import atomic
 from pix2pixhd_jax.errors import UserError
 
 CLUSTERS_FILE = "features_clustered.npz"
@@ -69,10 +70,7 @@ def save_clusters(path: str, clusters: FeatureClusters):
         arrays[f"centers_{int(label)}"] = np.asarray(centers, np.float32)
     for label, counts in clusters.counts.items():
         arrays[f"counts_{int(label)}"] = np.asarray(counts, np.int64)
-    tmp = path + ".tmp.npz"
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
-    return path
+    return atomic.write_npz(path, arrays)
 
 
 def load_clusters(path: str) -> FeatureClusters:

@@ -6,7 +6,6 @@ accuracy) and ends with `segmenter_done.json` (the last steps' training accuracy
 `load_segmenter` gives `evaluate` a jitted photos -> (label ids, bottleneck features) function.
 """
 
-import json
 import logging
 import os
 
@@ -16,7 +15,7 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 
-from pix2pixhd_jax import checkpoint, sharding
+from pix2pixhd_jax import atomic, checkpoint, sharding
 from pix2pixhd_jax.errors import UserError
 from pix2pixhd_jax.models.segmenter import Segmenter
 
@@ -129,10 +128,7 @@ def train_segmenter(config, workdir: str, progress: bool = True, devices=None):
     summary = {"step": step, "train_pixel_accuracy_last_50": float(np.mean([m["pixel_accuracy"] for m in recent]))
                if recent else None}
     if jax.process_index() == 0:
-        tmp = os.path.join(workdir, DONE_FILE + ".tmp")
-        with open(tmp, "w") as f:
-            json.dump(summary, f, indent=2)
-        os.replace(tmp, os.path.join(workdir, DONE_FILE))
+        atomic.write_json(os.path.join(workdir, DONE_FILE), summary)
         print(f"segmenter trained to step {step} (training pixel accuracy over the last 50 steps "
               f"{summary['train_pixel_accuracy_last_50']:.4f}); checkpoints in {checkpoint.checkpoint_dir(workdir)}")
     return state, summary

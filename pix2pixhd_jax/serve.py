@@ -42,7 +42,6 @@ import io
 import ipaddress
 import json
 import logging
-import os
 import re
 import secrets
 import socket

@@ -24,11 +24,13 @@ import functools
 import io
 import os
 import pickle
-from typing import Any, Dict, Tuple
+from typing import Any, Dict
 
 import numpy as np
 
+from pix2pixhd_jax import atomic
 from pix2pixhd_jax.errors import UserError
+from pix2pixhd_jax.interop import _flatten, _unflatten
 
 FID_WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
 FID_WEIGHTS_URL = ("https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
@@ -78,26 +80,6 @@ def _slots():
             torch_name = next(t for t, (c, f) in _BN.items() if (c, f) == (collection, name[1]))
             slots[f"{prefix}.bn.{torch_name}"] = (path, tuple(leaf.shape))
     return slots
-
-
-def _flatten(tree, prefix=()) -> Dict[Tuple[str, ...], Any]:
-    out = {}
-    for k, v in tree.items():
-        if hasattr(v, "items"):
-            out.update(_flatten(v, prefix + (k,)))
-        else:
-            out[prefix + (k,)] = v
-    return out
-
-
-def _unflatten(flat):
-    tree = {}
-    for path, value in flat.items():
-        node = tree
-        for k in path[:-1]:
-            node = node.setdefault(k, {})
-        node[path[-1]] = value
-    return tree
 
 
 def variables_from_state_dict(state: Dict[str, Any], path: str = "<state dict>"):
@@ -246,16 +228,7 @@ def convert_fid_inception(pth_path, out_path) -> str:
     state = _read_torch(pth_path)
     variables_from_state_dict(state, pth_path)  # validate before writing anything
     arrays = {k: np.asarray(state[k], np.float32) for k in _slots()}
-    out_dir = os.path.dirname(os.path.abspath(out_path))
-    os.makedirs(out_dir, exist_ok=True)
-    tmp = os.path.join(out_dir, f".{os.path.basename(out_path)}.tmp{os.getpid()}.npz")
-    try:
-        np.savez(tmp, **arrays)
-        os.replace(tmp, out_path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return out_path
+    return atomic.write_npz(out_path, arrays)
 
 
 def convert_fid_inception_main(pth, out) -> str:

@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pix2pixhd_jax import atomic
 from pix2pixhd_jax.errors import UserError
 from pix2pixhd_jax.models.layers import Conv
 
@@ -352,16 +353,7 @@ def convert_vgg19(pth_path: str, out_path: str) -> str:
     arrays = {k: np.asarray(v, np.float32) for k, v in state.items() if str(k).startswith("features.")}
     if not arrays:  # a features-only state dict ("0.weight", ...)
         arrays = {f"features.{k}": np.asarray(v, np.float32) for k, v in state.items()}
-    out_dir = os.path.dirname(os.path.abspath(out_path))
-    os.makedirs(out_dir, exist_ok=True)
-    tmp = os.path.join(out_dir, f".{os.path.basename(out_path)}.tmp{os.getpid()}.npz")
-    try:
-        np.savez(tmp, **arrays)
-        os.replace(tmp, out_path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return out_path
+    return atomic.write_npz(out_path, arrays)
 
 
 def convert_vgg19_main(pth: str, out: str) -> str:
