@@ -5,6 +5,17 @@ One step does what one iteration of the reference does: one forward pass of G
 0.5 (fake + real); G and D are both updated from the same pre-update parameters.
 The encoder's parameters sit with G's and share its optimizer, as in the reference.
 
+D runs on the real photo once per step: its features are D's real loss (gradient w.r.t.
+D's params through that pass's vjp) and, stop-gradient, G's feature-matching target, as in
+the reference. Without an image pool D(fake) runs once too: its vjp gives G's gradient (w.r.t.
+the fake image) and D's (w.r.t. its params); with the pool D's fake input differs from G's, so
+it gets a pass of its own (three passes, as in the reference). With batch norm D's outputs in
+training mode use the batch's statistics, so sharing a pass changes no output; the running
+statistics are updated by D's fake pass, then its real pass. The reference updates them a
+third time with the D(fake) pass of G's loss (as this step did before it shared passes, it
+leaves that one out): a difference that would show only if D ran in inference mode, which
+nothing does (the running statistics are saved with D, and D always runs in training mode).
+
 In the local-enhancer stage G1 (params['generator']['global_generator']) has its own
 Adam state: it is held at zero updates (and its Adam state at its initial value)
 while the epoch is below niter_fix_global, then trains with a fresh Adam, which is
@@ -158,40 +169,56 @@ def make_train_step(config, steps_per_epoch: int, vgg_apply=None):
         rng, k_drop, k_pool = jax.random.split(state.rng, 3)
         label = label_input(batch, config)
         real = batch["image"].astype(jnp.float32)
-        real_input = jnp.concatenate([label, real], axis=-1)
 
-        def d_apply(params, x, stats):
-            return _apply(nets.D, params, stats, x, train=True)
+        def d_apply(params, image, stats):
+            """D(label, image) in training mode -> (features per scale, new batch-norm stats)."""
+            return _apply(nets.D, params, stats, jnp.concatenate([label, image], axis=-1), train=True)
 
-        def g_loss_fn(g_params):
-            fake, g_stats = generate(nets, g_params, state.g_stats, batch, train=True, rng=k_drop)
-            pred_fake, _ = d_apply(state.d_params, jnp.concatenate([label, fake], axis=-1), state.d_stats)
+        # G (and E) forward; g_vjp turns dL_G/d fake into G's (and E's) gradient.
+        fake, g_vjp, g_stats = jax.vjp(
+            lambda p: generate(nets, p, state.g_stats, batch, train=True, rng=k_drop), state.g_params, has_aux=True)
+
+        # D(fake) with D's pre-update params: G's GAN and feature-matching losses read it (its
+        # vjp w.r.t. the fake image gives G's gradient) and, without an image pool, D's fake
+        # loss too (its vjp w.r.t. D's params gives D's gradient): one forward pass for both.
+        pred_fake, fake_vjp, stats = jax.vjp(lambda p, f: d_apply(p, f, state.d_stats), state.d_params, fake,
+                                             has_aux=True)
+        pool = state.pool
+        if pool is None:
+            pred_fake_d, d_fake_vjp = pred_fake, fake_vjp
+        else:  # D's fake is (half the time) an older one from the pool: a pass of its own.
+            fake_input = jax.lax.stop_gradient(jnp.concatenate([label, fake], axis=-1))
+            pool, fake_input = image_pool.query(pool, fake_input, k_pool)
+            pred_fake_d, d_fake_vjp, stats = jax.vjp(
+                lambda p: _apply(nets.D, p, state.d_stats, fake_input, train=True), state.d_params, has_aux=True)
+        # D(real), once: D's real loss (vjp w.r.t. its params) and G's feature-matching target.
+        # Batch-norm running statistics go through D's fake pass, then this one (in training mode
+        # D's outputs do not depend on them).
+        pred_real, real_vjp, d_stats = jax.vjp(lambda p: d_apply(p, real, stats), state.d_params, has_aux=True)
+
+        def g_loss_fn(fake, pred_fake):
             terms = {"loss_G_GAN": losses.gan_loss(pred_fake, True, use_lsgan)}
-            if not loss_cfg.no_ganFeat_loss:
-                pred_real, _ = d_apply(state.d_params, real_input, state.d_stats)
+            if not loss_cfg.no_ganFeat_loss:  # the real features are constants (stop-gradient)
                 terms["loss_G_GAN_Feat"] = losses.feature_matching_loss(
                     pred_fake, pred_real, config.model.n_layers_D, loss_cfg.lambda_feat)
             if vgg_apply is not None:
                 terms["loss_G_VGG"] = vgg_loss(vgg_apply, vgg_variables, fake, real) * loss_cfg.lambda_feat
             if loss_cfg.lambda_l1 > 0:
                 terms["loss_G_L1"] = losses.l1_loss(fake, real) * loss_cfg.lambda_l1
-            return sum(terms.values()), (fake, g_stats, terms)
+            return sum(terms.values()), terms
 
-        (loss_g, (fake, g_stats, g_terms)), g_grads = jax.value_and_grad(g_loss_fn, has_aux=True)(state.g_params)
+        (loss_g, g_terms), (dg_fake, dg_pred) = jax.value_and_grad(g_loss_fn, argnums=(0, 1), has_aux=True)(
+            fake, pred_fake)
+        (g_grads,) = g_vjp(dg_fake + fake_vjp(dg_pred)[1])
 
-        fake_input = jax.lax.stop_gradient(jnp.concatenate([label, fake], axis=-1))
-        pool = state.pool
-        if pool is not None:
-            pool, fake_input = image_pool.query(pool, fake_input, k_pool)
-
-        def d_loss_fn(d_params):
-            pred_fake, stats = d_apply(d_params, fake_input, state.d_stats)
-            pred_real, stats = d_apply(d_params, real_input, stats)
+        def d_loss_fn(pred_fake, pred_real):
             fake_loss = losses.gan_loss(pred_fake, False, use_lsgan)
             real_loss = losses.gan_loss(pred_real, True, use_lsgan)
-            return 0.5 * (fake_loss + real_loss), (stats, {"loss_D_fake": fake_loss, "loss_D_real": real_loss})
+            return 0.5 * (fake_loss + real_loss), {"loss_D_fake": fake_loss, "loss_D_real": real_loss}
 
-        (loss_d, (d_stats, d_terms)), d_grads = jax.value_and_grad(d_loss_fn, has_aux=True)(state.d_params)
+        (loss_d, d_terms), (dd_fake, dd_real) = jax.value_and_grad(d_loss_fn, argnums=(0, 1), has_aux=True)(
+            pred_fake_d, pred_real)
+        d_grads = jax.tree_util.tree_map(jnp.add, d_fake_vjp(dd_fake)[0], real_vjp(dd_real)[0])
 
         lr = schedule.learning_rate(state.step, steps_per_epoch, train_cfg)
         frozen = schedule.global_generator_frozen(state.step, steps_per_epoch, train_cfg)

@@ -1,0 +1,69 @@
+"""XLA's FLOP count of the train step, and of one discriminator forward pass for scale.
+
+    python experiments/step_flops.py --config configs/synthetic_demo.py --height 128 --width 128 --batch 2 \
+        [--config.train.pool_size=50 ...]
+
+Prints one JSON line: the step's FLOPs (what `pix2pixhd-jax benchmark` reports as flops_per_step),
+and, for scale, those of one D forward pass on the batch (train mode) and of one G forward pass.
+The counts are XLA's cost analysis after its own optimisations (CSE included), so two versions
+of the step compare directly. Nothing runs, it only compiles, so the machine's load does not
+matter.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+
+from pix2pixhd_jax import benchmark  # noqa: E402
+from pix2pixhd_jax.config_loading import load_config, split_config_args  # noqa: E402
+from pix2pixhd_jax.inputs import size_divisor  # noqa: E402
+from pix2pixhd_jax.train_step import Networks, _apply, generate, init_train_state, label_input, make_train_step  # noqa: E402,E501
+
+
+def flops(fn, *args):
+    return benchmark._flops(jax.jit(fn).lower(*args).compile())
+
+
+def main(argv=None):
+    overrides, rest = split_config_args(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--height", type=int, default=128)
+    parser.add_argument("--width", type=int, default=128)
+    parser.add_argument("--batch", type=int, default=2)
+    args = parser.parse_args(rest)
+    config = load_config(args.config, overrides)
+    nets = Networks(config)
+    div = size_divisor(config.model)
+    shapes = jax.eval_shape(lambda r: init_train_state(nets, r, div * 2, div * 2), jax.random.PRNGKey(0))
+    state = benchmark.fill_like(shapes).replace(rng=jax.random.PRNGKey(0))
+    if config.train.pool_size > 0:
+        from pix2pixhd_jax import image_pool
+
+        state = state.replace(pool=image_pool.init_pool(config.train.pool_size,
+                                                        (args.height, args.width, nets.d_in)))
+    data = benchmark.random_batch(config, args.batch, args.height, args.width)
+    step = make_train_step(config, steps_per_epoch=1000)
+    x = jnp.zeros((args.batch, args.height, args.width, nets.d_in))
+    out = {
+        "config": args.config, "overrides": overrides, "height": args.height, "width": args.width,
+        "batch": args.batch,
+        "step_flops": flops(lambda s, b: step(s, b, {}), state, data),
+        "d_forward_flops": flops(lambda p, s, x: _apply(nets.D, p, s, x, train=True), state.d_params,
+                                 state.d_stats, x),
+        "g_forward_flops": flops(lambda p, s, b: generate(nets, p, s, b, train=True, rng=jax.random.PRNGKey(0))[0],
+                                 state.g_params, state.g_stats, data),
+        "label_channels": int(label_input(data, config).shape[-1]),
+        "git": os.popen("git rev-parse --short HEAD 2>/dev/null").read().strip(),
+    }
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
