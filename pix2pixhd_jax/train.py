@@ -245,40 +245,60 @@ def train(config, workdir: str, devices=None, progress: bool = True):
             checkpoint.save_state(mngr, at, state)
             last_saved = at
 
+    def finish(done):
+        """Read a dispatched step's metrics (waiting for that step only): the NaN guard, the
+        progress bar, the scalars and the sample images of that step."""
+        nonlocal tick, tick_step
+        at, metrics, fake, host_batch = done
+        metrics = jax.device_get(metrics)
+        # Gradient norms too: a finite loss with non-finite gradients has already spoiled the state.
+        if not all(np.isfinite(v) for k, v in metrics.items() if k.startswith(("loss", "grad_norm"))):
+            mngr.wait_until_finished()
+            bad = {k: float(v) for k, v in metrics.items() if k.startswith(("loss", "grad_norm"))}
+            where = checkpoint.checkpoint_dir(workdir)
+            kept = (f"The last good checkpoint is kept in {where} (step {last_saved})" if last_saved is not None
+                    else f"No checkpoint was saved in {where} before it")
+            raise NonFiniteLossError(f"non-finite loss at step {at}: {bad}. {kept}; lower train.lr, or try "
+                                     "train.dtype=float32, and run again.")
+        bar.update(1)
+        bar.set_postfix(epoch=(at - 1) // steps_per_epoch,
+                        G=f"{metrics['loss_G']:.3f}", D=f"{metrics['loss_D']:.3f}", refresh=False)
+        if at % config.train.print_freq == 0 or at == total:
+            now = time.time()
+            rate = (at - tick_step) * config.train.batch_size / max(now - tick, 1e-9)
+            writer.scalars(at, dict(metrics, images_per_second=rate, epoch=(at - 1) // steps_per_epoch))
+            tick, tick_step = now, at
+        if is_main and (at % config.train.display_freq == 0 or at == total):
+            grid = sample_grid(host_batch, _local_rows(fake), config)
+            writer.image(at, "samples/label_boundaries_generated_real", grid)
+            visualize.save_png(os.path.join(samples_dir, f"step_{at:07d}.png"), grid)
+            visualize.save_png(os.path.join(samples_dir, "latest.png"), grid)
+            writer.flush()
+
+    # A step's metrics are read one step late, once the next step is dispatched, so the device
+    # does not wait for the host between steps. A step whose state is saved (periodically, on
+    # SIGTERM, at the end) is read first: only a state whose own metrics are finite is saved,
+    # and a non-finite step n stops the run before step n + 1's state could be saved.
+    pending = None
     with _Preemption() as preemption:
         for host_batch in pipeline.iterate(start):
             if step >= total:
                 break
             state, metrics, fake = step_fn(state, sharding.global_batch(host_batch, mesh, keys), vgg_vars)
             step += 1
-            metrics = jax.device_get(metrics)
-            # Gradient norms too: a finite loss with non-finite gradients has already spoiled the state.
-            if not all(np.isfinite(v) for k, v in metrics.items() if k.startswith(("loss", "grad_norm"))):
-                mngr.wait_until_finished()
-                bad = {k: float(v) for k, v in metrics.items() if k.startswith(("loss", "grad_norm"))}
-                raise NonFiniteLossError(
-                    f"non-finite loss at step {step}: {bad}. The last good checkpoint is kept in "
-                    f"{checkpoint.checkpoint_dir(workdir)} (step {last_saved}); lower train.lr, or try "
-                    "train.dtype=float32, and resume.")
-            bar.update(1)
-            bar.set_postfix(epoch=(step - 1) // steps_per_epoch,
-                            G=f"{metrics['loss_G']:.3f}", D=f"{metrics['loss_D']:.3f}", refresh=False)
-            if step % config.train.print_freq == 0 or step == total:
-                now = time.time()
-                rate = (step - tick_step) * config.train.batch_size / max(now - tick, 1e-9)
-                writer.scalars(step, dict(metrics, images_per_second=rate, epoch=(step - 1) // steps_per_epoch))
-                tick, tick_step = now, step
-            if is_main and (step % config.train.display_freq == 0 or step == total):
-                grid = sample_grid(host_batch, _local_rows(fake), config)
-                writer.image(step, "samples/label_boundaries_generated_real", grid)
-                visualize.save_png(os.path.join(samples_dir, f"step_{step:07d}.png"), grid)
-                visualize.save_png(os.path.join(samples_dir, "latest.png"), grid)
-                writer.flush()
+            if pending is not None:
+                finish(pending)
+            pending = (step, metrics, fake, host_batch)
             epoch_end = step % steps_per_epoch == 0
-            if (step % config.train.save_latest_freq == 0
-                    or (epoch_end and (step // steps_per_epoch) % config.train.save_epoch_freq == 0)):
+            save_due = (step % config.train.save_latest_freq == 0
+                        or (epoch_end and (step // steps_per_epoch) % config.train.save_epoch_freq == 0))
+            stop = preemption.check(step)
+            if save_due or stop or step >= total:
+                finish(pending)
+                pending = None
+            if save_due:
                 save(step)
-            if preemption.check(step):
+            if stop:
                 save(step)
                 mngr.wait_until_finished()
                 bar.close()
@@ -288,6 +308,8 @@ def train(config, workdir: str, devices=None, progress: bool = True):
                 raise SystemExit(143)
             if step >= total:
                 break
+    if pending is not None:  # the data ran out before `total`
+        finish(pending)
     save(step)
     mngr.wait_until_finished()
     mngr.close()

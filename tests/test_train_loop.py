@@ -180,6 +180,13 @@ def nan_cmd(data, workdir):
                      "--config.train.max_steps=6")
 
 
+def nan_lagged_cmd(data, workdir):
+    # No save before step 3: the non-finite step 2 is not a save step, so its metrics are read
+    # only once step 3 (a save step) is dispatched.
+    return train_cmd(data, workdir, "--config.train.lr=1e38", "--config.train.save_latest_freq=3",
+                     "--config.train.max_steps=6")
+
+
 LOCAL = ["--config.model.netG=local", "--config.model.n_local_enhancers=1", "--config.model.n_blocks_local=1",
          "--config.model.num_D=3", "--config.model.ngf=2"]  # G1 gets ngf * 2 = 4 filters, like run A's G
 
@@ -200,10 +207,13 @@ def runs(data, env, tmp_path_factory):
         proc = run(train_cmd(data, workdir_a, *RESUMABLE, test=True), env)
         assert proc.returncode == 0, proc.stderr[-4000:]
         background["nan"] = Background(nan_cmd(data, base / "nan" / "workdir"), env, base / "nan")
+        background["nan_lagged"] = Background(nan_lagged_cmd(data, base / "nan_lagged" / "workdir"), env,
+                                              base / "nan_lagged")
         background["local"] = Background(local_cmd(data, base / "local" / "workdir", workdir_a), env,
                                          base / "local")
         yield SimpleNamespace(a=workdir_a, a_proc=proc, background=background,
-                              nan=base / "nan" / "workdir", local=base / "local" / "workdir")
+                              nan=base / "nan" / "workdir", nan_lagged=base / "nan_lagged" / "workdir",
+                              local=base / "local" / "workdir")
     finally:
         for b in background.values():
             b.stop()
@@ -394,6 +404,20 @@ def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(runs
         for path, leaf in flat(state).items():
             if leaf.dtype.kind == "f":
                 assert np.isfinite(leaf).all(), f"checkpoint {step}: {path} is not finite"
+
+
+def test_a_non_finite_step_read_late_stops_the_run_before_the_next_step_is_saved(runs):
+    """The loop reads a step's metrics once the next step is dispatched. Step 2 (the first after
+    the lr=1e38 update) is non-finite; it is read after step 3, a save step, was dispatched: the
+    run stops at step 2 and step 3's state is not saved."""
+    workdir = runs.nan_lagged
+    proc = runs.background["nan_lagged"].result()
+    assert proc.returncode == 3, proc.stderr[-4000:]
+    assert "Traceback" not in proc.stderr
+    assert ("error: non-finite loss at step 2: " in proc.stderr
+            and f"No checkpoint was saved in {workdir / 'checkpoints'} before it" in proc.stderr), proc.stderr[-4000:]
+    assert saved_steps(workdir) == [] and latest(workdir) is None
+    assert [r["step"] for r in metrics(workdir)] == [1]
 
 
 # ----- global -> local ------------------------------------------------------------------
