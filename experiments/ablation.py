@@ -7,7 +7,8 @@ Stages (each skipped when its output exists, so the script resumes after an inte
   2. train every variant of configs/ablation_synthetic.py (600 steps each; pix2pixhd_vgg only
      when --vgg-weights is given, else marked as not run);
   3. train the evaluation segmenter on the real training photos (train-segmenter);
-  4. evaluate every variant on the test split (segmentation score on generated photos and the
+  4. evaluate every variant on 100 test scenes (the same generator and seed: the first 20 are the
+     training folder's test split) (segmentation score on generated photos and the
      oracle on real ones, segmenter-space Frechet distance, FID/KID with --inception, PSNR/SSIM);
   5. write <out>/results.json and <out>/grid.png (label | real | each variant).
 """
@@ -46,6 +47,7 @@ def main():
     parser.add_argument("--vgg-weights", default="", help="VGG19 weights for the pix2pixhd_vgg variant")
     parser.add_argument("--inception", default="", help="the FID Inception weights (FID/KID)")
     parser.add_argument("--variants", default=",".join(ORDER))
+    parser.add_argument("--num-test", type=int, default=100, help="test scenes to evaluate on")
     parser.add_argument("--stages", default="data,train,segmenter,evaluate,report")
     args = parser.parse_args()
     stages = set(args.stages.split(","))
@@ -72,6 +74,10 @@ def main():
     results = {}
     out = os.path.abspath(args.out)
     os.makedirs(out, exist_ok=True)
+    eval_data = os.path.join(os.path.abspath(args.root), "eval_scenes")
+    if "evaluate" in stages and not os.path.isdir(os.path.join(eval_data, "test_label")):
+        cli("make-synthetic", "--out", eval_data, "--num-train", "1", "--num-test", str(args.num_test), "--size",
+            "256x128", "--seed", "0", "--quiet")
     if "evaluate" in stages:
         for v in variants:
             workdir = os.path.join(args.root, v)
@@ -80,7 +86,7 @@ def main():
             metrics = os.path.join(out, f"{v}.json")
             if not os.path.isfile(metrics):
                 extra = ["--inception", args.inception] if args.inception else []
-                cli("evaluate", "--workdir", workdir, "--segmenter", segmenter, "--dataroot", data,
+                cli("evaluate", "--workdir", workdir, "--segmenter", segmenter, "--dataroot", eval_data,
                     "--out", metrics, "--samples-dir", os.path.join(workdir, "eval_samples"), *extra, "--quiet")
     if "report" in stages:
         for v in ORDER:
@@ -88,7 +94,7 @@ def main():
             results[v] = json.load(open(path)) if os.path.isfile(path) else None
         with open(os.path.join(out, "results.json"), "w") as f:
             json.dump(results, f, indent=2)
-        write_grid(args.root, data, [v for v in ORDER if results.get(v)], os.path.join(out, "grid.jpg"))
+        write_grid(args.root, eval_data, [v for v in ORDER if results.get(v)], os.path.join(out, "grid.jpg"))
         print(table(results))
 
 

@@ -167,9 +167,9 @@ def cmd_evaluate(args, overrides):
         return
     print("config of the evaluated model (" + os.path.join(os.path.abspath(args.workdir), "config.json") + "):")
     print(json.dumps(result["config"], indent=1, sort_keys=True))
-    summary = {k: v for k, v in result.items() if k != "config"}
-    for group in summary["segmentation"].values():
-        group.pop("per_class_iou")
+    summary = {k: v for k, v in result.items() if k not in ("config", "segmentation")}
+    summary["segmentation"] = {k: {m: v for m, v in group.items() if m != "per_class_iou"}
+                               for k, group in result["segmentation"].items()}
     print(json.dumps(summary, indent=1))
     if args.out:
         print(f"metrics written to {os.path.abspath(evaluate.write_result(result, args.out))}")

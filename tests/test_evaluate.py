@@ -207,3 +207,6 @@ def test_evaluate_cli_writes_json_and_prints_the_config(model, segmenter, tmp_pa
     assert set(written) >= {"segmentation", "frechet_distance_segmenter_features", "fid", "kid", "paired",
                             "diversity", "config", "num_images"}
     assert written["diversity"] is None  # one sample per map: no pairs
+    # The printed summary leaves the per-class table out; the file keeps it.
+    assert "per_class_iou" not in printed
+    assert written["segmentation"]["generated"]["per_class_iou"]
