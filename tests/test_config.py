@@ -10,7 +10,8 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 @pytest.mark.parametrize("name", ["default", "synthetic_demo", "cityscapes_1024x512", "cityscapes_2048x1024",
-                                  "edges2photo", "pix2pix_baseline"])
+                                  "edges2photo", "pix2pix_baseline", "synthetic_features", "cityscapes_samples",
+                                  "ablation_synthetic"])
 def test_every_config_loads(name):
     cfg = load_config(str(CONFIGS / f"{name}.py"))
     assert {"data", "model", "loss", "train"} <= set(cfg.keys())
@@ -61,3 +62,48 @@ def test_missing_config_file():
 def test_split_config_args():
     assert split_config_args(["show-batch", "--config", "c.py", "--config.a=1"]) == (
         ["--config.a=1"], ["show-batch", "--config", "c.py"])
+
+
+def _flat(cfg, prefix=""):
+    out = {}
+    for k, v in cfg.items():
+        out.update(_flat(v, f"{prefix}{k}.") if hasattr(v, "items") else {f"{prefix}{k}": v})
+    return out
+
+
+@pytest.mark.parametrize("variant, changed", [
+    ("pix2pixhd", {}),
+    ("pix2pixhd_gan_fm", {"loss.lambda_l1": 0.0}),
+    ("pix2pixhd_vgg", {"loss.lambda_l1": 0.0, "loss.no_vgg_loss": False}),
+    ("no_instance", {"data.use_instance": False}),
+    ("single_d", {"model.num_D": 1}),
+])
+def test_ablation_variants_change_one_thing(variant, changed):
+    """Each pix2pixHD ablation differs from the base variant in exactly its own fields."""
+    from pix2pixhd_jax.inputs import size_divisor
+
+    base = _flat(load_config(str(CONFIGS / "ablation_synthetic.py")))
+    cfg = load_config(str(CONFIGS / f"ablation_synthetic.py:{variant}"))
+    diff = {k: v for k, v in _flat(cfg).items() if base.get(k) != v and k != "name"}
+    assert diff == changed
+    assert cfg.data.fine_size % size_divisor(cfg.model) == 0
+
+
+def test_ablation_pix2pix_is_the_baseline_at_the_demo_budget():
+    from pix2pixhd_jax.inputs import size_divisor
+
+    cfg = load_config(str(CONFIGS / "ablation_synthetic.py:pix2pix"))
+    base = load_config(str(CONFIGS / "ablation_synthetic.py"))
+    assert (cfg.model.netG, cfg.model.netD, cfg.model.norm, cfg.loss.no_lsgan, cfg.loss.lambda_l1) == (
+        "unet_128", "patch", "batch", True, 100.0)
+    assert not cfg.data.use_instance and cfg.loss.no_ganFeat_loss
+    # Same data, crops, batch, lr and schedule as the pix2pixHD variants.
+    for group, key in [("data", "fine_size"), ("data", "load_size"), ("train", "batch_size"), ("train", "lr"),
+                       ("train", "niter"), ("train", "niter_decay")]:
+        assert cfg[group][key] == base[group][key]
+    assert cfg.data.fine_size % size_divisor(cfg.model) == 0
+
+
+def test_unknown_ablation_variant():
+    with pytest.raises(Exception, match="not one of"):
+        load_config(str(CONFIGS / "ablation_synthetic.py:sideways"))
