@@ -21,8 +21,7 @@ import jax  # noqa: E402
 
 from pix2pixhd_jax import benchmark  # noqa: E402
 from pix2pixhd_jax.config_loading import load_config, split_config_args  # noqa: E402
-from pix2pixhd_jax.inputs import size_divisor  # noqa: E402
-from pix2pixhd_jax.train_step import Networks, init_train_state, make_train_step  # noqa: E402
+from pix2pixhd_jax.train_step import Networks, make_train_step  # noqa: E402
 from test_step_formulation import reference_step  # noqa: E402
 
 
@@ -38,14 +37,7 @@ def main(argv=None):
     args = parser.parse_args(rest)
     config = load_config(args.config, overrides)
     nets = Networks(config)
-    div = size_divisor(config.model)
-    shapes = jax.eval_shape(lambda r: init_train_state(nets, r, div * 2, div * 2), jax.random.PRNGKey(0))
-    state = benchmark.fill_like(shapes).replace(rng=jax.random.PRNGKey(0))
-    if config.train.pool_size > 0:
-        from pix2pixhd_jax import image_pool
-
-        state = state.replace(pool=image_pool.init_pool(config.train.pool_size,
-                                                        (args.height, args.width, nets.d_in)))
+    state = benchmark.filled_state(nets, args.height, args.width)
     data = benchmark.random_batch(config, args.batch, args.height, args.width)
     steps = {"before": reference_step(config, 1000), "after": make_train_step(config, 1000)}
     states = {k: jax.device_put(state) for k in steps}

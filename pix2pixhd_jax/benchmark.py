@@ -83,10 +83,26 @@ def _flops(compiled):
     return float(cost["flops"]) if cost and "flops" in cost else None
 
 
+def filled_state(nets, height: int, width: int):
+    """A train state filled from numpy (no init program), with an empty image pool sized for
+    height x width when the config uses one."""
+    from pix2pixhd_jax.train_step import init_train_state
+
+    divisor = size_divisor(nets.config.model)
+    shapes = jax.eval_shape(lambda r: init_train_state(nets, r, divisor * 2, divisor * 2), jax.random.PRNGKey(0))
+    state = jax.device_put(fill_like(shapes)).replace(rng=jax.random.PRNGKey(0))
+    pool_size = nets.config.train.pool_size
+    if pool_size > 0:
+        from pix2pixhd_jax import image_pool
+
+        state = state.replace(pool=image_pool.init_pool(pool_size, (height, width, nets.d_in)))
+    return state
+
+
 def benchmark(config, height: int, width: int, batch: int, steps: int = 20, warmup: int = 3,
               synthesis: bool = True) -> dict:
     from pix2pixhd_jax.models.vgg import VGG19Features
-    from pix2pixhd_jax.train_step import Networks, init_train_state, make_train_step
+    from pix2pixhd_jax.train_step import Networks, make_train_step
 
     divisor = size_divisor(config.model)
     if height % divisor or width % divisor:
@@ -94,13 +110,7 @@ def benchmark(config, height: int, width: int, batch: int, steps: int = 20, warm
     if steps < 1 or warmup < 0:
         raise UserError(f"--steps {steps} must be >= 1 and --warmup {warmup} >= 0.")
     nets = Networks(config)
-    shapes = jax.eval_shape(lambda r: init_train_state(nets, r, divisor * 2, divisor * 2), jax.random.PRNGKey(0))
-    state = jax.device_put(fill_like(shapes))
-    state = state.replace(rng=jax.random.PRNGKey(0))
-    if config.train.pool_size > 0:
-        from pix2pixhd_jax import image_pool
-
-        state = state.replace(pool=image_pool.init_pool(config.train.pool_size, (height, width, nets.d_in)))
+    state = filled_state(nets, height, width)
     vgg_apply, vgg_vars = None, {}
     if not config.loss.no_vgg_loss:
         vgg = VGG19Features(dtype=nets.G.dtype)
