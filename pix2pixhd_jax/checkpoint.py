@@ -30,9 +30,14 @@ def checkpoint_dir(workdir: str) -> str:
 
 
 def write_config(workdir: str, config):
-    return atomic.write_text(os.path.join(workdir, "config.json"),
-                             config.to_json_best_effort(indent=2) if hasattr(config, "to_json_best_effort")
-                             else json.dumps(config, indent=2))
+    return atomic.write_text(os.path.join(workdir, "config.json"), json.dumps(config_dict(config), indent=2))
+
+
+def config_dict(config) -> dict:
+    """A config (ConfigDict, or read_config's attribute dict) as plain JSON-able nested dicts."""
+    if hasattr(config, "to_json_best_effort"):
+        return json.loads(config.to_json_best_effort())
+    return json.loads(json.dumps(config))
 
 
 class _Attributes(dict):
@@ -43,6 +48,10 @@ class _Attributes(dict):
             return self[name]
         except KeyError:
             raise AttributeError(name) from None
+
+    # Writes go to the dict too (inference_config sets data fields), so what is read, copied and
+    # written back as JSON is one thing.
+    __setattr__ = dict.__setitem__
 
 
 def _attributes(obj):
@@ -87,14 +96,13 @@ def restore_to_host(workdir: str, step: int, item: str):
     path = os.path.join(checkpoint_dir(workdir), str(step), item)
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     absl = logging.getLogger("absl")
-    level = absl.level
-    absl.setLevel(logging.ERROR)  # a manager's items have no item-level _CHECKPOINT_METADATA: Orbax warns
-    try:
-        with ocp.StandardCheckpointer() as ckptr:
-            tree = ckptr.metadata(path).item_metadata
-    finally:
-        absl.setLevel(level)
     with ocp.StandardCheckpointer() as ckptr:
+        level = absl.level
+        absl.setLevel(logging.ERROR)  # a manager's items have no item-level _CHECKPOINT_METADATA: Orbax warns
+        try:
+            tree = ckptr.metadata(path).item_metadata
+        finally:
+            absl.setLevel(level)
         abstract = jax.tree_util.tree_map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), tree)
         restored = ckptr.restore(path, abstract)
     return jax.tree_util.tree_map(np.asarray, restored)

@@ -23,6 +23,7 @@ import time
 import jax
 import numpy as np
 
+from pix2pixhd_jax import checkpoint
 from pix2pixhd_jax.errors import UserError
 
 _KEY = "pix2pixhd_jax/config/"
@@ -129,12 +130,6 @@ def _give_up(process_id, num_processes, where, timeout):
     os._exit(2)
 
 
-def _config_json(config):
-    if hasattr(config, "to_json_best_effort"):
-        return json.dumps(json.loads(config.to_json_best_effort()), sort_keys=True)
-    return json.dumps(config, sort_keys=True, default=str)
-
-
 def _differences(mine, theirs, prefix=""):
     out = []
     for key in sorted(set(mine) | set(theirs)):
@@ -155,7 +150,7 @@ def check_same_config(config, timeout=300):
     from jax.experimental import multihost_utils
 
     client = jax_distributed.global_state.client
-    mine = _config_json(config)
+    mine = json.dumps(checkpoint.config_dict(config), sort_keys=True)
     if jax.process_index() == 0:
         client.key_value_set(_KEY + "0", mine)
         diffs = []

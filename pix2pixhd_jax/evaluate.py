@@ -28,7 +28,6 @@ Each process of a multi-host run evaluates its share of the split; the counts an
 are gathered and process 0 writes the JSON.
 """
 
-import json
 import logging
 import os
 import time
@@ -64,11 +63,11 @@ def evaluate(workdir: str, segmenter_dir: str, split: str = "test", dataroot=Non
 
     start_time = time.time()
     synth = Synthesizer.from_workdir(workdir)
-    config = checkpoint.read_config(workdir)
+    config = synth.config
     if config.data.label_nc <= 0:
         raise UserError(f"{workdir}: the model takes RGB label images (label_nc=0); the segmentation score needs "
                         "label ids.")
-    seg_config, seg_module, seg_params = load_segmenter(segmenter_dir)
+    _, seg_module, seg_params = load_segmenter(segmenter_dir)
     if seg_module.num_classes != config.data.label_nc:
         raise UserError(f"{segmenter_dir}: the segmenter predicts {seg_module.num_classes} classes, the model's "
                         f"label_nc is {config.data.label_nc}; train a segmenter on this dataset.")
@@ -176,7 +175,7 @@ def evaluate(workdir: str, segmenter_dir: str, split: str = "test", dataroot=Non
         mean, std = metrics.kid(real, fake)
         result["kid"] = {"mean": float(mean), "std": float(std)}
     result["seconds"] = round(time.time() - start_time, 2)
-    result["config"] = json.loads(_config_json(config))
+    result["config"] = checkpoint.config_dict(config)
     return result
 
 
@@ -188,10 +187,6 @@ def _summary(conf: "metrics.ConfusionMatrix") -> dict:
     iou = conf.iou()
     return {"pixel_accuracy": float(conf.pixel_accuracy()), "mean_iou": float(conf.mean_iou()),
             "per_class_iou": {str(c): float(v) for c, v in enumerate(iou) if np.isfinite(v)}}
-
-
-def _config_json(config) -> str:
-    return config.to_json_best_effort() if hasattr(config, "to_json_best_effort") else json.dumps(config)
 
 
 def write_result(result: dict, path: str):

@@ -94,6 +94,17 @@ def finish(procs, logdir, tag, timeout=300):
     return codes
 
 
+def wait_for(condition, procs, logdir, tag, what, timeout=240):
+    """Poll until `condition()`; fail (killing the processes) if they end first or time runs out."""
+    deadline = time.time() + timeout
+    while not condition():
+        if time.time() > deadline or any(p.poll() is not None for p in procs):
+            for p in procs:
+                p.kill()
+            pytest.fail(f"{what} before the processes ended:\n" + logs(logdir, tag, len(procs)))
+        time.sleep(0.1)
+
+
 def logs(logdir, tag, n):
     return "\n".join(f"--- {tag}{i} ---\n" + (logdir / f"{tag}{i}.err").read_text()[-3000:] for i in range(n))
 
@@ -132,13 +143,7 @@ def test_two_processes_train_like_one_and_resume_after_a_kill(data, base_env, tm
     two = tmp_path / "two"
     env2 = devices_env(base_env, 2)
     procs = launch(multi(train_args(data, two, "--no-test"), free_port()), env2, tmp_path, "two")
-    deadline = time.time() + 240
-    while not [s for s in finished_steps(two) if s >= 4]:
-        if time.time() > deadline or any(p.poll() is not None for p in procs):
-            for p in procs:
-                p.kill()
-            pytest.fail("no checkpoint at step 4 before the processes ended:\n" + logs(tmp_path, "two", 2))
-        time.sleep(0.1)
+    wait_for(lambda: any(s >= 4 for s in finished_steps(two)), procs, tmp_path, "two", "no checkpoint at step 4")
     procs[1].send_signal(signal.SIGKILL)
     killed_at = max(finished_steps(two))
     # The survivor cannot go on without its peer: it must end (JAX's heartbeat or a failed
@@ -181,13 +186,8 @@ def test_sigterm_on_one_process_saves_on_all_and_stops(data, base_env, tmp_path)
     args = train_args(data, run, "--no-test", "--config.train.max_steps=200", "--config.train.save_latest_freq=1000")
     procs = launch(multi(args, free_port()), devices_env(base_env, 2), tmp_path, "term")
     metrics = run / "tensorboard" / "metrics.jsonl"
-    deadline = time.time() + 240
-    while not (metrics.is_file() and len(metrics.read_text().splitlines()) >= 2):
-        if time.time() > deadline or any(p.poll() is not None for p in procs):
-            for p in procs:
-                p.kill()
-            pytest.fail("training did not start:\n" + logs(tmp_path, "term", 2))
-        time.sleep(0.1)
+    wait_for(lambda: metrics.is_file() and len(metrics.read_text().splitlines()) >= 2, procs, tmp_path, "term",
+             "no two logged steps")
     procs[1].send_signal(signal.SIGTERM)
     assert finish(procs, tmp_path, "term", timeout=120) == [143, 143], logs(tmp_path, "term", 2)
     (saved,) = finished_steps(run)

@@ -9,6 +9,7 @@ Modes (data.resize_or_crop): resize_and_crop, scale_width, scale_width_and_crop,
 crop, none.
 """
 
+import copy
 import dataclasses
 
 import numpy as np
@@ -138,7 +139,8 @@ def inference_mode(mode: str, load_size: int, fine_size: int) -> tuple:
 
 def inference_config(config):
     """A copy of `config` whose data group reads whole images (see inference_mode)."""
-    config = config.copy_and_resolve_references() if hasattr(config, "copy_and_resolve_references") else config
+    config = (config.copy_and_resolve_references() if hasattr(config, "copy_and_resolve_references")
+              else copy.deepcopy(config))
     data = config.data
     data.resize_or_crop, data.load_size, data.fine_size = inference_mode(data.resize_or_crop, data.load_size,
                                                                          data.fine_size)
