@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pix2pixhd_jax import host_memory
 from pix2pixhd_jax.errors import UserError
 from pix2pixhd_jax.inputs import instance_boundaries, size_divisor
 
@@ -109,6 +110,7 @@ def benchmark(config, height: int, width: int, batch: int, steps: int = 20, warm
         raise UserError(f"--height {height} --width {width}: both must be multiples of {divisor} for this generator.")
     if steps < 1 or warmup < 0:
         raise UserError(f"--steps {steps} must be >= 1 and --warmup {warmup} >= 0.")
+    host_memory.keep_freed_memory()
     nets = Networks(config)
     state = filled_state(nets, height, width)
     vgg_apply, vgg_vars = None, {}

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pix2pixhd_jax import checkpoint, features as features_lib
+from pix2pixhd_jax import checkpoint, features as features_lib, host_memory
 from pix2pixhd_jax.errors import UserError
 from pix2pixhd_jax.inputs import instance_boundaries, size_divisor
 
@@ -61,6 +61,7 @@ class Synthesizer:
     def __init__(self, config, variables, clusters: Optional[features_lib.FeatureClusters] = None):
         from pix2pixhd_jax.train_step import Networks
 
+        host_memory.keep_freed_memory()
         self.config = config
         self.nets = Networks(config)
         self.has_encoder = self.nets.E is not None

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pix2pixhd_jax import checkpoint, distributed, schedule, sharding, visualize
+from pix2pixhd_jax import checkpoint, distributed, host_memory, schedule, sharding, visualize
 from pix2pixhd_jax.errors import UserError
 from pix2pixhd_jax.inputs import size_divisor
 from pix2pixhd_jax.train_step import Networks, generate, init_train_state, make_train_step, merge_g1, split_g1
@@ -174,6 +174,7 @@ def train(config, workdir: str, devices=None, progress: bool = True):
 
     workdir = os.path.abspath(workdir)
     is_main = jax.process_index() == 0
+    host_memory.keep_freed_memory()
     os.makedirs(workdir, exist_ok=True)
     config_path = os.path.join(workdir, "config.json")
     distributed.check_same_config(config)

@@ -2,6 +2,7 @@
 
 import itertools
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -124,6 +125,118 @@ def test_transposed_conv_geometry_is_not_same_padding():
     out = np.asarray(m.apply(variables, x))[0, ..., 0]
     assert out.shape == (8, 8)
     assert set(zip(*np.nonzero(out))) == {(r, c) for r in (1, 2, 3) for c in (1, 2, 3)}
+
+
+GEOMETRIES = [  # kernel, stride, padding, output_padding, input H, W
+    (3, 2, 1, 1, 5, 7),  # pix2pixHD's upsampling
+    (4, 2, 1, 0, 6, 5),  # pix2pix's U-Net
+    (5, 3, 2, 1, 4, 6),
+    (1, 2, 0, 1, 3, 3),  # phases no tap reaches: bias only
+    (3, 3, 0, 2, 3, 5),
+]
+
+
+@pytest.mark.parametrize("cpu_path", [False, True])
+@pytest.mark.parametrize("geometry", GEOMETRIES)
+def test_conv_transpose_matches_pytorch(geometry, cpu_path):
+    torch = pytest.importorskip("torch")
+    from pix2pixhd_jax.models.conv import conv_transpose
+    k, s, p, op, h, w = geometry
+    rng = np.random.default_rng(k * 100 + s * 10 + p)
+    x = rng.standard_normal((2, h, w, 3)).astype(np.float32)
+    weight = rng.standard_normal((3, 4, k, k)).astype(np.float32)  # PyTorch's (in, out, kh, kw)
+    want = torch.nn.functional.conv_transpose2d(
+        torch.from_numpy(x.transpose(0, 3, 1, 2)), torch.from_numpy(weight),
+        stride=s, padding=p, output_padding=op).numpy().transpose(0, 2, 3, 1)
+    got = conv_transpose(jnp.asarray(x), jnp.asarray(weight.transpose(2, 3, 1, 0)), s, p, op, cpu_path=cpu_path)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(np.asarray(got), want, atol=1e-5)
+
+
+@pytest.mark.parametrize("geometry", GEOMETRIES)
+def test_conv_transpose_phases_have_the_dilated_forms_gradients(geometry):
+    from pix2pixhd_jax.models.conv import conv_transpose
+    k, s, p, op, h, w = geometry
+    x = jax.random.normal(KEY, (2, h, w, 3))
+    kernel = jax.random.normal(jax.random.PRNGKey(1), (k, k, 4, 3))
+    target = jax.random.normal(jax.random.PRNGKey(2), conv_transpose(x, kernel, s, p, op).shape)
+
+    def loss(x, kernel, cpu_path):
+        return jnp.sum((conv_transpose(x, kernel, s, p, op, cpu_path=cpu_path) - target) ** 2)
+
+    dense = jax.grad(loss, argnums=(0, 1))(x, kernel, False)
+    phased = jax.grad(loss, argnums=(0, 1))(x, kernel, True)
+    for a, b in zip(dense, phased):
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-4, atol=1e-4)
+
+
+CONV_GEOMETRIES = [  # batch, H, W, cin, cout, kernel, stride, padding
+    (1, 9, 7, 3, 4, 3, 1, 0),  # after a reflection pad: computed padded by one and cropped
+    (2, 6, 5, 3, 4, 1, 1, 0),  # 1x1: as is
+    (2, 9, 8, 3, 5, 4, 2, 2),  # the discriminator's stride-2 layers
+    (1, 7, 6, 3, 5, 4, 1, 2),  # its stride-1 layers
+    (1, 4, 3, 3, 16, 3, 1, 0),  # cout >= output pixels: input gradient per tap
+    (2, 3, 3, 2, 32, 3, 1, 1),  # the same with zero padding
+    (1, 8, 8, 3, 4, 3, 2, 1),  # the generator's downsampling
+]
+
+
+@pytest.mark.parametrize("geometry", CONV_GEOMETRIES)
+def test_cpu_conv_path_has_laxs_values_and_gradients(geometry):
+    from pix2pixhd_jax.models.conv import conv2d
+    n, h, w, cin, cout, k, s, p = geometry
+    x = jax.random.normal(KEY, (n, h, w, cin))
+    kernel = jax.random.normal(jax.random.PRNGKey(1), (k, k, cin, cout))
+    pads = ((p, p), (p, p))
+    want = jax.lax.conv_general_dilated(x, kernel, (s, s), pads, dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    for cpu_path in (False, True):
+        np.testing.assert_allclose(np.asarray(conv2d(x, kernel, (s, s), pads, cpu_path=cpu_path)),
+                                   np.asarray(want), rtol=1e-5, atol=1e-5)
+    target = jax.random.normal(jax.random.PRNGKey(2), want.shape)
+
+    def loss(x, kernel, cpu_path):
+        return jnp.sum((conv2d(x, kernel, (s, s), pads, cpu_path=cpu_path) - target) ** 2)
+
+    lax_grads = jax.jit(jax.grad(loss, argnums=(0, 1)), static_argnums=2)(x, kernel, False)
+    cpu_grads = jax.jit(jax.grad(loss, argnums=(0, 1)), static_argnums=2)(x, kernel, True)
+    for a, b in zip(lax_grads, cpu_grads):
+        assert b.shape == a.shape
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-4, atol=1e-3)
+
+
+def test_cpu_conv_path_in_bfloat16_returns_bfloat16_gradients():
+    from pix2pixhd_jax.models.conv import conv2d
+    x = jax.random.normal(KEY, (1, 6, 6, 8), jnp.bfloat16)
+    kernel = jax.random.normal(jax.random.PRNGKey(1), (3, 3, 8, 8), jnp.bfloat16)
+    grads = jax.grad(lambda x, k, c: jnp.sum(conv2d(x, k, cpu_path=c).astype(jnp.float32) ** 2),
+                     argnums=(0, 1))
+    lax_grads, cpu_grads = grads(x, kernel, False), grads(x, kernel, True)
+    for a, b in zip(lax_grads, cpu_grads):
+        assert b.dtype == jnp.bfloat16
+        np.testing.assert_allclose(np.asarray(b, np.float32), np.asarray(a, np.float32), rtol=0.05, atol=0.5)
+
+
+def test_conv_layer_routes_through_conv2d_and_keeps_nn_convs_parameters():
+    from pix2pixhd_jax.models.layers import Conv
+    x = jax.random.normal(KEY, (1, 6, 6, 3))
+    layer = Conv(4, 3, stride=2, padding=1)
+    variables = layer.init(KEY, x)
+    plain = nn.Conv(4, (3, 3), strides=(2, 2), padding=[(1, 1)] * 2)
+    assert jax.tree_util.tree_map(jnp.shape, variables["params"]["conv"]) == \
+        jax.tree_util.tree_map(jnp.shape, plain.init(KEY, x)["params"])
+    np.testing.assert_allclose(np.asarray(layer.apply(variables, x)),
+                               np.asarray(plain.apply({"params": variables["params"]["conv"]}, x)), atol=1e-5)
+
+
+def test_transposed_conv_keeps_nn_conv_transposes_parameters():
+    # Checkpoints and the reference-weight converter address up_i/conv/{kernel, bias}
+    # with nn.ConvTranspose(transpose_kernel=True)'s shapes.
+    from pix2pixhd_jax.models.layers import ConvTranspose
+    x = jnp.zeros((1, 4, 4, 5))
+    params = ConvTranspose(7, 3, 2, 1, 1).init(KEY, x)["params"]
+    flax_params = nn.ConvTranspose(7, (3, 3), transpose_kernel=True).init(KEY, x)["params"]
+    assert jax.tree_util.tree_map(jnp.shape, params) == {"conv": jax.tree_util.tree_map(jnp.shape, flax_params)}
+    assert jax.tree_util.tree_map(jnp.dtype, params["conv"]) == {"kernel": jnp.float32, "bias": jnp.float32}
 
 
 # ----- losses ----------------------------------------------------------------------

@@ -13,6 +13,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from pix2pixhd_jax.models.conv import NHWC, conv2d, conv_transpose
+
 conv_init = nn.initializers.normal(stddev=0.02)
 
 
@@ -29,6 +31,19 @@ def torch_bias_init(fan_in: int):
 def reflect_pad(x, pad: int):
     """ReflectionPad2d on NHWC."""
     return jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
+
+
+def _flax_conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
+                               dimension_numbers=None, feature_group_count=1, precision=None, **kwargs):
+    """nn.Conv's hook: conv2d for the plain 2D case, lax for everything else."""
+    plain = (rhs.ndim == 4 and not isinstance(padding, str) and feature_group_count == 1
+             and precision is None and not kwargs
+             and all(d in (None, 1) or tuple(d) == (1, 1) for d in (lhs_dilation, rhs_dilation))
+             and dimension_numbers == jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, NHWC))
+    if plain:
+        return conv2d(lhs, rhs, window_strides, padding)
+    return jax.lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
+                                        dimension_numbers, feature_group_count, precision=precision, **kwargs)
 
 
 class Conv(nn.Module):
@@ -54,8 +69,32 @@ class Conv(nn.Module):
             kernel_init=conv_init,
             bias_init=nn.initializers.zeros if self.zero_bias else torch_bias_init(fan_in),
             dtype=self.dtype,
+            conv_general_dilated=_flax_conv_general_dilated,
             name="conv",
         )(x)
+
+
+class _TorchConvTranspose(nn.Module):
+    """The parameters (kernel (kh, kw, out, in), bias) and the op; named 'conv' by its
+    owner so that the parameter tree is the one nn.ConvTranspose made (checkpoints)."""
+
+    features: int
+    kernel: int
+    stride: int
+    padding: int
+    output_padding: int
+    use_bias: bool
+    bias_init: Any
+    dtype: Any
+
+    @nn.compact
+    def __call__(self, x):
+        shape = (self.kernel, self.kernel, self.features, x.shape[-1])
+        kernel = self.param("kernel", conv_init, shape, jnp.float32)
+        bias = self.param("bias", self.bias_init, (self.features,), jnp.float32) if self.use_bias else None
+        x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
+        y = conv_transpose(x, kernel, self.stride, self.padding, self.output_padding)
+        return y if bias is None else y + bias
 
 
 class ConvTranspose(nn.Module):
@@ -65,7 +104,7 @@ class ConvTranspose(nn.Module):
     that is a conv over the stride-dilated input padded by (k-1-p, k-1-p+output_padding)
     with the spatially flipped kernel; 'SAME' would give the size but shift by a pixel.
     The kernel is stored (kh, kw, out, in), i.e. PyTorch's (in, out, kh, kw) transposed
-    by (2, 3, 1, 0).
+    by (2, 3, 1, 0). On CPU the op runs as stride**2 phase convs (models/conv.py).
     """
 
     features: int
@@ -79,20 +118,12 @@ class ConvTranspose(nn.Module):
 
     @nn.compact
     def __call__(self, x):
-        lo = self.kernel - 1 - self.padding
         # PyTorch's default init reads fan_in from weight.size(1) * k * k = out_channels * k * k.
         fan_in = self.features * self.kernel * self.kernel
-        return nn.ConvTranspose(
-            self.features,
-            (self.kernel, self.kernel),
-            strides=(self.stride, self.stride),
-            padding=[(lo, lo + self.output_padding)] * 2,
-            use_bias=self.use_bias,
-            transpose_kernel=True,
-            kernel_init=conv_init,
-            bias_init=nn.initializers.zeros if self.zero_bias else torch_bias_init(fan_in),
-            dtype=self.dtype,
-            name="conv",
+        return _TorchConvTranspose(
+            self.features, self.kernel, self.stride, self.padding, self.output_padding,
+            self.use_bias, nn.initializers.zeros if self.zero_bias else torch_bias_init(fan_in),
+            self.dtype, name="conv",
         )(x)
 
 

@@ -1,0 +1,145 @@
+"""The convolution ops under every layer, with a CPU path that avoids XLA:CPU's slow cases.
+
+Accelerators run lax's convolutions and XLA's own gradients. On the CPU, profiling the
+reference's 512p train step (experiments/benchmarks.md) found four cases where XLA:CPU
+(JAX 0.10.2) is several times slower than PyTorch's oneDNN; each is rewritten as the same
+sums in another order:
+
+- kernel gradients that XLA runs as a naive convolution (the discriminator's 4x4 stride-1
+  layer, 256->512 channels at 17x33: 1.33 s forward and backward, PyTorch 0.08 s) are
+  one matmul per kernel tap: 0.07 s;
+- the input gradient of a conv whose kernel outweighs its output (the 1024-channel
+  residual convs at 16x8) is one matmul per tap and a shifted sum, instead of XLA's
+  transposed copy of the 38 MB kernel;
+- an unpadded stride-1 conv (after a reflection pad) runs 4-20x slower in XLA:CPU's
+  convolution library than the same conv with zero padding, so it is computed padded
+  by one and cropped (the 7x7 conv on the label map: 0.30 s -> 0.06 s);
+- the gradient of a transposed conv (lhs-dilated) is 10-15x slower than PyTorch's, so a
+  stride-s transposed conv is computed as s*s ordinary convs, one per output phase.
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+NHWC = ("NHWC", "HWIO", "NHWC")
+
+
+def _lax_conv(x, kernel, strides, padding):
+    return jax.lax.conv_general_dilated(x, kernel, strides, padding, dimension_numbers=NHWC)
+
+
+def _cpu_forward(x, kernel, strides, padding):
+    if strides == (1, 1) and padding == ((0, 0), (0, 0)) and kernel.shape[:2] != (1, 1):
+        y = _lax_conv(x, kernel, strides, ((1, 1), (1, 1)))
+        return y[:, 1:-1, 1:-1]
+    return _lax_conv(x, kernel, strides, padding)
+
+
+def _zero_pad(x, lo_hi_interior):
+    return jax.lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), *lo_hi_interior, (0, 0, 0)))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _cpu_conv(x, kernel, strides, padding):
+    return _cpu_forward(x, kernel, strides, padding)
+
+
+def _cpu_conv_fwd(x, kernel, strides, padding):
+    return _cpu_forward(x, kernel, strides, padding), (x, kernel)
+
+
+def _cpu_conv_bwd(strides, padding, residuals, g):
+    x, kernel = residuals
+    kh, kw, cin, cout = kernel.shape
+    n, oh, ow, _ = g.shape
+    (sh, sw), ((pt, pb), (pl, pr)) = strides, padding
+    taps = [(i, j) for i in range(kh) for j in range(kw)]
+    g2 = g.reshape(-1, cout)
+    xp = _zero_pad(x, ((pt, pb, 0), (pl, pr, 0)))
+
+    def shifted(i, j):  # the input pixels that tap (i, j) multiplies, one row per output pixel
+        end = (n, i + (oh - 1) * sh + 1, j + (ow - 1) * sw + 1, cin)
+        return jax.lax.slice(xp, (0, i, j, 0), end, (1, sh, sw, 1)).reshape(-1, cin)
+
+    dkernel = jnp.stack([
+        jax.lax.dot_general(shifted(i, j), g2, (((0,), (0,)), ((), ())), preferred_element_type=jnp.float32)
+        for i, j in taps]).reshape(kernel.shape).astype(kernel.dtype)
+
+    if strides == (1, 1) and min(padding[0] + padding[1]) >= 0 and cout >= n * oh * ow:
+        hp, wp = xp.shape[1], xp.shape[2]
+        dxp = None
+        for i, j in taps:
+            part = jax.lax.dot_general(g2, kernel[i, j], (((1,), (1,)), ((), ()))).reshape(n, oh, ow, cin)
+            part = _zero_pad(part, ((i, hp - i - oh, 0), (j, wp - j - ow, 0)))
+            dxp = part if dxp is None else dxp + part
+        dx = dxp[:, pt:pt + x.shape[1], pl:pl + x.shape[2]]
+    else:
+        _, input_vjp = jax.vjp(lambda x: _cpu_forward(x, kernel, strides, padding), x)
+        (dx,) = input_vjp(g)
+    return dx, dkernel
+
+
+_cpu_conv.defvjp(_cpu_conv_fwd, _cpu_conv_bwd)
+
+
+def conv2d(x, kernel, strides=(1, 1), padding=((0, 0), (0, 0)), cpu_path: bool | None = None):
+    """An NHWC/HWIO convolution with explicit padding; cpu_path=None picks by backend."""
+    strides = tuple(int(s) for s in strides)
+    padding = tuple((int(lo), int(hi)) for lo, hi in padding)
+    if cpu_path is None:
+        cpu_path = jax.default_backend() == "cpu"
+    return (_cpu_conv if cpu_path else _lax_conv)(x, kernel, strides, padding)
+
+
+def _phase_taps(kernel: int, stride: int, padding: int, phase: int):
+    """Kernel taps that reach output phase `phase` (o = stride*m + phase): their indices in
+    order of increasing input offset, and the first offset (input index = m + offset)."""
+    taps = [k for k in range(kernel) if (phase + padding - k) % stride == 0]
+    taps.sort(key=lambda k: (phase + padding - k) // stride)
+    return taps, ((phase + padding - taps[0]) // stride if taps else 0)
+
+
+def conv_transpose(x, kernel, stride: int, padding: int, output_padding: int = 0, cpu_path: bool | None = None):
+    """PyTorch's conv_transpose2d on NHWC with a (kh, kw, out, in) kernel, no bias.
+
+    Accelerators: one conv over the stride-dilated input with the flipped kernel (what
+    cuDNN and TPUs are built for). CPU: each of the stride**2 output phases is an ordinary
+    conv of the undilated input with the taps that reach it, the phases interleaved.
+    """
+    if cpu_path is None:
+        cpu_path = jax.default_backend() == "cpu"
+    k = kernel.shape[0]
+    n, h, w, cin = x.shape
+    hwio = jnp.transpose(kernel, (0, 1, 3, 2))
+    if not cpu_path:
+        lo = k - 1 - padding
+        return jax.lax.conv_general_dilated(
+            x, jnp.flip(hwio, (0, 1)), (1, 1), [(lo, lo + output_padding)] * 2,
+            lhs_dilation=(stride, stride), dimension_numbers=NHWC)
+    out_h = (h - 1) * stride - 2 * padding + k + output_padding
+    out_w = (w - 1) * stride - 2 * padding + k + output_padding
+    # Every phase is computed ceil(out / stride) long, the interleaved result cropped.
+    len_h, len_w = -(-out_h // stride), -(-out_w // stride)
+    taps = [_phase_taps(k, stride, padding, r) for r in range(stride)]
+    used = [(t, d) for t, d in taps if t]
+    lo = max([0] + [-d for _, d in used])
+    hi_h = max([0] + [len_h + d + len(t) - 1 - h for t, d in used])
+    hi_w = max([0] + [len_w + d + len(t) - 1 - w for t, d in used])
+    xp = jnp.pad(x, ((0, 0), (lo, hi_h), (lo, hi_w), (0, 0)))
+    rows = []
+    for taps_h, off_h in taps:
+        cols = []
+        for taps_w, off_w in taps:
+            if not taps_h or not taps_w:
+                cols.append(jnp.zeros((n, len_h, len_w, hwio.shape[-1]), x.dtype))
+                continue
+            window = jax.lax.slice(
+                xp, (0, lo + off_h, lo + off_w, 0),
+                (n, lo + off_h + len_h + len(taps_h) - 1, lo + off_w + len_w + len(taps_w) - 1, cin))
+            sub = hwio[jnp.asarray(taps_h)][:, jnp.asarray(taps_w)]
+            cols.append(conv2d(window, sub, cpu_path=True))
+        rows.append(jnp.stack(cols, axis=3))
+    y = jnp.stack(rows, axis=2).reshape(n, len_h * stride, len_w * stride, -1)
+    return y[:, :out_h, :out_w]
