@@ -7,11 +7,13 @@ copying a 38 MB kernel took 45 ms instead of 9 ms on this project's CPU machine,
 the 512p train step at 256x128 7.1 s instead of 6.1 s (experiments/benchmarks.md).
 Raising both thresholds keeps the pages mapped; the cost is that the process's RSS
 stays at its peak. PyTorch users get the same effect from jemalloc or tcmalloc.
+Set PIX2PIXHD_KEEP_HOST_MEMORY=0 to leave glibc's defaults.
 """
 
 import ctypes
 import ctypes.util
 import logging
+import os
 import sys
 
 import jax
@@ -27,11 +29,14 @@ def keep_freed_memory() -> bool:
     """Raise glibc's trim and mmap thresholds if JAX runs on the CPU; True when they are set.
 
     Call it once JAX's backend is up (after jax.distributed.initialize). No-op on
-    accelerators, outside Linux, and with a C library other than glibc.
+    accelerators, outside Linux, with a C library other than glibc, and when the
+    environment says PIX2PIXHD_KEEP_HOST_MEMORY=0.
     """
     global _applied
     if _applied:
         return True
+    if os.environ.get("PIX2PIXHD_KEEP_HOST_MEMORY", "1") == "0":
+        return False
     if jax.default_backend() != "cpu" or not sys.platform.startswith("linux"):
         return False
     try:

@@ -27,10 +27,18 @@ def test_not_applied_on_accelerators(monkeypatch):
     assert calls == []
 
 
+def test_environment_opts_out(monkeypatch):
+    monkeypatch.setattr(host_memory, "_applied", False)
+    monkeypatch.setenv("PIX2PIXHD_KEEP_HOST_MEMORY", "0")
+    monkeypatch.setattr(ctypes, "CDLL", lambda *a, **k: pytest.fail("mallopt called despite the opt-out"))
+    assert host_memory.keep_freed_memory() is False
+
+
 def test_applied_once_on_cpu_with_glibc(monkeypatch):
     if not (sys.platform.startswith("linux") and glibc()):
         pytest.skip("needs Linux with glibc (mallopt)")
     monkeypatch.setattr(host_memory, "_applied", False)
+    monkeypatch.delenv("PIX2PIXHD_KEEP_HOST_MEMORY", raising=False)
     assert jax.default_backend() == "cpu"
     assert host_memory.keep_freed_memory() is True
     # Once set, later calls do not reload the C library.
@@ -46,6 +54,7 @@ def test_refused_mallopt_is_reported_not_raised(monkeypatch):
         return 0  # glibc's answer for a rejected value
 
     monkeypatch.setattr(host_memory, "_applied", False)
+    monkeypatch.delenv("PIX2PIXHD_KEEP_HOST_MEMORY", raising=False)
     monkeypatch.setattr(jax, "default_backend", lambda: "cpu")
     monkeypatch.setattr(ctypes, "CDLL", lambda *a, **k: types.SimpleNamespace(mallopt=mallopt))
     assert host_memory.keep_freed_memory() is False

@@ -216,11 +216,14 @@ def test_cpu_conv_path_in_bfloat16_returns_bfloat16_gradients():
         np.testing.assert_allclose(np.asarray(b, np.float32), np.asarray(a, np.float32), rtol=0.05, atol=0.5)
 
 
-def test_conv_layer_routes_through_conv2d_and_keeps_nn_convs_parameters():
-    from pix2pixhd_jax.models.layers import Conv
+def test_conv_layer_routes_through_conv2d_and_keeps_nn_convs_parameters(monkeypatch):
+    from pix2pixhd_jax.models import layers
+    calls = []
+    monkeypatch.setattr(layers, "conv2d", lambda *a, **k: calls.append(a[2:]) or models.conv.conv2d(*a, **k))
     x = jax.random.normal(KEY, (1, 6, 6, 3))
-    layer = Conv(4, 3, stride=2, padding=1)
+    layer = layers.Conv(4, 3, stride=2, padding=1)
     variables = layer.init(KEY, x)
+    assert calls == [((2, 2), [(1, 1), (1, 1)])]
     plain = nn.Conv(4, (3, 3), strides=(2, 2), padding=[(1, 1)] * 2)
     assert jax.tree_util.tree_map(jnp.shape, variables["params"]["conv"]) == \
         jax.tree_util.tree_map(jnp.shape, plain.init(KEY, x)["params"])
