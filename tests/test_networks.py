@@ -309,3 +309,18 @@ def test_builders_follow_the_config():
     assert models.build_discriminator(cfg).num_D == 3
     with pytest.raises(ValueError, match="model.netG='resnet'"):
         models.build_generator(load_test_config("model.netG=resnet"))
+
+
+def test_cpu_conv_path_is_the_cpu_default_and_can_be_switched_off(monkeypatch):
+    from pix2pixhd_jax.models import conv
+    monkeypatch.delenv("PIX2PIXHD_CPU_CONV", raising=False)
+    assert conv.default_cpu_path() is (jax.default_backend() == "cpu")
+    monkeypatch.setenv("PIX2PIXHD_CPU_CONV", "0")
+    assert conv.default_cpu_path() is False
+    # What the switch changes is visible in the program: no per-tap dots without the CPU path.
+    x, kernel = jnp.ones((1, 8, 8, 2)), jnp.ones((3, 3, 2, 4))
+    text = jax.jit(jax.grad(lambda k: jnp.sum(conv.conv2d(x, k)))).lower(kernel).as_text()
+    assert "dot_general" not in text
+    monkeypatch.setattr(conv, "default_cpu_path", lambda: True)
+    text = jax.jit(jax.grad(lambda k: jnp.sum(conv.conv2d(x, k)))).lower(kernel).as_text()
+    assert "dot_general" in text

@@ -16,14 +16,19 @@ sums in another order:
   by one and cropped (the 7x7 conv on the label map: 0.30 s -> 0.06 s);
 - the gradient of a transposed conv (lhs-dilated) is 10-15x slower than PyTorch's, so a
   stride-s transposed conv is computed as s*s ordinary convs, one per output phase.
+
+PIX2PIXHD_CPU_CONV=0 in the environment makes the CPU run lax's ops too (to compare, or
+where XLA:CPU's convolution library behaves differently).
 """
 
 import functools
+import os
 
 import jax
 import jax.numpy as jnp
 
 NHWC = ("NHWC", "HWIO", "NHWC")
+_PATCH_BYTES = 64 << 20
 
 
 def _lax_conv(x, kernel, strides, padding):
@@ -63,16 +68,22 @@ def _cpu_conv_bwd(strides, padding, residuals, g):
         end = (n, i + (oh - 1) * sh + 1, j + (ow - 1) * sw + 1, cin)
         return jax.lax.slice(xp, (0, i, j, 0), end, (1, sh, sw, 1)).reshape(-1, cin)
 
-    dkernel = jnp.stack([
-        jax.lax.dot_general(shifted(i, j), g2, (((0,), (0,)), ((), ())), preferred_element_type=jnp.float32)
-        for i, j in taps]).reshape(kernel.shape).astype(kernel.dtype)
+    # All taps in one matmul where the patch matrix is small, else one matmul per kernel row.
+    rows = [taps] if n * oh * ow * len(taps) * cin * x.dtype.itemsize <= _PATCH_BYTES else \
+        [taps[r * kw:(r + 1) * kw] for r in range(kh)]
+    dkernel = jnp.concatenate([
+        jax.lax.dot_general(jnp.concatenate([shifted(i, j) for i, j in row], axis=1), g2,
+                            (((0,), (0,)), ((), ())), preferred_element_type=jnp.float32)
+        for row in rows]).reshape(kernel.shape).astype(kernel.dtype)
 
     if strides == (1, 1) and min(padding[0] + padding[1]) >= 0 and cout >= n * oh * ow:
+        # Every tap's share of the input gradient in one matmul (no larger than the kernel here).
         hp, wp = xp.shape[1], xp.shape[2]
+        cols = jax.lax.dot_general(g2, kernel.reshape(-1, cin, cout), (((1,), (2,)), ((), ())))
+        cols = cols.reshape(n, oh, ow, len(taps), cin)
         dxp = None
-        for i, j in taps:
-            part = jax.lax.dot_general(g2, kernel[i, j], (((1,), (1,)), ((), ()))).reshape(n, oh, ow, cin)
-            part = _zero_pad(part, ((i, hp - i - oh, 0), (j, wp - j - ow, 0)))
+        for t, (i, j) in enumerate(taps):
+            part = _zero_pad(cols[:, :, :, t], ((i, hp - i - oh, 0), (j, wp - j - ow, 0)))
             dxp = part if dxp is None else dxp + part
         dx = dxp[:, pt:pt + x.shape[1], pl:pl + x.shape[2]]
     else:
@@ -84,12 +95,17 @@ def _cpu_conv_bwd(strides, padding, residuals, g):
 _cpu_conv.defvjp(_cpu_conv_fwd, _cpu_conv_bwd)
 
 
+def default_cpu_path() -> bool:
+    """The CPU path where JAX runs on the CPU, unless PIX2PIXHD_CPU_CONV=0."""
+    return jax.default_backend() == "cpu" and os.environ.get("PIX2PIXHD_CPU_CONV", "1") != "0"
+
+
 def conv2d(x, kernel, strides=(1, 1), padding=((0, 0), (0, 0)), cpu_path: bool | None = None):
-    """An NHWC/HWIO convolution with explicit padding; cpu_path=None picks by backend."""
+    """An NHWC/HWIO convolution with explicit padding; cpu_path=None: default_cpu_path()."""
     strides = tuple(int(s) for s in strides)
     padding = tuple((int(lo), int(hi)) for lo, hi in padding)
     if cpu_path is None:
-        cpu_path = jax.default_backend() == "cpu"
+        cpu_path = default_cpu_path()
     return (_cpu_conv if cpu_path else _lax_conv)(x, kernel, strides, padding)
 
 
@@ -109,7 +125,7 @@ def conv_transpose(x, kernel, stride: int, padding: int, output_padding: int = 0
     conv of the undilated input with the taps that reach it, the phases interleaved.
     """
     if cpu_path is None:
-        cpu_path = jax.default_backend() == "cpu"
+        cpu_path = default_cpu_path()
     k = kernel.shape[0]
     n, h, w, cin = x.shape
     hwio = jnp.transpose(kernel, (0, 1, 3, 2))
