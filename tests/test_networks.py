@@ -181,9 +181,13 @@ CONV_GEOMETRIES = [  # batch, H, W, cin, cout, kernel, stride, padding
 ]
 
 
+@pytest.mark.parametrize("one_matmul_per_kernel_row", [False, True])
 @pytest.mark.parametrize("geometry", CONV_GEOMETRIES)
-def test_cpu_conv_path_has_laxs_values_and_gradients(geometry):
+def test_cpu_conv_path_has_laxs_values_and_gradients(geometry, one_matmul_per_kernel_row, monkeypatch):
+    from pix2pixhd_jax.models import conv
     from pix2pixhd_jax.models.conv import conv2d
+    if one_matmul_per_kernel_row:  # what patch matrices above _PATCH_BYTES get
+        monkeypatch.setattr(conv, "_PATCH_BYTES", 0)
     n, h, w, cin, cout, k, s, p = geometry
     x = jax.random.normal(KEY, (n, h, w, cin))
     kernel = jax.random.normal(jax.random.PRNGKey(1), (k, k, cin, cout))
