@@ -125,9 +125,14 @@ def finished_steps(workdir):
 
 
 def assert_same_losses(got, want, steps):
+    # 2x2 and 1x4 devices sum the gradients in different orders (gloo across processes, XLA
+    # within one), and GAN training amplifies that rounding about 2x per step: measured 1e-7
+    # at step 1, 2e-5 at step 4, 2e-3 at step 12. Step 1's losses (before any update) must
+    # agree to 4e-5, so a wrong batch split shows there, a wrong gradient mean at step 2.
     for step in steps:
+        rel = min(2e-5 * 2 ** step, 1e-2)
         for key in ("loss_G", "loss_D", "loss_G_GAN", "loss_G_GAN_Feat"):
-            assert got[step][key] == pytest.approx(want[step][key], rel=1e-4, abs=1e-5), (step, key)
+            assert got[step][key] == pytest.approx(want[step][key], rel=rel, abs=1e-5), (step, key)
 
 
 def test_two_processes_train_like_one_and_resume_after_a_kill(data, base_env, tmp_path):

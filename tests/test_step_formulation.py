@@ -161,3 +161,27 @@ def test_shared_discriminator_passes_train_like_the_reference_step(case):
         assert moved and all(moved)
     if config.train.pool_size > 0:
         assert int(got_state.pool["count"]) == 3
+
+
+@pytest.mark.parametrize("case", ["instance", "pix2pix_batch_norm", "encoder"])
+def test_cpu_conv_path_trains_like_laxs_convs(case, monkeypatch):
+    # models/conv.py's CPU path (tap-matmul gradients, phase transposed convs, padded-and-cropped
+    # convs) against lax's convs and gradients, through the whole step: losses and gradient
+    # norms of the first step, then the second step's after one Adam update.
+    overrides, size = CASES[case]
+    config = load_test_config(*overrides)
+    nets = Networks(config)
+    state = fast_state(nets, size, size)
+    batches = [make_batch(2, size, size, LABEL_NC, seed=20 + i, use_instance=config.data.use_instance)
+               for i in range(2)]
+    runs = {}
+    for flag in ("0", "1"):
+        monkeypatch.setenv("PIX2PIXHD_CPU_CONV", flag)
+        runs[flag] = _run(jax.jit(make_train_step(config, 10)), state, batches)
+    (_, lax_steps), (_, cpu_steps) = runs["0"], runs["1"]
+    for i, tol in ((0, 1e-4), (1, 2e-3)):
+        m_lax, m_cpu = lax_steps[i][0], cpu_steps[i][0]
+        for key in m_lax:
+            assert float(m_cpu[key]) == pytest.approx(float(m_lax[key]), rel=tol, abs=1e-5), (case, i, key)
+    assert float(lax_steps[0][0]["grad_norm_G"]) > 0 and float(lax_steps[0][0]["grad_norm_D"]) > 0
+    np.testing.assert_allclose(cpu_steps[0][1], lax_steps[0][1], atol=1e-5)

@@ -335,7 +335,10 @@ def test_cli_errors_exit_2(model, scenes, tmp_path, capsys):
     assert "'fancy'" in capsys.readouterr().err
 
 
-def test_synthesis_compiles_once_per_shape_and_builds_no_gradients(model):
+def test_synthesis_compiles_once_per_shape_and_builds_no_gradients(model, monkeypatch):
+    # Counted on lax's ops (set before the first trace: jit reuses traces): the CPU path
+    # runs a transposed conv as four phase convs.
+    monkeypatch.setenv("PIX2PIXHD_CPU_CONV", "0")
     _, config, variables, clusters = model
     s = Synthesizer(config, variables, clusters)  # a fresh jit cache
     a, _, _ = block_example(37, 23, block=8, seed=5)
@@ -347,7 +350,7 @@ def test_synthesis_compiles_once_per_shape_and_builds_no_gradients(model):
     s.synthesize(block_example(44, 20, block=4, seed=7)[0])
     assert s._generate._cache_size() == 2
     # the program is G's forward pass only: one convolution per conv layer (a backward pass
-    # would add two more per layer), and E does not run (the styles come in as features)
+    # would add two more per layer), and E does not run (the styles come in as features).
     label = jnp.zeros((1, 24, 40), jnp.int32)
     feats = jnp.zeros((1, 24, 40, 3))
     jaxpr = str(jax.make_jaxpr(s._generate_fn)(s.g_vars, label, label, feats))
