@@ -178,6 +178,8 @@ CONV_GEOMETRIES = [  # batch, H, W, cin, cout, kernel, stride, padding
     (1, 4, 3, 3, 16, 3, 1, 0),  # cout >= output pixels: input gradient per tap
     (2, 3, 3, 2, 32, 3, 1, 1),  # the same with zero padding
     (1, 8, 8, 3, 4, 3, 2, 1),  # the generator's downsampling
+    (1, 10, 9, 8, 2, 3, 1, 0),  # few output channels: g shifted instead of the input (G's conv_out)
+    (1, 9, 9, 8, 1, 4, 2, 2),  # the same at stride 2 (D's last layer's shape, strided)
 ]
 
 
