@@ -5,12 +5,12 @@ reference's 512p train step (experiments/benchmarks.md) found four cases where X
 (JAX 0.10.2) is several times slower than PyTorch's oneDNN; each is rewritten as the same
 sums in another order:
 
-- kernel gradients that XLA runs as a naive convolution (the discriminator's 4x4 stride-1
-  layer, 256->512 channels at 17x33: 1.33 s forward and backward, PyTorch 0.08 s) are
-  one matmul per kernel tap: 0.07 s;
+- kernel gradients, which XLA runs as a naive convolution for some shapes (the
+  discriminator's 4x4 stride-1 layer, 256->512 channels at 17x33: 1.37 s forward and
+  backward, PyTorch 0.06 s), are matmuls over patches: 0.07 s;
 - the input gradient of a conv whose kernel outweighs its output (the 1024-channel
-  residual convs at 16x8) is one matmul per tap and a shifted sum, instead of XLA's
-  transposed copy of the 38 MB kernel;
+  residual convs at 16x8) is one matmul and a shifted sum, instead of XLA's transposed
+  copy of the 38 MB kernel;
 - an unpadded stride-1 conv (after a reflection pad) runs 4-20x slower in XLA:CPU's
   convolution library than the same conv with zero padding, so it is computed padded
   by one and cropped (the 7x7 conv on the label map: 0.30 s -> 0.06 s);
