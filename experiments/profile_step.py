@@ -10,7 +10,6 @@ metadata. On CPU the per-op events need the XLA flag above; the profiler's own o
 the profiled step slower than an unprofiled one, so read the ranking, not the sum.
 """
 
-import argparse
 import collections
 import glob
 import gzip
@@ -19,14 +18,11 @@ import os
 import re
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+import jax
+from step_setup import parse, step_inputs
 
-import jax  # noqa: E402
-
-from pix2pixhd_jax import benchmark, host_memory  # noqa: E402
-from pix2pixhd_jax.config_loading import load_config, split_config_args  # noqa: E402
-from pix2pixhd_jax.train_step import Networks, make_train_step  # noqa: E402
+from pix2pixhd_jax import host_memory
+from pix2pixhd_jax.train_step import make_train_step
 
 _RUNTIME_EVENTS = ("Thunk", "$", "Slinky", "Pjrt", "PjRt", "TfrtCpu")
 
@@ -43,20 +39,14 @@ def op_shapes_and_paths(hlo_text):
 
 
 def main(argv=None):
-    overrides, rest = split_config_args(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", required=True)
-    parser.add_argument("--height", type=int, default=128)
-    parser.add_argument("--width", type=int, default=256)
-    parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--top", type=int, default=30)
-    parser.add_argument("--trace-dir", default="/tmp/pix2pixhd_profile")
-    args = parser.parse_args(rest)
-    config = load_config(args.config, overrides)
+    def add_arguments(parser):
+        parser.add_argument("--top", type=int, default=30)
+        parser.add_argument("--trace-dir", default="/tmp/pix2pixhd_profile")
+
+    args, _, config = parse(__doc__.splitlines()[0], argv, width=256, batch=1, add_arguments=add_arguments)
     host_memory.keep_freed_memory()
-    nets = Networks(config)
-    state = jax.device_put(benchmark.filled_state(nets, args.height, args.width))
-    data = benchmark.random_batch(config, args.batch, args.height, args.width)
+    _, state, data = step_inputs(config, args)
+    state = jax.device_put(state)
     compiled = jax.jit(make_train_step(config, 1000)).lower(state, data, {}).compile()
     for _ in range(2):
         state, metrics, _ = compiled(state, data, {})

@@ -7,38 +7,30 @@ Alternating the two in one process exposes both to the same machine load; prints
 with the median wall and process-CPU seconds per step and the fastest step of each.
 """
 
-import argparse
 import json
 import os
 import statistics
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [os.path.join(ROOT, "tests"), ROOT]
+from step_setup import parse, step_inputs
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
 
 import jax  # noqa: E402
 
 from pix2pixhd_jax import benchmark  # noqa: E402
-from pix2pixhd_jax.config_loading import load_config, split_config_args  # noqa: E402
-from pix2pixhd_jax.train_step import Networks, make_train_step  # noqa: E402
+from pix2pixhd_jax.train_step import make_train_step  # noqa: E402
 from test_step_formulation import reference_step  # noqa: E402
 
 
 def main(argv=None):
-    overrides, rest = split_config_args(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--config", required=True)
-    parser.add_argument("--height", type=int, default=128)
-    parser.add_argument("--width", type=int, default=128)
-    parser.add_argument("--batch", type=int, default=2)
-    parser.add_argument("--steps", type=int, default=30)
-    parser.add_argument("--warmup", type=int, default=2)
-    args = parser.parse_args(rest)
-    config = load_config(args.config, overrides)
-    nets = Networks(config)
-    state = benchmark.filled_state(nets, args.height, args.width)
-    data = benchmark.random_batch(config, args.batch, args.height, args.width)
+    def add_arguments(parser):
+        parser.add_argument("--steps", type=int, default=30)
+        parser.add_argument("--warmup", type=int, default=2)
+
+    args, _, config = parse(__doc__.splitlines()[0], argv, add_arguments=add_arguments)
+    _, state, data = step_inputs(config, args)
     steps = {"before": reference_step(config, 1000), "after": make_train_step(config, 1000)}
     states = {k: jax.device_put(state) for k in steps}
     compiled = {k: jax.jit(f).lower(states[k], data, {}).compile() for k, f in steps.items()}

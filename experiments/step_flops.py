@@ -10,19 +10,15 @@ of the step compare directly. Nothing runs, it only compiles, so the machine's l
 matter.
 """
 
-import argparse
 import json
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import jax
+import jax.numpy as jnp
+from step_setup import parse, step_inputs
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-
-from pix2pixhd_jax import benchmark  # noqa: E402
-from pix2pixhd_jax.config_loading import load_config, split_config_args  # noqa: E402
-from pix2pixhd_jax.train_step import Networks, _apply, generate, label_input, make_train_step  # noqa: E402
+from pix2pixhd_jax import benchmark
+from pix2pixhd_jax.train_step import _apply, generate, label_input, make_train_step
 
 
 def flops(fn, *args):
@@ -30,17 +26,8 @@ def flops(fn, *args):
 
 
 def main(argv=None):
-    overrides, rest = split_config_args(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--config", required=True)
-    parser.add_argument("--height", type=int, default=128)
-    parser.add_argument("--width", type=int, default=128)
-    parser.add_argument("--batch", type=int, default=2)
-    args = parser.parse_args(rest)
-    config = load_config(args.config, overrides)
-    nets = Networks(config)
-    state = benchmark.filled_state(nets, args.height, args.width)
-    data = benchmark.random_batch(config, args.batch, args.height, args.width)
+    args, overrides, config = parse(__doc__.splitlines()[0], argv)
+    nets, state, data = step_inputs(config, args)
     step = make_train_step(config, steps_per_epoch=1000)
     x = jnp.zeros((args.batch, args.height, args.width, nets.d_in))
     out = {

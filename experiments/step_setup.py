@@ -1,0 +1,36 @@
+"""What the train-step experiments share: their command line and the step's inputs.
+
+step_flops.py, step_ab.py and profile_step.py all take --config CONFIG [--config.X=V ...]
+--height --width --batch and build the benchmark's numpy-filled state and random batch.
+"""
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from pix2pixhd_jax import benchmark  # noqa: E402
+from pix2pixhd_jax.config_loading import load_config, split_config_args  # noqa: E402
+from pix2pixhd_jax.train_step import Networks  # noqa: E402
+
+
+def parse(description, argv=None, height=128, width=128, batch=2, add_arguments=None):
+    """(args, config overrides, config) from the command line; add_arguments(parser) adds a script's own."""
+    overrides, rest = split_config_args(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--height", type=int, default=height)
+    parser.add_argument("--width", type=int, default=width)
+    parser.add_argument("--batch", type=int, default=batch)
+    if add_arguments:
+        add_arguments(parser)
+    args = parser.parse_args(rest)
+    return args, overrides, load_config(args.config, overrides)
+
+
+def step_inputs(config, args):
+    """(networks, train state, batch) at the command line's size, as the benchmark builds them."""
+    nets = Networks(config)
+    return (nets, benchmark.filled_state(nets, args.height, args.width),
+            benchmark.random_batch(config, args.batch, args.height, args.width))
