@@ -53,6 +53,10 @@ def get_config():
     model.feat_num = 3
     model.nef = 16
     model.n_downsample_E = 4
+    # E's normalisation; "" = model.norm, as in the reference (one --norm for G, D and E).
+    # "batch" keeps each region's absolute colour, which E's instance norms take away
+    # (experiments/README.md, "Feature embedding"): an extension, not in the reference.
+    model.norm_E = ""
     model.n_clusters = 10
     model.load_features = False
 

@@ -9,6 +9,12 @@ the clusters file exists), then measures:
               the reference's K = min(N, 10) and with K = the true number of styles; and,
               to tell the encoder from the clustering, the same k-means on each
               instance's mean photo colour (an ideal 3-number encoder);
+  separable   per class: 5-fold cross-validated accuracy of a logistic regression from E's
+              features to the true style (do the features hold the style at all, k-means aside);
+  context     per class without instances (one region per scene): the share of its features'
+              variance, within each true style, that the scene's other regions' styles explain
+              (out-of-fold R^2 of a linear fit); high means E's instance norms tie the feature to the
+              rest of the picture instead of to the region's own look;
   locality    changing one car's style (between its class's two most distant centres):
               mean |difference| (0-255 levels) inside the car, outside the car dilated by
               3 px, beyond 16 px, and the fraction of outside pixels moving by over 8 levels;
@@ -50,6 +56,48 @@ def true_styles(data, phase):
     return out
 
 
+def scene_styles(data, phase):
+    """{scene name: {class: style}} for the classes without instances (one region per scene)."""
+    out = {}
+    with open(os.path.join(data, f"{phase}_styles.jsonl")) as f:
+        for line in f:
+            rec = json.loads(line)
+            out[rec["name"]] = {inst["class"]: inst["style"] for inst in rec["instances"] if inst["id"] < 1000}
+    return out
+
+
+def separability(feats, styles):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import cross_val_score
+
+    folds = min(5, int(np.bincount(styles).min()) if len(np.unique(styles)) > 1 else 0)
+    if folds < 2:
+        return None
+    return float(cross_val_score(LogisticRegression(max_iter=2000), feats, styles, cv=folds).mean())
+
+
+def context_share(feats, styles, names, scenes, cls):
+    """Within-style R^2 of the features on the other regions' styles (one-hot), pooled over styles;
+    out-of-fold (5-fold) predictions, so the ~20 one-hot columns cannot fit noise."""
+    from sklearn.linear_model import Ridge
+    from sklearn.model_selection import cross_val_predict
+
+    others = sorted({c for n in names for c in scenes[n]} - {cls})
+    onehot = np.asarray([[scenes[n].get(c, -1) == v for c in others for v in range(-1, 8)] for n in names],
+                        np.float32)
+    onehot = onehot[:, onehot.std(0) > 0]
+    explained = total = 0.0
+    for s in np.unique(styles):
+        sel = styles == s
+        if sel.sum() < 25:
+            continue
+        centred = feats[sel] - feats[sel].mean(0)
+        predicted = cross_val_predict(Ridge(alpha=1.0), onehot[sel], feats[sel], cv=5)
+        explained += (centred ** 2).sum() - ((feats[sel] - predicted) ** 2).sum()
+        total += (centred ** 2).sum()
+    return float(explained / total) if total > 0 else None
+
+
 def mean_colours(data, rows):
     """Each row's instance's mean photo colour (the k-means step fed an ideal encoder)."""
     out = np.zeros((len(rows["name"]), 3), np.float32)
@@ -67,6 +115,7 @@ def measure_purity(rows, data):
     from sklearn.cluster import KMeans
 
     truth = true_styles(data, "train")
+    scenes = scene_styles(data, "train")
     kept = rows["cluster"] >= 0
     colours = mean_colours(data, rows)
     result = {}
@@ -87,6 +136,14 @@ def measure_purity(rows, data):
                        "clusters": int(rows["cluster"][sel].max() + 1),
                        "purity": round(float(purity(rows["cluster"][sel], styles)), 4),
                        "purity_k_true": round(float(purity(own, styles)), 4)}
+        acc = separability(feats, styles)
+        if acc is not None:
+            result[cls]["separable"] = round(acc, 4)
+        names = rows["name"][sel]
+        if all(i < 1000 for i in rows["pool_id"][sel]) and len(set(names)) == len(names) and n_true > 1:
+            share = context_share(feats, styles, names, scenes, cls)
+            if share is not None:
+                result[cls]["context_r2"] = round(share, 4)
     return result
 
 

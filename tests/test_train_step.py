@@ -618,6 +618,32 @@ def test_training_with_the_encoder_feeds_pooled_features_to_g_only_and_trains_e(
     assert float(jnp.abs(out_a - out_b).mean()) > 1e-4
 
 
+def test_encoder_norm_follows_model_norm_unless_norm_e_is_set():
+    from pix2pixhd_jax import models
+
+    enc = ("model.instance_feat=True", "model.nef=4", "model.n_downsample_E=1")
+    assert models.build_encoder(load_test_config(*TINY, *enc)).norm == "instance"
+    assert models.build_encoder(load_test_config(*TINY, *enc, "model.norm=batch")).norm == "batch"
+    config = load_test_config(*TINY, *enc, "model.norm_E=batch")
+    assert models.build_encoder(config).norm == "batch"
+    assert models.build_generator(config).norm == "instance"  # G (and D) keep model.norm
+    # A workdir's config from before norm_E (no such key) still builds E with model.norm.
+    old = load_test_config(*TINY, *enc)
+    del old.model["norm_E"]
+    assert models.build_encoder(old).norm == "instance"
+
+    # Batch-normed E: its running statistics sit with G's stats and the train step updates them;
+    # G's instance norms have none.
+    nets = Networks(config)
+    state = fast_state(nets, H, W)
+    assert leaves(state.g_stats["encoder"]) and not leaves(state.g_stats.get("generator", {}))
+    batch = make_batch(2, H, W, LABEL_NC)
+    new_state, metrics, _ = jax.jit(make_train_step(config, STEPS_PER_EPOCH))(state, batch, {})
+    assert np.isfinite(float(metrics["loss_G"]))
+    assert changed_fraction(new_state.g_stats["encoder"], state.g_stats["encoder"]) > 0.9
+    assert changed_fraction(state.g_params["encoder"], new_state.g_params["encoder"]) > 0.5
+
+
 def test_graft_copies_matching_arrays_and_names_the_others(caplog):
     from pix2pixhd_jax.train import _graft
 

@@ -69,4 +69,5 @@ def build_encoder(config, dtype=None):
     import jax.numpy as jnp
 
     m = config.model
-    return FeatureEncoder(m.feat_num, m.nef, m.n_downsample_E, m.norm, dtype=dtype or jnp.float32)
+    norm = m.get("norm_E") or m.norm  # workdirs from before norm_E have no such key
+    return FeatureEncoder(m.feat_num, m.nef, m.n_downsample_E, norm, dtype=dtype or jnp.float32)
