@@ -23,10 +23,10 @@ def get_config():
     # car one bottleneck cell wide, so its feature is mostly its surroundings' (car purity
     # 0.72 -> 0.91 with two); and E's instance norms take each region's colour relative to
     # the whole picture, so a road's feature follows the buildings' style (road purity
-    # 0.86-0.9 with them, 1.0 with batch norm in E). G and D keep instance norm.
+    # 0.79-0.905 with them, 1.0 with batch norm in E). G and D keep instance norm.
     config.model.n_downsample_E = 2
     config.model.norm_E = "batch"
-    # E learns only through G's loss: 2.5 times the demo's 600 steps (~25 min on 2 cores).
+    # E learns only through G's loss: 2.5 times the demo's 600 steps (about 25 min on a 2-core CPU).
     config.train.niter = 20
     config.train.niter_decay = 10
     config.train.save_latest_freq = 250
