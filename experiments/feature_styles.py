@@ -56,13 +56,12 @@ def true_styles(data, phase):
     return out
 
 
-def scene_styles(data, phase):
+def scene_styles(truth):
     """{scene name: {class: style}} for the classes without instances (one region per scene)."""
     out = {}
-    with open(os.path.join(data, f"{phase}_styles.jsonl")) as f:
-        for line in f:
-            rec = json.loads(line)
-            out[rec["name"]] = {inst["class"]: inst["style"] for inst in rec["instances"] if inst["id"] < 1000}
+    for (name, inst_id), (cls, style) in truth.items():
+        if inst_id < 1000:
+            out.setdefault(name, {})[cls] = style
     return out
 
 
@@ -115,7 +114,7 @@ def measure_purity(rows, data):
     from sklearn.cluster import KMeans
 
     truth = true_styles(data, "train")
-    scenes = scene_styles(data, "train")
+    scenes = scene_styles(truth)
     kept = rows["cluster"] >= 0
     colours = mean_colours(data, rows)
     result = {}
