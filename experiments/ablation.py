@@ -22,8 +22,9 @@ import sys
 import numpy as np
 from PIL import Image
 
+from pix2pixhd_jax.data import visualize
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
 CONFIG = os.path.join(ROOT, "configs", "ablation_synthetic.py")
 ORDER = ("pix2pix", "pix2pixhd", "pix2pixhd_gan_fm", "no_instance", "single_d", "pix2pixhd_vgg")
@@ -99,8 +100,6 @@ def main():
 
 
 def write_grid(root, data, variants, path, rows=4):
-    from pix2pixhd_jax import visualize
-
     names = sorted(os.listdir(os.path.join(data, "test_label")))[:rows]
     grid = []
     for name in names:

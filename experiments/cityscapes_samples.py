@@ -15,8 +15,10 @@ import sys
 import numpy as np
 from PIL import Image
 
+from pix2pixhd_jax.data import visualize
+from pix2pixhd_jax.inference.synthesis import Synthesizer
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 SAMPLES = os.path.join(os.path.dirname(ROOT), "shared", "data", "cityscapes_samples")
 
 
@@ -33,8 +35,6 @@ def main():
                         os.path.join(ROOT, "configs", "cityscapes_samples.py"), "--workdir", args.workdir,
                         f"--config.data.dataroot={os.path.abspath(args.data)}", "--quiet"], cwd=ROOT, check=True)
 
-    from pix2pixhd_jax import visualize
-    from pix2pixhd_jax.synthesis import Synthesizer
 
     synth = Synthesizer.from_workdir(args.workdir)
     width = int(synth.config.data.load_size)

@@ -13,18 +13,16 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import time
 
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from pix2pixhd_jax.models.conv import conv2d, conv_transpose
+from pix2pixhd_jax.runtime import host_memory
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-
-from pix2pixhd_jax import host_memory  # noqa: E402
-from pix2pixhd_jax.models.conv import conv2d, conv_transpose  # noqa: E402
 
 # name, input H, W, cin, cout, kernel, stride, padding, transposed (padding 1, output_padding 1)
 CASES = [

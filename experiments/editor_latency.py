@@ -11,17 +11,17 @@ median and max client round trip over --repeats calls, and the server's own spli
 
 import argparse
 import json
-import os
 import platform
 import statistics
-import sys
 import threading
 import time
 import urllib.request
 
 import numpy as np
+import jax
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from pix2pixhd_jax.inference.synthesis import Synthesizer
+from pix2pixhd_jax.serve import EditorService, list_test_scenes, make_server
 
 
 def call(base, op, body):
@@ -33,11 +33,6 @@ def call(base, op, body):
 
 
 def main():
-    import jax
-
-    from pix2pixhd_jax.serve import EditorService, list_test_scenes, make_server
-    from pix2pixhd_jax.synthesis import Synthesizer
-
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workdir", required=True)
     ap.add_argument("--dataroot", default=None, help="the test split (default: the workdir config's)")

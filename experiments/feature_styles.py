@@ -26,17 +26,15 @@ Writes <out>/results.json, <out>/samples.png (label | real | encoded | 3 random 
 import argparse
 import json
 import os
-import sys
 
 import numpy as np
 from PIL import Image
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from pix2pixhd_jax import features as features_lib  # noqa: E402
-from pix2pixhd_jax import visualize  # noqa: E402
-from pix2pixhd_jax.editing import _dilate  # noqa: E402
-from pix2pixhd_jax.synthesis import Synthesizer  # noqa: E402
+from pix2pixhd_jax.data import visualize
+from pix2pixhd_jax.inference import features as features_lib
+from pix2pixhd_jax.inference.editing import dilate
+from pix2pixhd_jax.inference.synthesis import Synthesizer
 
 
 def purity(assign, truth):
@@ -165,7 +163,7 @@ def main():
     os.makedirs(args.out, exist_ok=True)
 
     if not os.path.isfile(os.path.join(args.workdir, features_lib.CLUSTERS_FILE)):
-        from pix2pixhd_jax.encode_features import encode_features
+        from pix2pixhd_jax.inference.encode import encode_features
 
         encode_features(args.workdir)
     with np.load(os.path.join(args.workdir, features_lib.INSTANCES_FILE)) as f:
@@ -198,8 +196,8 @@ def main():
             photo_a = synth.synthesize(label, inst, {**base, target: int(a)})
             photo_b = synth.synthesize(label, inst, {**base, target: int(b)})
             diff = np.abs(photo_a.astype(np.float64) - photo_b.astype(np.float64)).mean(-1)
-            far = ~_dilate(mask, 3)
-            farther = ~_dilate(mask, 16)
+            far = ~dilate(mask, 3)
+            farther = ~dilate(mask, 16)
             inside.append(diff[mask].mean())
             outside.append(diff[far].mean())
             moved.append((diff[far] > 8).mean())

@@ -21,8 +21,8 @@ import sys
 import jax
 from step_setup import parse, step_inputs
 
-from pix2pixhd_jax import host_memory
-from pix2pixhd_jax.train_step import make_train_step
+from pix2pixhd_jax.runtime import host_memory
+from pix2pixhd_jax.training.step import make_train_step
 
 _RUNTIME_EVENTS = ("Thunk", "$", "Slinky", "Pjrt", "PjRt", "TfrtCpu")
 

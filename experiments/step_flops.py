@@ -17,12 +17,13 @@ import jax
 import jax.numpy as jnp
 from step_setup import parse, step_inputs
 
-from pix2pixhd_jax import benchmark
-from pix2pixhd_jax.train_step import _apply, generate, label_input, make_train_step
+from pix2pixhd_jax.models.pix2pixhd import apply_variables, generate, label_input
+from pix2pixhd_jax.training import benchmark
+from pix2pixhd_jax.training.step import make_train_step
 
 
 def flops(fn, *args):
-    return benchmark._flops(jax.jit(fn).lower(*args).compile())
+    return benchmark.flops_of(jax.jit(fn).lower(*args).compile())
 
 
 def main(argv=None):
@@ -34,7 +35,7 @@ def main(argv=None):
         "config": args.config, "overrides": overrides, "height": args.height, "width": args.width,
         "batch": args.batch,
         "step_flops": flops(lambda s, b: step(s, b, {}), state, data),
-        "d_forward_flops": flops(lambda p, s, x: _apply(nets.D, p, s, x, train=True), state.d_params,
+        "d_forward_flops": flops(lambda p, s, x: apply_variables(nets.D, p, s, x, train=True), state.d_params,
                                  state.d_stats, x),
         "g_forward_flops": flops(lambda p, s, b: generate(nets, p, s, b, train=True, rng=jax.random.PRNGKey(0))[0],
                                  state.g_params, state.g_stats, data),

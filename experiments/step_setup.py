@@ -5,14 +5,11 @@ step_flops.py, step_ab.py and profile_step.py all take --config CONFIG [--config
 """
 
 import argparse
-import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from pix2pixhd_jax import benchmark  # noqa: E402
-from pix2pixhd_jax.config_loading import load_config, split_config_args  # noqa: E402
-from pix2pixhd_jax.train_step import Networks  # noqa: E402
+from pix2pixhd_jax.config_loading import load_config, split_config_args
+from pix2pixhd_jax.models.pix2pixhd import Networks
+from pix2pixhd_jax.training import benchmark
 
 
 def parse(description, argv=None, height=128, width=128, batch=2, add_arguments=None):

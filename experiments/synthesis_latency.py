@@ -13,19 +13,19 @@ import argparse
 import json
 import os
 import platform
-import sys
 import time
 
 import numpy as np
+import jax
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from pix2pixhd_jax.config_loading import load_config
+from pix2pixhd_jax.inference import features
+from pix2pixhd_jax.inference.synthesis import Synthesizer
+from pix2pixhd_jax.models.pix2pixhd import Networks
+from pix2pixhd_jax.training.benchmark import fill_like
 
 
 def random_variables(nets):
-    import jax
-
-    from pix2pixhd_jax.benchmark import fill_like
-
     shapes = jax.eval_shape(lambda: nets.init(jax.random.PRNGKey(0), 32, 32))
     g_params, g_stats, _, _ = fill_like(shapes)
     out = {"generator": {"params": g_params["generator"], "batch_stats": g_stats["generator"]}}
@@ -35,13 +35,6 @@ def random_variables(nets):
 
 
 def main():
-    import jax
-
-    from pix2pixhd_jax import features
-    from pix2pixhd_jax.config_loading import load_config
-    from pix2pixhd_jax.synthesis import Synthesizer
-    from pix2pixhd_jax.train_step import Networks
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="configs/default.py")
     parser.add_argument("--sizes", nargs="+", default=["256x128", "512x256", "1024x512"])

@@ -1,8 +1,19 @@
 """pix2pixHD in JAX/Flax.
 
-Submodules are imported on demand: the core (models, losses, training) never
-pulls in TensorFlow, which lives only in `pix2pixhd_jax.data.pipeline` and
-`pix2pixhd_jax.data.tfds_builders`.
+The package's folders are its architecture (docs/architecture.md): `models/` (the networks
+and the pix2pixHD model as a whole), `data/` (files to arrays), `weights/` (foreign weight
+files), `inference/` (synthesis, styles, editing), `serve/` (the editor), `evaluation/`
+(scores), `training/` (the step, the objective, the train command), `runtime/` (mesh,
+multi-host, the loop skeleton) and a few shared modules: `cli`, `errors`, `config_loading`,
+`checkpoint`, `atomic`. No module imports TensorFlow when it is imported; the input pipeline
+imports it when a pipeline is built.
+
+The module paths of the package's first layout keep working as aliases (`_aliases.ALIASES`:
+`pix2pixhd_jax.synthesis` is `pix2pixhd_jax.inference.synthesis`, ...).
 """
 
+from pix2pixhd_jax import _aliases
+
 __version__ = "0.1.0"
+
+_aliases.install()

@@ -18,11 +18,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from pix2pixhd_jax import atomic
-from pix2pixhd_jax.errors import UserError
-
-
-class CheckpointError(UserError):
-    pass
+from pix2pixhd_jax.errors import CheckpointError
 
 
 def checkpoint_dir(workdir: str) -> str:
@@ -54,8 +50,9 @@ class _Attributes(dict):
     __setattr__ = dict.__setitem__
 
 
-def _attributes(obj):
-    return _Attributes({k: _attributes(v) for k, v in obj.items()}) if isinstance(obj, dict) else obj
+def attributes(obj):
+    """A nested dict (a config.json) with attribute access, as read_config gives it without ml_collections."""
+    return _Attributes({k: attributes(v) for k, v in obj.items()}) if isinstance(obj, dict) else obj
 
 
 def read_config(workdir: str):
@@ -69,7 +66,7 @@ def read_config(workdir: str):
     try:
         import ml_collections
     except ImportError:
-        return _attributes(raw)
+        return attributes(raw)
     return ml_collections.ConfigDict(raw)
 
 
@@ -140,19 +137,19 @@ def latest_step(workdir: str, item: str) -> Optional[int]:
     return steps[0] if steps else None
 
 
-def save_state(mngr: ocp.CheckpointManager, step: int, state):
-    mngr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state)), force=True)
+def save_state(mngr: ocp.CheckpointManager, step: int, state, item: str = "state"):
+    mngr.save(step, args=ocp.args.Composite(**{item: ocp.args.StandardSave(state)}), force=True)
 
 
-def restore_state(mngr: ocp.CheckpointManager, step: int, abstract_state):
+def restore_state(mngr: ocp.CheckpointManager, step: int, abstract_state, item: str = "state"):
     try:
-        restored = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state)))
+        restored = mngr.restore(step, args=ocp.args.Composite(**{item: ocp.args.StandardRestore(abstract_state)}))
     except (ValueError, KeyError, TypeError) as e:
         raise CheckpointError(
             f"{os.path.join(str(mngr.directory), str(step))}: the checkpoint does not fit this config ({e}). Train "
             "with the config saved beside it (config.json), or start in a new --workdir."
         ) from None
-    return restored["state"]
+    return restored[item]
 
 
 def load_network_params(workdir: str) -> dict:

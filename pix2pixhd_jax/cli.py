@@ -1,17 +1,40 @@
 """The `pix2pixhd-jax` command: one subcommand per job.
 
-Each subcommand imports what it needs when it runs, so `make-synthetic` never
-loads TensorFlow and the training commands never load more than they use.
-Config-driven subcommands take `--config FILE.py` and any number of
-`--config.key=value` overrides.
+Each subcommand is a few lines over the library: it loads its config or workdir, calls one
+function and says where the outputs went. Config-driven subcommands take `--config FILE.py`
+and any number of `--config.key=value` overrides. Nothing here imports TensorFlow
+(`prepare-tfds` loads the TFDS builders when it runs), so the commands that need none
+(synthesize, serve, export, benchmark) run where it is not installed.
 """
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
 import sys
 import time
+
+import jax
+
+from pix2pixhd_jax import checkpoint
+from pix2pixhd_jax.config_loading import load_config, split_config_args
+from pix2pixhd_jax.data import synthetic, visualize
+from pix2pixhd_jax.data.pipeline import InputPipeline
+from pix2pixhd_jax.errors import InteropError, NonFiniteLossError, UserError
+from pix2pixhd_jax.evaluation import evaluate, segmenter
+from pix2pixhd_jax.inference import encode, features
+from pix2pixhd_jax.inference.files import synthesize_files
+from pix2pixhd_jax.inference.synthesis import Synthesizer
+from pix2pixhd_jax.models.layers import count_params
+from pix2pixhd_jax.models.pix2pixhd import uses_encoder
+from pix2pixhd_jax.runtime import distributed
+from pix2pixhd_jax.serve import Limits, serve
+from pix2pixhd_jax.training import train as training
+from pix2pixhd_jax.training.benchmark import benchmark
+from pix2pixhd_jax.weights import reference
+from pix2pixhd_jax.weights.inception import convert_fid_inception_main
+from pix2pixhd_jax.weights.vgg19 import convert_vgg19_main
 
 
 def _size(text: str):
@@ -23,8 +46,6 @@ def _size(text: str):
 
 
 def cmd_make_synthetic(args, overrides):
-    from pix2pixhd_jax.data import synthetic
-
     w, h = args.size
     summary = synthetic.write_dataset(args.out, args.num_train, args.num_test, w, h, seed=args.seed,
                                       workers=args.workers, progress=not args.quiet)
@@ -33,10 +54,6 @@ def cmd_make_synthetic(args, overrides):
 
 
 def cmd_show_batch(args, overrides):
-    from pix2pixhd_jax import visualize
-    from pix2pixhd_jax.config_loading import load_config
-    from pix2pixhd_jax.data.pipeline import InputPipeline
-
     config = load_config(args.config, overrides)
     pipeline = InputPipeline(config, args.split, train=args.split == "train")
     start = time.time()
@@ -54,6 +71,7 @@ def cmd_show_batch(args, overrides):
 
 
 def cmd_prepare_tfds(args, overrides):
+    # The one own-module import inside a function: the TFDS builders are TensorFlow at import.
     from pix2pixhd_jax.data import tfds_builders
 
     builder = tfds_builders.prepare(args.name, args.data_dir, args.manual_dir)
@@ -62,30 +80,23 @@ def cmd_prepare_tfds(args, overrides):
 
 
 def cmd_import_torch(args, overrides):
-    from pix2pixhd_jax import checkpoint, interop, models
-    from pix2pixhd_jax.config_loading import load_config
-    from pix2pixhd_jax.models.layers import count_params
-
     config = load_config(args.config, overrides)
-    converters = (("generator", args.netG, interop.generator_variables),
-                  ("discriminator", args.netD, interop.discriminator_variables),
-                  ("encoder", args.netE, interop.encoder_variables))
-    if args.netE and not models.uses_encoder(config):
-        raise interop.InteropError("--netE given but the config has no feature encoder: add "
+    converters = (("generator", args.netG, reference.generator_variables),
+                  ("discriminator", args.netD, reference.discriminator_variables),
+                  ("encoder", args.netE, reference.encoder_variables))
+    if args.netE and not uses_encoder(config):
+        raise InteropError("--netE given but the config has no feature encoder: add "
                                    "--config.model.instance_feat=true (or label_feat).")
     variables = {}
     for name, path, convert in converters:
         if path:
-            variables[name] = convert(interop.load_torch_state_dict(path), config)
+            variables[name] = convert(reference.load_torch_state_dict(path), config)
             print(f"{name}: {path} -> {count_params(variables[name]['params']):,} parameters")
     where = checkpoint.save_models(args.workdir, args.step, variables, config)
     print(f"checkpoint written to {where} (config in {os.path.join(os.path.abspath(args.workdir), 'config.json')})")
 
 
 def cmd_train(args, overrides):
-    from pix2pixhd_jax import distributed, train as training
-    from pix2pixhd_jax.config_loading import load_config
-
     config = load_config(args.config, overrides)
     distributed.initialize_from_args(args)
     state = training.train(config, args.workdir, progress=not args.quiet)
@@ -94,14 +105,12 @@ def cmd_train(args, overrides):
 
 
 def cmd_encode_features(args, overrides):
-    from pix2pixhd_jax import distributed, encode_features, features
-
     distributed.initialize_from_args(args)
     if args.import_reference:
-        clusters, path = encode_features.import_reference(args.workdir, args.import_reference)
+        clusters, path = encode.import_reference(args.workdir, args.import_reference)
         print(f"imported {len(clusters.centers)} classes of clusters from {args.import_reference} into {path}")
         return
-    clusters, rows = encode_features.encode_features(args.workdir, args.split, args.n_clusters, args.batch_size,
+    clusters, rows = encode.encode_features(args.workdir, args.split, args.n_clusters, args.batch_size,
                                                      progress=not args.quiet)
     kept = int((rows["cluster"] >= 0).sum())
     per_class = ", ".join(f"{k}: {len(v)}" for k, v in sorted(clusters.centers.items()))
@@ -112,9 +121,6 @@ def cmd_encode_features(args, overrides):
 
 
 def cmd_synthesize(args, overrides):
-    from pix2pixhd_jax.synthesis import Synthesizer
-    from pix2pixhd_jax.synthesize_files import synthesize_files
-
     synth = Synthesizer.from_workdir(args.workdir, args.clusters)
     written = synthesize_files(synth, args.label, args.out, inst=args.inst, style=args.style, seed=args.seed,
                                num_samples=args.num_samples, batch_size=args.batch_size, progress=not args.quiet)
@@ -122,10 +128,6 @@ def cmd_synthesize(args, overrides):
 
 
 def cmd_serve(args, overrides):
-    import dataclasses
-
-    from pix2pixhd_jax.serve import Limits, serve
-
     caps = {"max_pixels": args.max_pixels, "max_sessions": args.max_sessions}
     limits = dataclasses.replace(Limits(), **{k: v for k, v in caps.items() if v is not None})
     serve(args.workdir, args.host, args.port, dataroot=args.dataroot, clusters=args.clusters, seed=args.seed,
@@ -133,9 +135,6 @@ def cmd_serve(args, overrides):
 
 
 def cmd_benchmark(args, overrides):
-    from pix2pixhd_jax.benchmark import benchmark
-    from pix2pixhd_jax.config_loading import load_config
-
     extra = [f"--config.train.dtype={args.dtype}"] if args.dtype else []
     extra += ["--config.train.remat=true"] if args.remat else []
     config = load_config(args.config, extra + overrides)
@@ -145,20 +144,12 @@ def cmd_benchmark(args, overrides):
 
 
 def cmd_train_segmenter(args, overrides):
-    from pix2pixhd_jax import distributed, segmentation
-    from pix2pixhd_jax.config_loading import load_config
-
     config = load_config(args.config, overrides)
     distributed.initialize_from_args(args)
-    distributed.check_same_config(config)
-    segmentation.train_segmenter(config, args.workdir, progress=not args.quiet)
+    segmenter.train_segmenter(config, args.workdir, progress=not args.quiet)
 
 
 def cmd_evaluate(args, overrides):
-    import jax
-
-    from pix2pixhd_jax import distributed, evaluate
-
     distributed.initialize_from_args(args)
     result = evaluate.evaluate(args.workdir, args.segmenter, args.split, dataroot=args.dataroot,
                                inception=args.inception, style=args.style, num_samples=args.num_samples,
@@ -176,19 +167,15 @@ def cmd_evaluate(args, overrides):
 
 
 def cmd_convert_inception(args, overrides):
-    from pix2pixhd_jax.models.inception_weights import convert_fid_inception_main
-
     print(convert_fid_inception_main(args.pth, args.out))
 
 
 def cmd_convert_vgg19(args, overrides):
-    from pix2pixhd_jax.models import vgg
-
-    print(vgg.convert_vgg19_main(args.pth, args.out))
+    print(convert_vgg19_main(args.pth, args.out))
 
 
 def _add_distributed(parser):
-    """Start-up flags of the commands that run on many processes (pix2pixhd_jax/distributed.py)."""
+    """Start-up flags of the commands that run on many processes (pix2pixhd_jax/runtime/distributed.py)."""
     group = parser.add_argument_group("multi-host (one copy of the command per process)")
     group.add_argument("--coordinator", default=None, metavar="HOST:PORT",
                        help="process 0's address; with --num-processes and --process-id")
@@ -334,15 +321,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None):
-    from pix2pixhd_jax.config_loading import split_config_args
-    from pix2pixhd_jax.errors import UserError
-
     argv = sys.argv[1:] if argv is None else list(argv)
     overrides, rest = split_config_args(argv)
     args = build_parser().parse_args(rest)
     if overrides and not args.takes_config:
         build_parser().error(f"{args.command} takes no --config overrides: {' '.join(overrides)}")
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    # force: absl (under orbax) installs a root handler at import when none exists yet.
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s", force=True)
     # Orbax and JAX log every checkpoint detail through absl at INFO.
     logging.getLogger("absl").setLevel(logging.WARNING)
     try:
@@ -350,9 +335,7 @@ def main(argv=None):
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except RuntimeError as e:
-        if type(e).__name__ != "NonFiniteLossError":
-            raise
+    except NonFiniteLossError as e:
         print(f"error: {e}", file=sys.stderr)
         return 3
     return 0

@@ -98,7 +98,7 @@ def make_model_workdir(workdir, *overrides, seed=0):
     """A workdir holding config.json and an 'imported' checkpoint of a random tiny model
     (TINY_FEATURES unless overridden); returns (config, variables)."""
     from pix2pixhd_jax import checkpoint
-    from pix2pixhd_jax.train_step import Networks
+    from pix2pixhd_jax.models.pix2pixhd import Networks
 
     config = load_test_config(*[f"--config.{o}" for o in TINY_FEATURES + tuple(overrides)])
     variables = random_variables(Networks(config), seed)

@@ -45,7 +45,7 @@ def scene_arrays(variant=0):
 
 def car_clusters(feat_num=3):
     """Car styles far apart (the corners of the feature cube), other classes random."""
-    from pix2pixhd_jax import features
+    from pix2pixhd_jax.inference import features
 
     rng = np.random.default_rng(5)
     centers = {c: rng.uniform(-1, 1, size=(3, feat_num)).astype(np.float32) for c in (ROAD, BUILDING, SKY)}
@@ -55,7 +55,7 @@ def car_clusters(feat_num=3):
 
 def make_editor_workdir(root):
     """A workdir with a random tiny model, its clusters file and a 2-scene test split; returns it."""
-    from pix2pixhd_jax import features
+    from pix2pixhd_jax.inference import features
 
     data = os.path.join(root, "data")
     for i in range(2):

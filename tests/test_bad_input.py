@@ -8,7 +8,7 @@ from PIL import Image
 
 from conftest import block_example, load_test_config, make_aligned, save
 from pix2pixhd_jax.data import decode
-from pix2pixhd_jax.data.errors import DataError
+from pix2pixhd_jax.errors import DataError
 
 
 def png_bytes(array, mode=None, tmp=None):

@@ -5,9 +5,9 @@ import json
 import pytest
 
 from conftest import ROOT, load_test_config
-from pix2pixhd_jax.benchmark import benchmark, random_batch
 from pix2pixhd_jax.cli import main
 from pix2pixhd_jax.errors import UserError
+from pix2pixhd_jax.training.benchmark import benchmark, random_batch
 
 TINY = ("--config.model.ngf=4", "--config.model.n_downsample_global=2", "--config.model.n_blocks_global=1",
         "--config.model.ndf=4", "--config.model.num_D=1", "--config.model.n_layers_D=1")

@@ -80,7 +80,7 @@ def _flat(cfg, prefix=""):
 ])
 def test_ablation_variants_change_one_thing(variant, changed):
     """Each pix2pixHD ablation differs from the base variant in exactly its own fields."""
-    from pix2pixhd_jax.inputs import size_divisor
+    from pix2pixhd_jax.models.pix2pixhd import size_divisor
 
     base = _flat(load_config(str(CONFIGS / "ablation_synthetic.py")))
     cfg = load_config(str(CONFIGS / f"ablation_synthetic.py:{variant}"))
@@ -90,7 +90,7 @@ def test_ablation_variants_change_one_thing(variant, changed):
 
 
 def test_ablation_pix2pix_is_the_baseline_at_the_demo_budget():
-    from pix2pixhd_jax.inputs import size_divisor
+    from pix2pixhd_jax.models.pix2pixhd import size_divisor
 
     cfg = load_config(str(CONFIGS / "ablation_synthetic.py:pix2pix"))
     base = load_config(str(CONFIGS / "ablation_synthetic.py"))

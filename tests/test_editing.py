@@ -1,12 +1,13 @@
-"""Object-level editing (pix2pixhd_jax.editing): Scene's edits without a model, then the
+"""Object-level editing (pix2pixhd_jax.inference.editing): Scene's edits without a model, then the
 Editor with a random tiny model (one 40x24 shape, compiled once)."""
 
 import numpy as np
 import pytest
 
 from conftest import make_model_workdir
-from pix2pixhd_jax.editing import CITYSCAPES_THINGS, Editor, EditError, Scene, brush_mask
+from pix2pixhd_jax.errors import EditError
 from pix2pixhd_jax.errors import UserError
+from pix2pixhd_jax.inference.editing import CITYSCAPES_THINGS, Editor, Scene, brush_mask
 
 H, W = 24, 40
 ROAD, SKY, CAR, PERSON = 7, 23, 26, 24
@@ -232,7 +233,7 @@ def test_fill_mask_is_the_connected_piece_under_the_pixel():
 # ----- Editor ----------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory):
-    from pix2pixhd_jax.synthesis import Synthesizer
+    from pix2pixhd_jax.inference.synthesis import Synthesizer
 
     config, variables = make_model_workdir(tmp_path_factory.mktemp("model"))
     return Synthesizer(config, variables)

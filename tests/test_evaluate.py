@@ -34,7 +34,7 @@ def seg_config(data, *extra):
 
 @pytest.fixture(scope="module")
 def segmenter(data, tmp_path_factory):
-    from pix2pixhd_jax import segmentation
+    from pix2pixhd_jax.evaluation import segmenter as segmentation
 
     workdir = tmp_path_factory.mktemp("segmenter")
     _, summary = segmentation.train_segmenter(seg_config(data, "segmenter.steps=100"), str(workdir), progress=False)
@@ -42,7 +42,7 @@ def segmenter(data, tmp_path_factory):
 
 
 def params_of(workdir):
-    from pix2pixhd_jax.segmentation import load_segmenter
+    from pix2pixhd_jax.evaluation.segmenter import load_segmenter
 
     return load_segmenter(str(workdir))[2]
 
@@ -62,7 +62,7 @@ def test_segmenter_learns_the_block_scenes(data, segmenter):
 def test_segmenter_reproduces_and_resumes_exactly(data, segmenter, tmp_path):
     import shutil
 
-    from pix2pixhd_jax import segmentation
+    from pix2pixhd_jax.evaluation import segmenter as segmentation
 
     straight = tmp_path / "straight"
     segmentation.train_segmenter(seg_config(data, "segmenter.steps=100"), str(straight), progress=False)
@@ -81,7 +81,7 @@ def test_segmenter_reproduces_and_resumes_exactly(data, segmenter, tmp_path):
 
 def test_segmenter_refuses_rgb_label_datasets(data, tmp_path):
     from pix2pixhd_jax.errors import UserError
-    from pix2pixhd_jax.segmentation import train_segmenter
+    from pix2pixhd_jax.evaluation.segmenter import train_segmenter
 
     with pytest.raises(UserError, match="label_nc must be > 0"):
         train_segmenter(seg_config(data, "data.label_nc=0"), str(tmp_path), progress=False)
@@ -90,7 +90,7 @@ def test_segmenter_refuses_rgb_label_datasets(data, tmp_path):
 @pytest.fixture(scope="module")
 def model(data, tmp_path_factory):
     """A random tiny model with the feature encoder and a clusters file for every class."""
-    from pix2pixhd_jax import features
+    from pix2pixhd_jax.inference import features
 
     workdir = tmp_path_factory.mktemp("model")
     config, _ = make_model_workdir(workdir, f"data.dataroot={data}", "data.load_size=64")
@@ -102,15 +102,15 @@ def model(data, tmp_path_factory):
 
 
 def run_evaluate(model, segmenter, tmp_path, **kw):
-    from pix2pixhd_jax.evaluate import evaluate
+    from pix2pixhd_jax.evaluation.evaluate import evaluate
 
     return evaluate(str(model), str(segmenter[0]), "test", samples_dir=str(tmp_path / "samples"), progress=False,
                     batch_size=2, **kw)
 
 
 def test_evaluate_matches_independent_measures(data, model, segmenter, tmp_path):
-    from pix2pixhd_jax import metrics
-    from pix2pixhd_jax.segmentation import load_segmenter, segment_fn
+    from pix2pixhd_jax.evaluation import metrics
+    from pix2pixhd_jax.evaluation.segmenter import load_segmenter, segment_fn
 
     result = run_evaluate(model, segmenter, tmp_path)
     assert result["num_images"] == 3 and result["style"] == "encode"
@@ -150,8 +150,8 @@ def test_evaluate_fid_and_kid_through_the_inception_hook(data, model, segmenter,
     of exactly those features of the real and generated photos."""
     import flax.linen as nn
 
-    from pix2pixhd_jax import metrics
-    from pix2pixhd_jax.models import inception_weights
+    from pix2pixhd_jax.evaluation import metrics
+    from pix2pixhd_jax.evaluation import evaluate as evaluate_module
 
     class MeanLevel(nn.Module):
         @nn.compact
@@ -166,7 +166,7 @@ def test_evaluate_fid_and_kid_through_the_inception_hook(data, model, segmenter,
         seen["path"] = path
         return MeanLevel(), {"params": {"scale": np.ones(1, np.float32)}}
 
-    monkeypatch.setattr(inception_weights, "load_fid_inception", fake_loader)
+    monkeypatch.setattr(evaluate_module, "load_fid_inception", fake_loader)
     result = run_evaluate(model, segmenter, tmp_path, inception=str(tmp_path / "weights.npz"), style="random")
     assert seen["path"].endswith("weights.npz")
     names = sorted(p.name for p in (tmp_path / "samples").glob("*.png"))
@@ -187,7 +187,7 @@ def test_evaluate_errors(model, segmenter, data, tmp_path):
     other.mkdir()
     (other / "config.json").write_text(json.dumps({"data": {"label_nc": 35}}))
     from pix2pixhd_jax.errors import UserError
-    from pix2pixhd_jax.evaluate import evaluate
+    from pix2pixhd_jax.evaluation.evaluate import evaluate
 
     with pytest.raises(UserError, match="not a train-segmenter workdir"):
         evaluate(str(model), str(other), progress=False)

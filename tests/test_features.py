@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from conftest import make_aligned, make_model_workdir
-from pix2pixhd_jax import features
 from pix2pixhd_jax.cli import main
+from pix2pixhd_jax.inference import features
 
 
 def test_instance_rows_are_the_instance_average_pool():
@@ -138,7 +138,7 @@ def test_encode_features_cli_writes_clusters_and_instances(encoded):
 def test_encode_features_matches_the_encoder_on_one_image(encoded):
     from PIL import Image
 
-    from pix2pixhd_jax.synthesis import Synthesizer
+    from pix2pixhd_jax.inference.synthesis import Synthesizer
 
     workdir, data = encoded
     synth = Synthesizer.from_workdir(str(workdir))

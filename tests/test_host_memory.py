@@ -8,7 +8,7 @@ import types
 import jax
 import pytest
 
-from pix2pixhd_jax import host_memory
+from pix2pixhd_jax.runtime import host_memory
 
 
 def glibc():

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from pix2pixhd_jax.models import inception
-from pix2pixhd_jax.models import inception_weights as weights
+from pix2pixhd_jax.weights import inception as weights
+from pix2pixhd_jax.weights.files import flatten
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,13 +24,13 @@ def _torch():
 def _random_state_dict(seed=0):
     """numpy arrays under every key pool3 needs, in the torch layout, plus an fc like the real file's."""
     rng = np.random.default_rng(seed)
-    state = {k: rng.normal(size=shape).astype(np.float32) for k, (_, shape) in weights._slots().items()}
+    state = {k: rng.normal(size=shape).astype(np.float32) for k, (_, shape) in weights.state_dict_slots().items()}
     state["fc.weight"], state["fc.bias"] = np.zeros((1008, 2048), np.float32), np.zeros(1008, np.float32)
     return state
 
 
 def _assert_same_variables(a, b):
-    fa, fb = weights._flatten(a), weights._flatten(b)
+    fa, fb = flatten(a), flatten(b)
     assert fa.keys() == fb.keys()
     for k in fa:
         np.testing.assert_array_equal(fa[k], fb[k])
@@ -90,11 +91,11 @@ def test_pth_and_its_npz_conversion_give_the_same_variables(reference, tmp_path)
 def test_convert_command(tmp_path, reference):
     _, good = reference
     out = tmp_path / "fid_inception.npz"
-    cmd = [sys.executable, "-m", "pix2pixhd_jax.models.inception_weights", "--pth", str(good), "--out", str(out)]
+    cmd = [sys.executable, "-m", "pix2pixhd_jax.cli", "convert-inception", "--pth", str(good), "--out", str(out)]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "converted" in done.stdout and out.is_file()
-    cmd[4] = str(tmp_path / "absent.pth")
+    cmd[5] = str(tmp_path / "absent.pth")
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 2 and "absent.pth does not exist" in done.stderr
 
@@ -137,7 +138,7 @@ def test_npz_and_pickles_load_without_torch(tmp_path):
     # jax-fid's layout: {module: {branch: {'conv': {'kernel', 'bias'}, 'bn': {...}}}}, one tree
     tree = {}
     for collection in ("params", "batch_stats"):
-        for k, v in weights._flatten(want[collection]).items():
+        for k, v in flatten(want[collection]).items():
             node = tree
             for part in k[:-1]:
                 node = node.setdefault(part, {})
@@ -185,7 +186,7 @@ def test_pth_without_torch_says_how_to_convert(tmp_path, monkeypatch):
     pth = tmp_path / weights.FID_WEIGHTS_FILE
     pth.write_bytes(b"")
     monkeypatch.setitem(sys.modules, "torch", None)
-    with pytest.raises(weights.InceptionWeightsError, match="needs torch.*inception_weights --pth"):
+    with pytest.raises(weights.InceptionWeightsError, match="needs torch.*convert-inception --pth"):
         weights.load_inception_variables(pth)
 
 

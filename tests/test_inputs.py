@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from conftest import load_test_config
-from pix2pixhd_jax.inputs import instance_boundaries, one_hot_labels, size_divisor
+from pix2pixhd_jax.models.pix2pixhd import instance_boundaries, one_hot_labels, size_divisor
 
 
 def test_boundaries_mark_both_sides_of_every_4_neighbour_difference():

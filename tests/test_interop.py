@@ -1,7 +1,7 @@
 """Reference state dicts -> our modules: the same weights give the same outputs.
 
 The PyTorch modules in torch_reference.py have the reference's structure and keys;
-random weights go through `pix2pixhd_jax.interop` and both sides run the same input.
+random weights go through `pix2pixhd_jax.weights.reference` and both sides run the same input.
 """
 
 import jax
@@ -12,8 +12,9 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from conftest import load_test_config  # noqa: E402
-from pix2pixhd_jax import interop, models  # noqa: E402
-from pix2pixhd_jax.interop import InteropError  # noqa: E402
+from pix2pixhd_jax import models  # noqa: E402
+from pix2pixhd_jax.errors import InteropError  # noqa: E402
+from pix2pixhd_jax.weights import reference as interop  # noqa: E402
 
 import torch_reference as ref  # noqa: E402
 

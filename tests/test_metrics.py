@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from pix2pixhd_jax import metrics
+from pix2pixhd_jax.evaluation import metrics
 
 # ----- confusion matrix ------------------------------------------------------------------
 

@@ -258,7 +258,7 @@ def test_coordinator_port_in_use(tmp_path, capsys):
 
 
 def test_encode_features_across_processes(data, base_env, tmp_path):
-    from pix2pixhd_jax import features
+    from pix2pixhd_jax.inference import features
 
     # 3 training scenes over 2 processes: shares of 2 and 1 images, so process 1 runs a stand-in batch.
     runs = {}
@@ -288,7 +288,7 @@ def test_encode_features_across_processes(data, base_env, tmp_path):
 def test_evaluate_across_processes(data, base_env, tmp_path):
     """3 test scenes over 2 processes (shares of 2 and 1): the gathered scores equal one process's."""
     from conftest import load_test_config
-    from pix2pixhd_jax import segmentation
+    from pix2pixhd_jax.evaluation import segmenter as segmentation
 
     model = tmp_path / "model"
     make_model_workdir(model, f"data.dataroot={data}", "data.load_size=64")

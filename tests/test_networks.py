@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 
 from conftest import load_test_config
-from pix2pixhd_jax import losses, models
+from pix2pixhd_jax import models
 from pix2pixhd_jax.models import (FeatureEncoder, GlobalGenerator, LocalEnhancer, MultiscaleDiscriminator,
                                   NLayerDiscriminator, instance_average_pool)
 from pix2pixhd_jax.models.layers import avg_pool_exclude_pad, count_params, instance_norm
+from pix2pixhd_jax.training import losses
 
 KEY = jax.random.PRNGKey(0)
 
@@ -292,6 +293,9 @@ def test_feature_matching_does_not_differentiate_the_real_features():
 def test_discriminator_loss_and_l1():
     fake, real = preds([np.array([0.5])]), preds([np.array([0.5])])
     assert float(losses.discriminator_loss(fake, real)) == pytest.approx(0.5 * (0.25 + 0.25))
+    loss, terms = losses.discriminator_loss(fake, real, with_terms=True)
+    assert float(loss) == pytest.approx(0.5 * (0.25 + 0.25))
+    assert float(terms["loss_D_fake"]) == pytest.approx(0.25) and float(terms["loss_D_real"]) == pytest.approx(0.25)
     assert float(losses.l1_loss(jnp.array([1.0, -1.0]), jnp.array([0.0, 0.0]))) == pytest.approx(1.0)
 
 

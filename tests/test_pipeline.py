@@ -5,7 +5,7 @@ import pytest
 
 from conftest import load_test_config, make_aligned
 from pix2pixhd_jax.data.pipeline import InputPipeline, epoch_order, process_indices
-from pix2pixhd_jax.inputs import instance_boundaries
+from pix2pixhd_jax.models.pix2pixhd import instance_boundaries
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +128,7 @@ def test_process_indices_helper():
 
 
 def test_global_batch_must_split_over_processes(dataset):
-    from pix2pixhd_jax.data.errors import DataError
+    from pix2pixhd_jax.errors import DataError
     with pytest.raises(DataError, match="not divisible by the 3 processes"):
         make(dataset[0], process_index=0, process_count=3)
 

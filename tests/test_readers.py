@@ -9,7 +9,7 @@ from PIL import Image
 
 from conftest import block_example, load_test_config, make_aligned, save
 from pix2pixhd_jax.data import decode, readers
-from pix2pixhd_jax.data.errors import DataError
+from pix2pixhd_jax.errors import DataError
 
 
 def record(example, source=None):

@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from pix2pixhd_jax.inference.editing import Editor, Scene, brush_mask
+from pix2pixhd_jax.serve import (ApiError, EditorService, Limits, check_instances, instances_from_labels, is_loopback,
+                                 list_test_scenes)
 from serve_helpers import (BOXES, BUILDING, CAR, CAR_A, CAR_B, H, N_CAR_STYLES, PERSON, PERSON_A, ROAD, SKY, W,
                            RunningServer, decode_data_url, download, make_editor_workdir, png_b64, request,
                            scene_arrays)
-from pix2pixhd_jax.editing import Editor, Scene, brush_mask
-from pix2pixhd_jax.serve import (ApiError, EditorService, Limits, check_instances, instances_from_labels, is_loopback,
-                                 list_test_scenes)
 
 LIMITS = Limits(max_body_bytes=200_000, max_upload_bytes=12_000, max_pixels=W * H * 2, max_side=2 * W,
                 max_sessions=8, max_history=5, max_points=50, max_radius=20)
@@ -27,7 +27,7 @@ LIMITS = Limits(max_body_bytes=200_000, max_upload_bytes=12_000, max_pixels=W * 
 
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory):
-    from pix2pixhd_jax.synthesis import Synthesizer
+    from pix2pixhd_jax.inference.synthesis import Synthesizer
 
     return Synthesizer.from_workdir(make_editor_workdir(str(tmp_path_factory.mktemp("editor"))))
 

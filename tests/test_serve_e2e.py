@@ -39,8 +39,8 @@ def browser():
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
+    from pix2pixhd_jax.inference.synthesis import Synthesizer
     from pix2pixhd_jax.serve import EditorService, list_test_scenes
-    from pix2pixhd_jax.synthesis import Synthesizer
 
     synth = Synthesizer.from_workdir(make_editor_workdir(str(tmp_path_factory.mktemp("editor"))))
     running = RunningServer(EditorService(synth, list_test_scenes(synth.config)))

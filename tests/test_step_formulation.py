@@ -1,102 +1,23 @@
-"""The train step's shared discriminator passes (issue 7) give the same training as before.
+"""The train step's shared discriminator passes give the same training as D run four times.
 
 make_train_step runs D(real) once (D's real loss and G's feature-matching target) and, without
-an image pool, D(fake) once (G's and D's gradients from one forward pass). `reference_step` is
-the step as it was before, which ran D four times (fake and real in G's loss, fake and real in
-D's); both run 2 steps from the same state on the same batches, and the states, metrics and
-generated images must agree to float tolerance: with instance norm, with batch norm and
-pix2pix's losses, with batch norm and feature matching, with the image pool, and with the
-encoder.
+an image pool, D(fake) once (G's and D's gradients from one forward pass). `four_pass_step`
+(tests/step_oracle.py) runs D four times, as the reference's code does (fake and real in G's
+loss, fake and real in D's); both run 2 steps from the same state on the same batches, and the
+states, metrics and generated images must agree to float tolerance: with instance norm, with
+batch norm and pix2pix's losses, with batch norm and feature matching, with the image pool,
+and with the encoder.
 """
 
-import functools
-
 import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 
 from conftest import load_test_config
-from pix2pixhd_jax import image_pool, losses, schedule
-from pix2pixhd_jax.train_step import (Networks, TrainState, _adam, _apply, generate, label_input, make_train_step,
-                                      merge_g1, split_g1)
-from test_train_step import LABEL_NC, TINY, fast_state, make_batch
-
-def reference_step(config, steps_per_epoch: int, vgg_apply=None):
-    """make_train_step as it was before issue 7 (commit 655eb11), verbatim: D runs four times."""
-    from pix2pixhd_jax.models.vgg import vgg_loss
-
-    nets = Networks(config)
-    loss_cfg, train_cfg = config.loss, config.train
-    use_lsgan = not loss_cfg.no_lsgan
-    adam = _adam(train_cfg)
-
-    def step_fn(state: TrainState, batch, vgg_variables):
-        rng, k_drop, k_pool = jax.random.split(state.rng, 3)
-        label = label_input(batch, config)
-        real = batch["image"].astype(jnp.float32)
-        real_input = jnp.concatenate([label, real], axis=-1)
-
-        def d_apply(params, x, stats):
-            return _apply(nets.D, params, stats, x, train=True)
-
-        def g_loss_fn(g_params):
-            fake, g_stats = generate(nets, g_params, state.g_stats, batch, train=True, rng=k_drop)
-            pred_fake, _ = d_apply(state.d_params, jnp.concatenate([label, fake], axis=-1), state.d_stats)
-            terms = {"loss_G_GAN": losses.gan_loss(pred_fake, True, use_lsgan)}
-            if not loss_cfg.no_ganFeat_loss:
-                pred_real, _ = d_apply(state.d_params, real_input, state.d_stats)
-                terms["loss_G_GAN_Feat"] = losses.feature_matching_loss(
-                    pred_fake, pred_real, config.model.n_layers_D, loss_cfg.lambda_feat)
-            if vgg_apply is not None:
-                terms["loss_G_VGG"] = vgg_loss(vgg_apply, vgg_variables, fake, real) * loss_cfg.lambda_feat
-            if loss_cfg.lambda_l1 > 0:
-                terms["loss_G_L1"] = losses.l1_loss(fake, real) * loss_cfg.lambda_l1
-            return sum(terms.values()), (fake, g_stats, terms)
-
-        (loss_g, (fake, g_stats, g_terms)), g_grads = jax.value_and_grad(g_loss_fn, has_aux=True)(state.g_params)
-
-        fake_input = jax.lax.stop_gradient(jnp.concatenate([label, fake], axis=-1))
-        pool = state.pool
-        if pool is not None:
-            pool, fake_input = image_pool.query(pool, fake_input, k_pool)
-
-        def d_loss_fn(d_params):
-            pred_fake, stats = d_apply(d_params, fake_input, state.d_stats)
-            pred_real, stats = d_apply(d_params, real_input, stats)
-            fake_loss = losses.gan_loss(pred_fake, False, use_lsgan)
-            real_loss = losses.gan_loss(pred_real, True, use_lsgan)
-            return 0.5 * (fake_loss + real_loss), (stats, {"loss_D_fake": fake_loss, "loss_D_real": real_loss})
-
-        (loss_d, (d_stats, d_terms)), d_grads = jax.value_and_grad(d_loss_fn, has_aux=True)(state.d_params)
-
-        lr = schedule.learning_rate(state.step, steps_per_epoch, train_cfg)
-        frozen = schedule.global_generator_frozen(state.step, steps_per_epoch, train_cfg)
-
-        def descend(params, grads, opt_state):
-            updates, opt_state = adam.update(grads, opt_state, params)
-            return jax.tree_util.tree_map(lambda p, u: p - lr * u, params, updates), opt_state
-
-        g1, rest = split_g1(state.g_params)
-        g1_grads, rest_grads = split_g1(g_grads)
-        rest, rest_opt = descend(rest, rest_grads, state.g_opt["rest"])
-        g1_opt = state.g_opt["global"]
-        if g1 is not None:
-            new_g1, new_g1_opt = descend(g1, g1_grads, g1_opt)
-            keep = functools.partial(jax.tree_util.tree_map, lambda old, new: jnp.where(frozen, old, new))
-            g1, g1_opt = keep(g1, new_g1), keep(g1_opt, new_g1_opt)
-        d_params, d_opt = descend(state.d_params, d_grads, state.d_opt)
-
-        new_state = state.replace(
-            step=state.step + 1, g_params=merge_g1(g1, rest), g_stats=g_stats, g_opt={"global": g1_opt, "rest": rest_opt},
-            d_params=d_params, d_stats=d_stats, d_opt=d_opt, rng=rng, pool=pool)
-        metrics = dict(g_terms, **d_terms, loss_G=loss_g, loss_D=loss_d, lr=lr,
-                       grad_norm_G=optax.global_norm(g_grads), grad_norm_D=optax.global_norm(d_grads),
-                       global_generator_frozen=frozen.astype(jnp.float32))
-        return new_state, metrics, fake
-
-    return step_fn
+from pix2pixhd_jax.models.pix2pixhd import Networks
+from pix2pixhd_jax.training.step import make_train_step
+from step_helpers import LABEL_NC, TINY, fast_state, make_batch
+from step_oracle import four_pass_step
 
 
 CASES = {
@@ -131,7 +52,7 @@ def _flat(tree):
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_shared_discriminator_passes_train_like_the_reference_step(case):
+def test_shared_discriminator_passes_train_like_four_passes(case):
     overrides, size = CASES[case]
     config = load_test_config(*overrides)
     nets = Networks(config)
@@ -140,7 +61,7 @@ def test_shared_discriminator_passes_train_like_the_reference_step(case):
         assert state.pool is not None
     batches = [make_batch(2, size, size, LABEL_NC, seed=10 + i, use_instance=config.data.use_instance)
                for i in range(2)]
-    want_state, want = _run(jax.jit(reference_step(config, 10)), state, batches)
+    want_state, want = _run(jax.jit(four_pass_step(config, 10)), state, batches)
     got_state, got = _run(jax.jit(make_train_step(config, 10)), state, batches)
 
     for i, ((m_got, f_got), (m_want, f_want)) in enumerate(zip(got, want, strict=True)):

@@ -1,4 +1,4 @@
-"""Synthesis from label maps (pix2pixhd_jax.synthesis) and the `synthesize` CLI's file handling.
+"""Synthesis from label maps (pix2pixhd_jax.inference.synthesis) and the `synthesize` CLI's file handling.
 
 One random tiny model with the feature encoder serves every test; the label maps are
 37x23 (padded to 40x24 inside) or 40x24, so the generator compiles for one shape here
@@ -15,13 +15,13 @@ import pytest
 from PIL import Image
 
 from conftest import block_example, make_aligned, make_model_workdir
-from pix2pixhd_jax import features
 from pix2pixhd_jax.cli import main
 from pix2pixhd_jax.errors import UserError
+from pix2pixhd_jax.errors import SynthesisError
+from pix2pixhd_jax.inference import features
+from pix2pixhd_jax.inference.files import load_style_json
+from pix2pixhd_jax.inference.synthesis import Synthesizer, instance_classes, pad_to_multiple, random_style_index
 from pix2pixhd_jax.models.encoder import instance_average_pool
-from pix2pixhd_jax.synthesis import (SynthesisError, Synthesizer, instance_classes, pad_to_multiple,
-                                     random_style_index)
-from pix2pixhd_jax.synthesize_files import load_style_json
 
 W, H = 37, 23  # neither a multiple of the tiny generator's factor 4
 FULL_LABEL, FULL_INST, _ = block_example(40, 24, block=8, seed=3)

@@ -11,8 +11,8 @@ from PIL import Image
 
 from conftest import load_test_config
 from pix2pixhd_jax.data import decode, synthetic, tfds_builders
-from pix2pixhd_jax.data.errors import DataError
 from pix2pixhd_jax.data.pipeline import InputPipeline
+from pix2pixhd_jax.errors import DataError
 
 import tensorflow_datasets as tfds  # noqa: E402  (after the project's imports, which hide GPUs from TF)
 

@@ -364,8 +364,8 @@ def test_a_checkpoint_that_does_not_restore_leaves_the_workdir_config_alone(run_
     """The fallback behind check_resumable: a shape it does not list (here: ngf, taken off its
     list) fails in the restore, with the checkpoint's path, exit 2, and config.json untouched so
     that the advice to resume with it holds."""
-    from pix2pixhd_jax import train
     from pix2pixhd_jax.cli import main
+    from pix2pixhd_jax.training import train
 
     workdir, _ = run_a
     model_fields = tuple(f for f in train._SHAPE_FIELDS["model"] if f != "ngf")
@@ -431,7 +431,8 @@ def _zero_state(config):
     import jax
     import jax.numpy as jnp
 
-    from pix2pixhd_jax.train_step import Networks, init_train_state
+    from pix2pixhd_jax.models.pix2pixhd import Networks
+    from pix2pixhd_jax.training.step import init_train_state
 
     nets = Networks(config)
     shapes = jax.eval_shape(lambda r: init_train_state(nets, r, 16, 16), jax.random.PRNGKey(0))
@@ -439,7 +440,8 @@ def _zero_state(config):
 
 
 def test_init_from_grafts_the_global_stage_into_the_local_model(run_a, data):
-    from pix2pixhd_jax import checkpoint, train
+    from pix2pixhd_jax import checkpoint
+    from pix2pixhd_jax.training import train
 
     workdir_a, _ = run_a
     config = load_test_config(*tiny(data), *LOCAL, f"--config.train.init_from={workdir_a}")
@@ -466,7 +468,8 @@ def test_init_from_carries_batch_norm_statistics_into_g1(data, tmp_path):
     """With norm=batch G1's running statistics come from the global stage too."""
     import jax
 
-    from pix2pixhd_jax import checkpoint, train
+    from pix2pixhd_jax import checkpoint
+    from pix2pixhd_jax.training import train
 
     overrides = [*tiny(data), "--config.model.norm=batch"]
     global_cfg = load_test_config(*overrides)

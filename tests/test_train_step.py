@@ -20,72 +20,12 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, load_test_config
-from pix2pixhd_jax import image_pool, losses, schedule
-from pix2pixhd_jax.inputs import instance_boundaries, one_hot_labels
-from pix2pixhd_jax.train_step import Networks, generate, init_train_state, make_train_step, split_g1
+from pix2pixhd_jax.models.pix2pixhd import Networks, generate
+from pix2pixhd_jax.training import image_pool, losses, schedule
+from pix2pixhd_jax.training.step import init_train_state, make_train_step, split_g1
+from step_helpers import H, LABEL_NC, TINY, W, fast_state, leaf_name, make_batch
 
-LABEL_NC = 8
-H = W = 32
 STEPS_PER_EPOCH = 10
-# A pix2pixHD G and D with the fewest layers each path allows.
-TINY = ("model.ngf=4", "model.ndf=4", "model.n_downsample_global=1", "model.n_blocks_global=1",
-        "model.num_D=1", "model.n_layers_D=1", f"data.label_nc={LABEL_NC}", "train.batch_size=2",
-        "train.lr=1e-3", "train.niter=1000", "train.niter_decay=1000")
-
-
-# ---------------------------------------------------------------------------------------
-# Helpers (the sharding subprocess imports them too)
-
-
-def _leaf_name(path):
-    last = path[-1]
-    return str(getattr(last, "key", getattr(last, "name", last)))
-
-
-def fast_state(nets, height, width, seed=0):
-    """A TrainState shaped exactly like init_train_state's, filled from numpy by leaf name
-    (kernels N(0, 0.02), biases U(-0.1, 0.1), norm scales ~1, batch-norm mean 0 / var 1,
-    Adam state zero, as optax initialises it), so no init program is compiled."""
-    shapes = jax.eval_shape(lambda r: init_train_state(nets, r, height, width), jax.random.PRNGKey(0))
-    rng = np.random.default_rng(seed)
-
-    def fill(path, s):
-        top, name = path[0].name, _leaf_name(path)
-        if top in ("g_params", "d_params"):
-            if name == "kernel":
-                value = rng.normal(0.0, 0.02, s.shape)
-            elif name == "bias":
-                value = rng.uniform(-0.1, 0.1, s.shape)
-            elif name == "scale":
-                value = rng.normal(1.0, 0.02, s.shape)
-            else:
-                raise ValueError(f"no fill rule for parameter {jax.tree_util.keystr(path)}")
-            return np.asarray(value, s.dtype)
-        if top == "rng":
-            return np.asarray(jax.random.PRNGKey(seed))
-        if name == "var":
-            return np.ones(s.shape, s.dtype)
-        return np.zeros(s.shape, s.dtype)  # step, batch-norm means, Adam mu/nu/count, pool
-
-    return jax.tree_util.tree_map_with_path(fill, shapes)
-
-
-def make_batch(batch_size, height, width, label_nc, seed=0, use_instance=True):
-    """Block label maps (8x8 blocks) and a photo whose colour is a fixed function of the
-    label plus a little noise: learnable from the labels, different for every seed."""
-    rng = np.random.default_rng(seed)
-    ids = rng.integers(0, label_nc, (batch_size, height // 8, width // 8))
-    label_ids = np.kron(ids, np.ones((1, 8, 8), np.int64)).astype(np.int32)
-    blocks = np.arange(ids[0].size).reshape(ids[0].shape)
-    inst = (label_ids * 1000 + np.kron(blocks, np.ones((8, 8), np.int64))[None]).astype(np.int32)
-    colours = np.random.default_rng(1234).uniform(-0.9, 0.9, (label_nc, 3))
-    image = colours[label_ids] + rng.normal(0.0, 0.05, label_ids.shape + (3,))
-    batch = {"label": one_hot_labels(label_ids, label_nc), "label_ids": label_ids,
-             "image": np.clip(image, -1, 1).astype(np.float32)}
-    if use_instance:
-        batch["inst"] = inst
-        batch["boundary"] = instance_boundaries(inst)[..., None]
-    return batch
 
 
 def leaves(tree):
@@ -117,9 +57,10 @@ SHARDED_SCRIPT = textwrap.dedent("""
     import jax
     import numpy as np
     from conftest import load_test_config
-    from test_train_step import SHARDED_CONFIG, fast_state, make_batch
-    from pix2pixhd_jax import sharding
-    from pix2pixhd_jax.train_step import Networks, make_train_step
+    from pix2pixhd_jax.models.pix2pixhd import Networks
+    from pix2pixhd_jax.runtime import sharding
+    from pix2pixhd_jax.training.step import make_train_step
+    from step_helpers import SHARDED_CONFIG, fast_state, make_batch
 
     assert len(jax.devices()) == 4, jax.devices()
     HEIGHT, WIDTH, NC = 32, 32, 8
@@ -176,9 +117,6 @@ SHARDED_SCRIPT = textwrap.dedent("""
 """)
 
 # Channels wide enough that some leaves reach sharding's size threshold (2**14 elements).
-SHARDED_CONFIG = ("model.ngf=16", "model.ndf=4", "model.n_downsample_global=2", "model.n_blocks_global=1",
-                  "model.num_D=2", "model.n_layers_D=1", f"data.label_nc={LABEL_NC}", "train.batch_size=4",
-                  "train.lr=2e-4")
 
 
 class ShardedRun:
@@ -498,21 +436,22 @@ def test_image_pool_fills_then_swaps_half_the_time():
 
 
 def test_vgg_loss_is_added_to_g_loss(tiny):
-    from pix2pixhd_jax.models import vgg
+    from pix2pixhd_jax.models import vgg19 as vgg_net
+    from pix2pixhd_jax.weights import vgg19 as vgg_weights
 
     rng = np.random.default_rng(0)
     cin, params = 3, {}
-    for i, cout in zip(vgg.CONV_INDICES, vgg.CONV_CHANNELS):
+    for i, cout in zip(vgg_net.CONV_INDICES, vgg_net.CONV_CHANNELS):
         params[f"features_{i}"] = {"conv": {
             "kernel": (rng.standard_normal((3, 3, cin, cout), np.float32) * np.float32(math.sqrt(2 / (9 * cin)))),
             "bias": rng.uniform(-0.1, 0.1, cout).astype(np.float32)}}
         cin = cout
     variables = {"params": params}
-    shapes = jax.eval_shape(vgg.VGG19Features().init, jax.random.PRNGKey(0), jnp.zeros((1, H, W, 3)))
+    shapes = jax.eval_shape(vgg_net.VGG19Features().init, jax.random.PRNGKey(0), jnp.zeros((1, H, W, 3)))
     assert jax.tree_util.tree_structure(shapes) == jax.tree_util.tree_structure(variables)
 
     config = load_test_config(*TINY, "loss.no_vgg_loss=False")
-    step = jax.jit(make_train_step(config, STEPS_PER_EPOCH, vgg.VGG19Features().apply))
+    step = jax.jit(make_train_step(config, STEPS_PER_EPOCH, vgg_net.VGG19Features().apply))
     _, m, _ = step(tiny.state, tiny.batch, variables)
     m, plain = scalars(m), scalars(tiny.first[1])
     assert m["loss_G_VGG"] > 0
@@ -522,7 +461,7 @@ def test_vgg_loss_is_added_to_g_loss(tiny):
     assert m["loss_G"] > plain["loss_G"]
     assert m["grad_norm_G"] != pytest.approx(plain["grad_norm_G"], rel=1e-3)
     # Without it (loss.no_vgg_loss, so no VGG module): no such term.
-    assert tiny.config.loss.no_vgg_loss and vgg.vgg_from_config(tiny.config.loss) is None
+    assert tiny.config.loss.no_vgg_loss and vgg_weights.vgg_from_config(tiny.config.loss) is None
     assert "loss_G_VGG" not in plain
     assert plain["loss_G"] == pytest.approx(plain["loss_G_GAN"] + plain["loss_G_GAN_Feat"], rel=1e-5)
 
@@ -594,8 +533,8 @@ def test_training_with_the_encoder_feeds_pooled_features_to_g_only_and_trains_e(
     batch = make_batch(2, H, W, LABEL_NC)
     feat_num, label_nc_in = config.model.feat_num, LABEL_NC + 1
     # G's first conv sees labels + boundary + E's features; D's sees labels + boundary + image only.
-    g_in = {leaf.shape[2] for path, leaf in leaves(state.g_params["generator"]) if _leaf_name(path) == "kernel"}
-    d_in = {leaf.shape[2] for path, leaf in leaves(state.d_params) if _leaf_name(path) == "kernel"}
+    g_in = {leaf.shape[2] for path, leaf in leaves(state.g_params["generator"]) if leaf_name(path) == "kernel"}
+    d_in = {leaf.shape[2] for path, leaf in leaves(state.d_params) if leaf_name(path) == "kernel"}
     assert label_nc_in + feat_num in g_in and label_nc_in not in g_in
     assert label_nc_in + 3 in d_in and label_nc_in + 3 + feat_num not in d_in
 
@@ -645,12 +584,12 @@ def test_encoder_norm_follows_model_norm_unless_norm_e_is_set():
 
 
 def test_graft_copies_matching_arrays_and_names_the_others(caplog):
-    from pix2pixhd_jax.train import _graft
+    from pix2pixhd_jax.training.train import graft
 
     params = {"a": {"kernel": jnp.zeros((3, 3, 4, 8))}, "b": {"bias": jnp.zeros((8,))}, "c": jnp.zeros((2,))}
     source = {"a": {"kernel": np.ones((3, 3, 4, 16))}, "b": {"bias": np.ones((8,))}}
     with caplog.at_level("WARNING"):
-        out = _graft(params, source)
+        out = graft(params, source)
     assert float(out["b"]["bias"].sum()) == 8.0  # copied
     assert float(out["a"]["kernel"].sum()) == 0.0 and float(out["c"].sum()) == 0.0  # kept fresh
     assert "/a/kernel (3, 3, 4, 16) -> (3, 3, 4, 8)" in caplog.text and "1 arrays" in caplog.text

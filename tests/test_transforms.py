@@ -8,8 +8,8 @@ from PIL import Image
 
 from conftest import COLOURS, block_example
 from pix2pixhd_jax.data import transforms
-from pix2pixhd_jax.data.errors import DataError
 from pix2pixhd_jax.data.transforms import TransformParams
+from pix2pixhd_jax.errors import DataError
 
 
 def cfg(mode, load_size, fine_size, no_flip=False):
@@ -144,9 +144,9 @@ def test_inference_mode_keeps_the_scale_and_drops_the_random_crop():
 def test_inference_config_copies_the_workdir_config_without_ml_collections():
     """read_config's attribute dict (no ml_collections): the copy changes, the original and what
     it writes back as JSON stay consistent."""
-    from pix2pixhd_jax.checkpoint import _attributes, config_dict
+    from pix2pixhd_jax.checkpoint import attributes, config_dict
 
-    saved = _attributes({"data": {"resize_or_crop": "scale_width_and_crop", "load_size": 256, "fine_size": 128}})
+    saved = attributes({"data": {"resize_or_crop": "scale_width_and_crop", "load_size": 256, "fine_size": 128}})
     whole = transforms.inference_config(saved)
     assert saved.data.resize_or_crop == "scale_width_and_crop"
     assert whole.data.resize_or_crop == whole.data["resize_or_crop"] != "scale_width_and_crop"

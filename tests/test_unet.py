@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from pix2pixhd_jax.models.layers import count_params
-from pix2pixhd_jax.models.unet import UnetGenerator, load_torch_unet
+from pix2pixhd_jax.models.unet_generator import UnetGenerator
+from pix2pixhd_jax.weights.pix2pix import load_torch_unet
 
 
 @functools.lru_cache(maxsize=None)

@@ -17,8 +17,10 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from pix2pixhd_jax.models import vgg
+from pix2pixhd_jax.models import vgg19 as vgg_net
 from pix2pixhd_jax.models.layers import count_params
+from pix2pixhd_jax.training import losses
+from pix2pixhd_jax.weights import vgg19 as vgg_weights
 
 # torchvision's cfg "E" (vgg19): conv output channels, "M" = max-pool.
 VGG19_CFG = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M",
@@ -64,9 +66,9 @@ def torch_features(state):
             layers += [torch.nn.Conv2d(cin, v, kernel_size=3, padding=1), torch.nn.ReLU(inplace=True)]
             cin = v
     seq = torch.nn.Sequential(*layers)
-    for i in vgg.CONV_INDICES:
+    for i in vgg_net.CONV_INDICES:
         assert isinstance(seq[i], torch.nn.Conv2d)
-    for i in vgg.POOL_INDICES:
+    for i in vgg_net.POOL_INDICES:
         assert isinstance(seq[i], torch.nn.MaxPool2d)
     seq.load_state_dict({k[len("features."):]: torch.from_numpy(v) for k, v in state.items()})
     return seq.eval()
@@ -92,7 +94,7 @@ def assert_taps_close(got, want, rtol=1e-4):
         scale = np.abs(w).max()
         assert scale > 1e-3, f"tap {k} is degenerate, the test would prove nothing"
         err = np.abs(g - w).max()
-        assert err <= rtol * scale, f"tap {vgg.TAP_NAMES[k]}: max error {err} vs scale {scale}"
+        assert err <= rtol * scale, f"tap {vgg_net.TAP_NAMES[k]}: max error {err} vs scale {scale}"
 
 
 def image(shape=(2, 48, 64, 3), seed=1):
@@ -142,7 +144,7 @@ def keras_kernels():
     rng = np.random.default_rng(5)
     out = {}
     for name, (_, cin, cout) in zip(KERAS_ALL_CONVS, conv_layout()):
-        if name in vgg.KERAS_LAYER_NAMES:
+        if name in vgg_weights.KERAS_LAYER_NAMES:
             # caffe-preprocessed inputs are O(100): scale the first layer down to keep taps O(1..100).
             std = math.sqrt(2.0 / (9 * cin)) / (100.0 if cin == 3 else 1.0)
             w = (rng.standard_normal((3, 3, cin, cout)) * std).astype(np.float32)
@@ -172,25 +174,25 @@ def tree_equal(a, b):
 
 
 def test_pth_taps_match_torch(state, pth_file):
-    variables, preprocess = vgg.load_vgg19_weights(str(pth_file))
+    variables, preprocess = vgg_weights.load_vgg19_weights(str(pth_file))
     assert preprocess == "none"
-    assert sorted(variables["params"]) == sorted(f"features_{i}" for i in vgg.CONV_INDICES)
+    assert sorted(variables["params"]) == sorted(f"features_{i}" for i in vgg_net.CONV_INDICES)
     k0 = variables["params"]["features_0"]["conv"]["kernel"]
     np.testing.assert_array_equal(np.asarray(k0), state["features.0.weight"].transpose(2, 3, 1, 0))
     x = image()
-    got = vgg.VGG19Features(preprocess=preprocess).apply(variables, jnp.asarray(x))
+    got = vgg_net.VGG19Features(preprocess=preprocess).apply(variables, jnp.asarray(x))
     assert_taps_close(got, torch_taps(torch_features(state), x))
 
 
 def test_convert_to_npz_gives_identical_variables(state, pth_file, tmp_path):
-    ref, _ = vgg.load_vgg19_weights(pth_file)
+    ref, _ = vgg_weights.load_vgg19_weights(pth_file)
     out = tmp_path / "vgg19.npz"
-    message = vgg.convert_vgg19_main(str(pth_file), str(out))
+    message = vgg_weights.convert_vgg19_main(str(pth_file), str(out))
     assert "\n" not in message and str(out) in message and "vgg_weights" in message
     with np.load(out) as data:
         assert sorted(data.files) == sorted(state)  # features.* only: classifier.* dropped
         np.testing.assert_array_equal(data["features.28.weight"], state["features.28.weight"])
-    variables, preprocess = vgg.load_vgg19_weights(str(out))
+    variables, preprocess = vgg_weights.load_vgg19_weights(str(out))
     assert preprocess == "none"
     tree_equal(variables, ref)
 
@@ -199,9 +201,9 @@ def test_safetensors_gives_identical_variables(state, tmp_path):
     safetensors_numpy = pytest.importorskip("safetensors.numpy")
     st = tmp_path / "vgg19.safetensors"
     safetensors_numpy.save_file(dict(state), str(st))
-    variables, preprocess = vgg.load_vgg19_weights(str(st))
+    variables, preprocess = vgg_weights.load_vgg19_weights(str(st))
     assert preprocess == "none"
-    tree_equal(variables, vgg.variables_from_state_dict(state))
+    tree_equal(variables, vgg_weights.variables_from_state_dict(state))
 
 
 @pytest.mark.parametrize("nested", [False, True])
@@ -210,15 +212,15 @@ def test_keras_h5_taps_match_caffe_reference(keras_kernels, h5_file, tmp_path, n
     if nested:
         path = tmp_path / "nested.h5"
         write_keras_h5(path, keras_kernels, nested=True)
-    variables, preprocess = vgg.load_vgg19_weights(str(path))
+    variables, preprocess = vgg_weights.load_vgg19_weights(str(path))
     assert preprocess == "caffe"
-    for name, i in zip(vgg.KERAS_LAYER_NAMES, vgg.CONV_INDICES):
+    for name, i in zip(vgg_weights.KERAS_LAYER_NAMES, vgg_net.CONV_INDICES):
         np.testing.assert_array_equal(np.asarray(variables["params"][f"features_{i}"]["conv"]["kernel"]),
                                       keras_kernels[name][0])
     if nested:
         return  # same tensors as the flat file, whose taps are checked below
     x = image(seed=3)
-    got = vgg.VGG19Features(preprocess=preprocess).apply(variables, jnp.asarray(x))
+    got = vgg_net.VGG19Features(preprocess=preprocess).apply(variables, jnp.asarray(x))
     # Reference: Keras' caffe preprocessing by hand, then the torch network with the same kernels.
     caffe = (x + 1.0) * 127.5
     caffe = caffe[..., ::-1] - np.array([103.939, 116.779, 123.68], np.float32)
@@ -235,7 +237,7 @@ def test_param_count_matches_torchvision_features():
     # All 16 convs of torchvision's vgg19().features: 20,024,384 parameters.
     assert sum(9 * cin * cout + cout for _, cin, cout in layout) == 20_024_384
     expected = sum(9 * cin * cout + cout for i, cin, cout in layout if i < 30)  # features[0:30]: 13 convs
-    shapes = jax.eval_shape(vgg.VGG19Features().init, jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)))
+    shapes = jax.eval_shape(vgg_net.VGG19Features().init, jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)))
     assert count_params(shapes) == expected
     for i, cin, cout in layout:
         if i < 30:
@@ -244,7 +246,7 @@ def test_param_count_matches_torchvision_features():
 
 
 def test_bfloat16_compute_keeps_f32_params():
-    model = vgg.VGG19Features(dtype=jnp.bfloat16)
+    model = vgg_net.VGG19Features(dtype=jnp.bfloat16)
     x = jnp.zeros((1, 16, 16, 3))
     variables = jax.eval_shape(model.init, jax.random.PRNGKey(0), x)
     assert {p.dtype for p in jax.tree_util.tree_leaves(variables)} == {jnp.dtype(jnp.float32)}
@@ -253,7 +255,7 @@ def test_bfloat16_compute_keeps_f32_params():
     assert [t.shape for t in taps] == [(1, 16, 16, 64), (1, 8, 8, 128), (1, 4, 4, 256), (1, 2, 2, 512),
                                        (1, 1, 1, 512)]
     with pytest.raises(ValueError, match="preprocess"):
-        jax.eval_shape(vgg.VGG19Features(preprocess="imagenet").init, jax.random.PRNGKey(0), x)
+        jax.eval_shape(vgg_net.VGG19Features(preprocess="imagenet").init, jax.random.PRNGKey(0), x)
 
 
 # ---------------------------------------------------------------------------------------
@@ -272,17 +274,17 @@ def test_vgg_loss_weighted_sum_with_stub():
     # sum_k w_k * (k+1) * 0.5 = 0.5 * (1/32 + 2/16 + 3/8 + 4/4 + 5) = 3.265625
     for batched, want_calls in ((True, [4]), (False, [2, 2])):
         calls.clear()
-        assert float(vgg.vgg_loss(stub, {}, fake, real, batched=batched)) == pytest.approx(3.265625, rel=1e-6)
+        assert float(losses.vgg_loss(stub, {}, fake, real, batched=batched)) == pytest.approx(3.265625, rel=1e-6)
         assert calls == want_calls
     rng = np.random.default_rng(0)
     f, r = rng.standard_normal((2, 3, 5, 3)), rng.standard_normal((2, 3, 5, 3))
     weights = (0.1, 0.2, 0.3, 0.4, 0.5)
     want = sum(w * np.abs((k + 1) * (f - r)).mean() for k, w in enumerate(weights))
     for batched in (True, False):
-        got = vgg.vgg_loss(stub, {}, jnp.asarray(f, jnp.float32), jnp.asarray(r, jnp.float32), weights, batched)
+        got = losses.vgg_loss(stub, {}, jnp.asarray(f, jnp.float32), jnp.asarray(r, jnp.float32), weights, batched)
         assert float(got) == pytest.approx(want, rel=1e-5)
     with pytest.raises(ValueError, match="3 weights for 5"):
-        vgg.vgg_loss(stub, {}, fake, real, weights=(1, 1, 1))
+        losses.vgg_loss(stub, {}, fake, real, weights=(1, 1, 1))
 
 
 def test_vgg_loss_stop_gradient_both_modes():
@@ -292,18 +294,18 @@ def test_vgg_loss_stop_gradient_both_modes():
     x = jnp.asarray(image((2, 4, 4, 3), seed=4))
     y = jnp.asarray(image((2, 4, 4, 3), seed=5))
     for batched in (True, False):
-        loss_fn = lambda f, r: vgg.vgg_loss(stub, {}, f, r, batched=batched)  # noqa: E731
+        loss_fn = lambda f, r: losses.vgg_loss(stub, {}, f, r, batched=batched)  # noqa: E731
         g_fake, g_real = jax.grad(loss_fn, argnums=(0, 1))(x, y)
         assert np.all(np.asarray(g_real) == 0)
         assert float(jnp.abs(g_fake).min()) > 0
 
 
 def test_vgg_loss_on_vgg19_zero_for_identical_and_gradients(state):
-    model = vgg.VGG19Features()
-    variables = vgg.variables_from_state_dict(state)
+    model = vgg_net.VGG19Features()
+    variables = vgg_weights.variables_from_state_dict(state)
     x = jnp.asarray(image((1, 16, 16, 3), seed=4))
     y = jnp.asarray(image((1, 16, 16, 3), seed=5))
-    loss_fn = lambda f, r, v: vgg.vgg_loss(model.apply, v, f, r)  # noqa: E731  (batched, the default)
+    loss_fn = lambda f, r, v: losses.vgg_loss(model.apply, v, f, r)  # noqa: E731  (batched, the default)
     value_and_grad = jax.jit(jax.value_and_grad(loss_fn, argnums=(0, 1, 2)))
     same, _ = value_and_grad(x, x, variables)
     assert float(same) < 1e-6
@@ -324,8 +326,8 @@ def test_wrong_shape_names_key_and_shapes(state, tmp_path):
     bad["features.5.weight"] = np.zeros((128, 64, 1, 1), np.float32)
     path = tmp_path / "bad.npz"
     np.savez(path, **bad)
-    with pytest.raises(vgg.VGGWeightsError) as e:
-        vgg.load_vgg19_weights(str(path))
+    with pytest.raises(vgg_weights.VGGWeightsError) as e:
+        vgg_weights.load_vgg19_weights(str(path))
     msg = str(e.value)
     assert str(path) in msg and "features.5.weight" in msg
     assert "(128, 64, 1, 1)" in msg and "(128, 64, 3, 3)" in msg and "vgg19-dcbb9e9d.pth" in msg
@@ -333,8 +335,8 @@ def test_wrong_shape_names_key_and_shapes(state, tmp_path):
     missing = {k: v for k, v in state.items() if not k.startswith("features.10.")}
     path = tmp_path / "missing.npz"
     np.savez(path, **missing)
-    with pytest.raises(vgg.VGGWeightsError, match=r"features\.10\.weight.*missing"):
-        vgg.load_vgg19_weights(str(path))
+    with pytest.raises(vgg_weights.VGGWeightsError, match=r"features\.10\.weight.*missing"):
+        vgg_weights.load_vgg19_weights(str(path))
 
 
 def test_wrong_shape_in_keras_h5(keras_kernels, tmp_path):
@@ -343,8 +345,8 @@ def test_wrong_shape_in_keras_h5(keras_kernels, tmp_path):
     kernels["block2_conv1"] = (np.ascontiguousarray(w.transpose(3, 2, 0, 1)), b)  # Theano/OIHW ordering
     path = tmp_path / "th.h5"
     write_keras_h5(path, kernels)
-    with pytest.raises(vgg.VGGWeightsError) as e:
-        vgg.load_vgg19_weights(str(path))
+    with pytest.raises(vgg_weights.VGGWeightsError) as e:
+        vgg_weights.load_vgg19_weights(str(path))
     msg = str(e.value)
     assert str(path) in msg and "block2_conv1_W_1:0" in msg
     assert "(128, 64, 3, 3)" in msg and "(3, 3, 64, 128)" in msg
@@ -353,24 +355,24 @@ def test_wrong_shape_in_keras_h5(keras_kernels, tmp_path):
     del kernels["block4_conv3"]  # its group is there, empty
     path = tmp_path / "incomplete.h5"
     write_keras_h5(path, kernels)
-    with pytest.raises(vgg.VGGWeightsError, match="incomplete.h5.*block4_conv3"):
-        vgg.load_vgg19_weights(str(path))
+    with pytest.raises(vgg_weights.VGGWeightsError, match="incomplete.h5.*block4_conv3"):
+        vgg_weights.load_vgg19_weights(str(path))
 
 
 def test_unknown_extension_and_missing_file(tmp_path):
     path = tmp_path / "weights.bin"
     path.write_bytes(b"\0" * 16)
-    with pytest.raises(vgg.VGGWeightsError, match=r"weights\.bin.*'\.bin'.*\.pth.*\.npz.*\.h5"):
-        vgg.load_vgg19_weights(str(path))
+    with pytest.raises(vgg_weights.VGGWeightsError, match=r"weights\.bin.*'\.bin'.*\.pth.*\.npz.*\.h5"):
+        vgg_weights.load_vgg19_weights(str(path))
     missing = tmp_path / "nowhere" / "vgg19-dcbb9e9d.pth"
     with pytest.raises(FileNotFoundError) as e:
-        vgg.load_vgg19_weights(str(missing))
-    assert isinstance(e.value, vgg.VGGWeightsError)
+        vgg_weights.load_vgg19_weights(str(missing))
+    assert isinstance(e.value, vgg_weights.VGGWeightsError)
     assert str(missing) in str(e.value) and "--config.loss.vgg_weights" in str(e.value)
     garbage = tmp_path / "garbage.npz"
     garbage.write_bytes(b"not a zip file")
-    with pytest.raises(vgg.VGGWeightsError, match="garbage.npz"):
-        vgg.load_vgg19_weights(str(garbage))
+    with pytest.raises(vgg_weights.VGGWeightsError, match="garbage.npz"):
+        vgg_weights.load_vgg19_weights(str(garbage))
 
 
 def test_optional_packages_missing_give_clear_errors(tmp_path, monkeypatch):
@@ -381,23 +383,23 @@ def test_optional_packages_missing_give_clear_errors(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "torch", None)
     monkeypatch.setitem(sys.modules, "safetensors", None)
     monkeypatch.setitem(sys.modules, "safetensors.numpy", None)
-    with pytest.raises(vgg.VGGWeightsError) as e:
-        vgg.load_vgg19_weights(str(pth))
+    with pytest.raises(vgg_weights.VGGWeightsError) as e:
+        vgg_weights.load_vgg19_weights(str(pth))
     assert "pip install torch" in str(e.value) and "convert-vgg19" in str(e.value) and str(pth) in str(e.value)
-    with pytest.raises(vgg.VGGWeightsError) as e:
-        vgg.load_vgg19_weights(str(st))
+    with pytest.raises(vgg_weights.VGGWeightsError) as e:
+        vgg_weights.load_vgg19_weights(str(st))
     assert "pip install safetensors" in str(e.value) and ".npz" in str(e.value)
 
 
 def test_missing_weights_error_and_config():
-    err = vgg.missing_weights_error()
+    err = vgg_weights.missing_weights_error()
     assert isinstance(err, ValueError)
     msg = str(err)
     for needle in ("--config.loss.vgg_weights", "no_vgg_loss", "vgg19-dcbb9e9d.pth", "notop", "downloaded"):
         assert needle in msg
-    assert vgg.vgg_from_config(types.SimpleNamespace(no_vgg_loss=True, vgg_weights="")) is None
-    with pytest.raises(vgg.VGGWeightsError, match="vgg_weights"):
-        vgg.vgg_from_config(types.SimpleNamespace(no_vgg_loss=False, vgg_weights=""))
+    assert vgg_weights.vgg_from_config(types.SimpleNamespace(no_vgg_loss=True, vgg_weights="")) is None
+    with pytest.raises(vgg_weights.VGGWeightsError, match="vgg_weights"):
+        vgg_weights.vgg_from_config(types.SimpleNamespace(no_vgg_loss=False, vgg_weights=""))
 
 
 def test_imports_and_loads_npz_without_tensorflow_or_torch(state, tmp_path):
@@ -407,9 +409,9 @@ def test_imports_and_loads_npz_without_tensorflow_or_torch(state, tmp_path):
         import sys
         for name in ('tensorflow', 'torch', 'safetensors'):
             sys.modules[name] = None
-        import pix2pixhd_jax.models.vgg as vgg
+        import pix2pixhd_jax.weights.vgg19 as vgg_weights
         assert 'h5py' not in sys.modules, 'h5py should be imported lazily'
-        variables, preprocess = vgg.load_vgg19_weights({str(path)!r})
+        variables, preprocess = vgg_weights.load_vgg19_weights({str(path)!r})
         print(preprocess, float(variables['params']['features_28']['conv']['bias'].sum()))
     """)
     res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)

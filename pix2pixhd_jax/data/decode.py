@@ -13,7 +13,7 @@ import threading
 import numpy as np
 from PIL import Image
 
-from pix2pixhd_jax.data.errors import DataError
+from pix2pixhd_jax.errors import DataError
 
 _warned = set()
 _warned_lock = threading.Lock()

@@ -13,7 +13,9 @@ and flip only on (seed, epoch, name), so training resumes at an exact step by
 building the pipeline from that step, without replaying it. Each process of a
 multi-host run reads its own disjoint part of every global batch.
 
-This is the only module besides `tfds_builders` that imports TensorFlow.
+TensorFlow is imported when a pipeline is first built (`_tensorflow`), not when this module
+is: the training, evaluation and encoding modules import this one at their top and still
+import where TensorFlow is not installed (the accelerator images have none).
 """
 
 import math
@@ -22,19 +24,27 @@ import re
 import zlib
 
 import numpy as np
-import tensorflow as tf
 
 from pix2pixhd_jax.data import decode, readers, transforms
-from pix2pixhd_jax.data.errors import DataError
-from pix2pixhd_jax.inputs import instance_boundaries, size_divisor
-
-# JAX owns the accelerators; TF only reads and decodes on the host.
-try:
-    tf.config.set_visible_devices([], "GPU")
-except RuntimeError:  # already initialised by the caller
-    pass
+from pix2pixhd_jax.errors import DataError
+from pix2pixhd_jax.models.pix2pixhd import instance_boundaries, size_divisor
 
 _DATA_ERROR = re.compile(r"DataError: (.*?)(?:\n|$)", re.DOTALL)
+
+
+def _tensorflow():
+    """TensorFlow, imported on first use, with the GPUs hidden from it (JAX owns the
+    accelerators; TF only reads and decodes on the host)."""
+    try:
+        import tensorflow as tf
+    except ImportError:
+        raise DataError("the input pipeline reads data through tf.data, and TensorFlow is not installed: "
+                        "pip install tensorflow-cpu tensorflow-datasets (see requirements.txt).") from None
+    try:
+        tf.config.set_visible_devices([], "GPU")
+    except RuntimeError:  # already initialised by the caller
+        pass
+    return tf
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -121,7 +131,8 @@ class InputPipeline:
     def _init_tfds(self):
         import tensorflow_datasets as tfds
 
-        from pix2pixhd_jax.data import tfds_builders  # noqa: F401  (registers the builders)
+        # Imported for its side effect, registering the project's builders; it is TFDS at import.
+        from pix2pixhd_jax.data import tfds_builders  # noqa: F401
 
         data = self.data_cfg
         if not data.tfds_name:
@@ -161,8 +172,9 @@ class InputPipeline:
         ex = self.source.examples[i]
         return ex.label or "", ex.inst or "", ex.image
 
-    def _records_for_epoch(self, epoch: int, skip_examples: int) -> tf.data.Dataset:
-        """Encoded records of this process for one epoch, in order."""
+    def _records_for_epoch(self, epoch: int, skip_examples: int):
+        """Encoded records of this process for one epoch, in order (a tf.data.Dataset)."""
+        tf = _tensorflow()
         if self._tfds:
             return self._tfds_records(epoch, skip_examples)
         order = epoch_order(self.num_examples, self.seed, epoch, self.train)
@@ -186,9 +198,10 @@ class InputPipeline:
 
         return ds.map(read, num_parallel_calls=self._parallel, deterministic=True)
 
-    def _tfds_records(self, epoch: int, skip_examples: int) -> tf.data.Dataset:
+    def _tfds_records(self, epoch: int, skip_examples: int):
         import tensorflow_datasets as tfds
 
+        tf = _tensorflow()
         seed = epoch_seed(self.seed, epoch)
         read_config = tfds.ReadConfig(shuffle_seed=seed, interleave_cycle_length=4)
         features = self._builder.info.features
@@ -218,7 +231,7 @@ class InputPipeline:
     @property
     def _parallel(self):
         n = self.data_cfg.num_parallel_calls
-        return tf.data.AUTOTUNE if n is None or n < 0 else n
+        return _tensorflow().data.AUTOTUNE if n is None or n < 0 else n
 
     # ----- decoding --------------------------------------------------------
     def process(self, record: dict, epoch: int):
@@ -258,6 +271,7 @@ class InputPipeline:
         return image.shape[1], image.shape[0]
 
     def _decode_map(self, epoch: int):
+        tf = _tensorflow()
         data = self.data_cfg
         w, h = self.output_size
         rgb_label = data.label_nc == 0
@@ -284,8 +298,9 @@ class InputPipeline:
 
         return fn
 
-    def epoch_dataset(self, epoch: int, skip_batches: int = 0) -> tf.data.Dataset:
-        """Batches of one epoch for this process, starting after `skip_batches`."""
+    def epoch_dataset(self, epoch: int, skip_batches: int = 0):
+        """Batches of one epoch for this process, starting after `skip_batches` (a tf.data.Dataset)."""
+        tf = _tensorflow()
         ds = self._records_for_epoch(epoch, skip_batches * self.batch)
         ds = ds.map(self._decode_map(epoch), num_parallel_calls=self._parallel, deterministic=True)
         ds = ds.batch(self.batch, drop_remainder=self.train)
@@ -300,6 +315,7 @@ class InputPipeline:
 
     def iterate(self, start_step: int = 0, num_epochs=None):
         """Numpy batches from global step `start_step` on, over `num_epochs` epochs (None: forever)."""
+        tf = _tensorflow()
         steps = self.steps_per_epoch
         if steps == 0:
             raise DataError(f"{self.description}: no complete batch of {self.batch} per process.")

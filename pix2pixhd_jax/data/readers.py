@@ -17,7 +17,7 @@ import os
 import re
 from typing import Optional
 
-from pix2pixhd_jax.data.errors import DataError
+from pix2pixhd_jax.errors import DataError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm")
 

@@ -39,8 +39,8 @@ import tensorflow_datasets as tfds
 from etils import epath
 from PIL import Image
 
-from pix2pixhd_jax.data import decode, readers
-from pix2pixhd_jax.data.errors import DataError
+from pix2pixhd_jax.data import decode, readers, synthetic
+from pix2pixhd_jax.errors import DataError
 
 # JAX owns the accelerators; TF only encodes and reads on the host.
 try:
@@ -136,8 +136,6 @@ class SyntheticScenes(_CodePathMixin, tfds.core.GeneratorBasedBuilder):
         }
 
     def _generate_examples(self, phase: str, count: int):
-        from pix2pixhd_jax.data import synthetic
-
         cfg = self.builder_config
         for index in range(count):
             scene = synthetic.generate_scene(cfg.width, cfg.height, seed=cfg.seed, index=index, phase=phase)

@@ -15,7 +15,7 @@ import dataclasses
 import numpy as np
 from PIL import Image
 
-from pix2pixhd_jax.data.errors import DataError
+from pix2pixhd_jax.errors import DataError
 
 MODES = ("resize_and_crop", "scale_width", "scale_width_and_crop", "crop", "none")
 

@@ -2,7 +2,7 @@
 
 Layer for layer the reference's networks.GlobalGenerator and networks.LocalEnhancer,
 in NHWC. Parameter names are semantic (conv_in, down_0, res_3, up_1, conv_out);
-`pix2pixhd_jax.interop` maps them to the reference's Sequential indices.
+`pix2pixhd_jax.weights.reference` maps them to the reference's Sequential indices.
 """
 
 from typing import Any
@@ -11,6 +11,9 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from pix2pixhd_jax.models.layers import Conv, ConvTranspose, Norm, ResnetBlock, avg_pool_exclude_pad, reflect_pad
+
+# The LocalEnhancer's parameter name for G1, which training freezes and loads on its own.
+G1 = "global_generator"
 
 
 def _block(remat: bool):
@@ -114,7 +117,7 @@ class LocalEnhancer(nn.Module):
         out = GlobalGenerator(
             self.output_nc, self.ngf * 2 ** self.n_local_enhancers, self.n_downsample_global,
             self.n_blocks_global, self.norm, self.use_dropout, features_only=True, remat=self.remat,
-            dtype=self.dtype, name="global_generator",
+            dtype=self.dtype, name=G1,
         )(pyramid[-1], train)
         for n in range(1, self.n_local_enhancers + 1):
             branch = LocalEnhancerBranch(

@@ -13,7 +13,7 @@ graph as pytorch-fid ports it (torchvision's Inception3 with its FID patches):
 
 Modules are named after the PyTorch attributes (``Mixed_5b/branch5x5_2/conv``,
 ``Conv2d_1a_3x3/bn``), so the state-dict key ``Mixed_5b.branch5x5_2.conv.weight`` is
-``params/Mixed_5b/branch5x5_2/conv/kernel``; ``models.inception_weights`` reads the
+``params/Mixed_5b/branch5x5_2/conv/kernel``; ``pix2pixhd_jax.weights.inception`` reads the
 weights. Preprocessing is pytorch-fid's: images in [0, 1] are resized to 299x299 by
 bilinear interpolation as ``F.interpolate(mode='bilinear', align_corners=False)`` does it
 (no antialiasing), then mapped to [-1, 1]. Inputs must be at least 75x75 when the resize

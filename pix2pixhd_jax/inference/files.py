@@ -18,10 +18,12 @@ from typing import Optional
 import numpy as np
 from PIL import Image
 
+from tqdm import tqdm
+
 from pix2pixhd_jax.data import decode
 from pix2pixhd_jax.data.readers import IMAGE_EXTENSIONS, list_images, scene_key
 from pix2pixhd_jax.errors import UserError
-from pix2pixhd_jax.synthesis import Synthesizer
+from pix2pixhd_jax.inference.synthesis import Synthesizer
 
 
 def _files(path: str, what: str) -> list:
@@ -86,8 +88,6 @@ def load_style_json(path: str) -> dict:
 def synthesize_files(synth: Synthesizer, label: str, out: str, inst: Optional[str] = None, style: str = "random",
                      seed: int = 0, num_samples: int = 1, batch_size: int = 4, progress: bool = True):
     """Synthesize every label map under `label` into `out`; returns the written paths."""
-    from tqdm import tqdm
-
     labels = _files(label, "label maps")
     insts = _pair_by_scene(labels, _files(inst, "instance maps"), "instance map") if inst else {}
     photos, style_json = {}, {}

@@ -14,20 +14,20 @@ import os
 
 import jax
 import numpy as np
+from tqdm import tqdm
 
-from pix2pixhd_jax import atomic, checkpoint, distributed, features as features_lib, sharding
+from pix2pixhd_jax import atomic, checkpoint
+from pix2pixhd_jax.data.pipeline import InputPipeline
+from pix2pixhd_jax.data.transforms import inference_config
 from pix2pixhd_jax.errors import UserError
-from pix2pixhd_jax.synthesis import instance_classes
+from pix2pixhd_jax.inference import features as features_lib
+from pix2pixhd_jax.inference.synthesis import instance_classes
+from pix2pixhd_jax.models.pix2pixhd import Networks, apply_inference
+from pix2pixhd_jax.runtime import distributed, sharding
 
 
 def collect_instance_features(config, e_vars, split="train", batch_size=None, devices=None, progress=True):
     """Per-instance rows over a split: dict of arrays name, pool_id, label, area (fraction), feature."""
-    from tqdm import tqdm
-
-    from pix2pixhd_jax.data.pipeline import InputPipeline
-    from pix2pixhd_jax.data.transforms import inference_config
-    from pix2pixhd_jax.train_step import Networks, apply_inference
-
     config = inference_config(config)
     nets = Networks(config)
     mesh = sharding.make_mesh(devices)

@@ -1,23 +1,26 @@
 """`pix2pixhd-jax train-segmenter`: the evaluation segmenter, trained on the real training photos.
 
-Its workdir holds config.json and Orbax checkpoints (item 'segmenter': params, Adam state,
-step) like any other, resumes where it stopped, writes TensorBoard scalars (loss, pixel
-accuracy) and ends with `segmenter_done.json` (the last steps' training accuracy).
+It trains on the runtime's loop skeleton like any other model: its workdir holds config.json
+and Orbax checkpoints (item 'segmenter': params, Adam state, step), it resumes where it
+stopped, saves and stops on SIGTERM, stops on a non-finite loss, writes TensorBoard scalars
+(loss, pixel accuracy) and ends with `segmenter_done.json` (the last steps' training accuracy).
 `load_segmenter` gives `evaluate` a jitted photos -> (label ids, bottleneck features) function.
 """
 
-import logging
+import collections
 import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import orbax.checkpoint as ocp
 
-from pix2pixhd_jax import atomic, checkpoint, sharding
+from pix2pixhd_jax import atomic, checkpoint
+from pix2pixhd_jax.data.pipeline import InputPipeline
+from pix2pixhd_jax.data.pixels import from_uint8
 from pix2pixhd_jax.errors import UserError
 from pix2pixhd_jax.models.segmenter import Segmenter
+from pix2pixhd_jax.runtime import loop, sharding
 
 DONE_FILE = "segmenter_done.json"
 
@@ -57,24 +60,14 @@ def make_train_step(module, tx, num_classes):
     return step
 
 
-def _manager(workdir, keep=2):
-    return ocp.CheckpointManager(checkpoint.checkpoint_dir(workdir),
-                                 options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True))
-
-
 def train_segmenter(config, workdir: str, progress: bool = True, devices=None):
     """Train per config.data / config.segmenter in `workdir`; resumes from its newest checkpoint."""
-    from tqdm import tqdm
-
-    from pix2pixhd_jax.data.pipeline import InputPipeline
-    from pix2pixhd_jax.metric_writer import MetricWriter
-
-    workdir = os.path.abspath(workdir)
     module = segmenter_module(config)
     seg = config.segmenter
+    batch_size = int(seg.batch_size)
     mesh = sharding.make_mesh(devices)
-    sharding.check_batch(int(seg.batch_size), mesh)
-    pipeline = InputPipeline(config, "train", batch_size=int(seg.batch_size), one_hot=False,
+    workdir = loop.prepare(config, workdir, mesh, batch_size)
+    pipeline = InputPipeline(config, "train", batch_size=batch_size, one_hot=False,
                              process_index=jax.process_index(), process_count=jax.process_count())
     tx = _optimizer(config)
     size = 2 ** int(seg.depth) * 2
@@ -83,55 +76,24 @@ def train_segmenter(config, workdir: str, progress: bool = True, devices=None):
         params = module.init(rng, jnp.zeros((1, size, size, 3)))["params"]
         return {"params": params, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32)}
 
-    repl = sharding.replicated(mesh)
-    mngr = _manager(workdir)
-    start = mngr.latest_step()
-    if start is not None:
-        shapes = jax.eval_shape(init, jax.random.PRNGKey(0))
-        abstract = jax.tree_util.tree_map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=repl), shapes)
-        state = mngr.restore(start, args=ocp.args.Composite(segmenter=ocp.args.StandardRestore(abstract)))["segmenter"]
-        logging.info("resuming the segmenter from %s at step %d", checkpoint.checkpoint_dir(workdir), start)
-    else:
-        start = 0
-        state = jax.jit(init, out_shardings=repl)(jax.random.PRNGKey(config.seed))
-    if jax.process_index() == 0:
-        checkpoint.write_config(workdir, config)
-    step_fn = jax.jit(make_train_step(module, tx, module.num_classes),
-                      in_shardings=(repl, sharding.batch_sharding(mesh)), out_shardings=(repl, repl),
-                      donate_argnums=(0,))
-    total = int(seg.steps)
-    writer = MetricWriter(os.path.join(workdir, "tensorboard"), enabled=jax.process_index() == 0)
-    bar = tqdm(total=total, initial=start, disable=not progress or jax.process_index() != 0, unit="step",
-               desc="segmenter")
-    recent = []
-    step = start
-    for host_batch in pipeline.iterate(start):
-        if step >= total:
-            break
-        batch = sharding.global_batch({"image": host_batch["image"], "label_ids": host_batch["label_ids"]}, mesh)
-        state, metrics = step_fn(state, batch)
-        step += 1
-        metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
-        if not np.isfinite(metrics["loss"]):
-            raise UserError(f"the segmenter's loss is not finite at step {step}; lower segmenter.lr and resume.")
-        recent = (recent + [metrics])[-50:]
-        bar.update(1)
-        bar.set_postfix(loss=f"{metrics['loss']:.3f}", acc=f"{metrics['pixel_accuracy']:.3f}", refresh=False)
-        if step % 50 == 0 or step == total:
-            writer.scalars(step, metrics)
-        if step % int(seg.save_freq) == 0 or step == total:
-            mngr.save(step, args=ocp.args.Composite(segmenter=ocp.args.StandardSave(state)), force=True)
-    mngr.wait_until_finished()
-    mngr.close()
-    bar.close()
-    writer.close()
-    summary = {"step": step, "train_pixel_accuracy_last_50": float(np.mean([m["pixel_accuracy"] for m in recent]))
-               if recent else None}
+    total, save_freq = int(seg.steps), int(seg.save_freq)
+    recent = collections.deque(maxlen=50)
+    job = loop.Job(
+        name="segmenter", item="segmenter", seed=config.seed, init=init,
+        step=make_train_step(module, tx, module.num_classes), batches=pipeline.iterate,
+        batch_keys=("image", "label_ids"), global_batch=batch_size, steps_per_epoch=pipeline.steps_per_epoch,
+        total_steps=total, save_due=lambda step: step % save_freq == 0, print_freq=50,
+        keep_checkpoints=2, fix_hint="lower segmenter.lr and run again.",
+        on_step=lambda at, metrics, outputs, batch, writer: recent.append(float(metrics["pixel_accuracy"])),
+        postfix=lambda m: {"loss": f"{m['loss']:.3f}", "acc": f"{m['pixel_accuracy']:.3f}"})
+    result = loop.run(job, config, workdir, mesh, progress)
+    summary = {"step": result.step,
+               "train_pixel_accuracy_last_50": float(np.mean(recent)) if recent else None}
     if jax.process_index() == 0:
         atomic.write_json(os.path.join(workdir, DONE_FILE), summary)
-        print(f"segmenter trained to step {step} (training pixel accuracy over the last 50 steps "
+        print(f"segmenter trained to step {result.step} (training pixel accuracy over the last 50 steps "
               f"{summary['train_pixel_accuracy_last_50']:.4f}); checkpoints in {checkpoint.checkpoint_dir(workdir)}")
-    return state, summary
+    return result.state, summary
 
 
 def load_segmenter(workdir: str):
@@ -154,7 +116,7 @@ def segment_fn(module, params):
 
     @jax.jit
     def run(p, images):
-        x = images.astype(jnp.float32) / 127.5 - 1.0
+        x = from_uint8(images, xp=jnp)
         logits, bottleneck = module.apply({"params": p}, x)
         return jnp.argmax(logits, -1).astype(jnp.int32), bottleneck
 

@@ -12,9 +12,9 @@ the fake image) and D's (w.r.t. its params); with the pool D's fake input differ
 it gets a pass of its own (three passes, as in the reference). With batch norm D's outputs in
 training mode use the batch's statistics, so sharing a pass changes no output; the running
 statistics are updated by D's fake pass, then its real pass. The reference updates them a
-third time with the D(fake) pass of G's loss (as this step did before it shared passes, it
-leaves that one out): a difference that would show only if D ran in inference mode, which
-nothing does (the running statistics are saved with D, and D always runs in training mode).
+third time with the D(fake) pass of G's loss; this step leaves that one out, a difference
+that would show only if D ran in inference mode, which nothing does (the running statistics
+are saved with D, and D always runs in training mode).
 
 In the local-enhancer stage G1 (params['generator']['global_generator']) has its own
 Adam state: it is held at zero updates (and its Adam state at its initial value)
@@ -30,9 +30,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from pix2pixhd_jax import image_pool, losses, models, schedule
-
-G1 = "global_generator"
+from pix2pixhd_jax.models.generator import G1
+from pix2pixhd_jax.models.pix2pixhd import Networks, apply_variables, generate, label_input
+from pix2pixhd_jax.training import image_pool, losses, schedule
 
 
 @flax.struct.dataclass
@@ -48,8 +48,9 @@ class TrainState:
     pool: Optional[Any] = None
 
 
-def _adam(train_cfg):
-    # torch.optim.Adam's defaults besides the reference's betas: eps 1e-8, no weight decay.
+def adam(train_cfg):
+    """Adam's moments without the lr (the schedule scales updates): torch.optim.Adam's defaults
+    besides the reference's betas, eps 1e-8, no weight decay."""
     return optax.scale_by_adam(b1=train_cfg.beta1, b2=train_cfg.beta2, eps=1e-8)
 
 
@@ -68,88 +69,49 @@ def merge_g1(g1, rest):
     return dict(rest, generator=dict(rest["generator"], **{G1: g1}))
 
 
-def compute_dtype(train_cfg):
-    if train_cfg.dtype not in ("float32", "bfloat16"):
-        raise ValueError(f"train.dtype={train_cfg.dtype!r} is not 'float32' or 'bfloat16'.")
-    return jnp.bfloat16 if train_cfg.dtype == "bfloat16" else jnp.float32
-
-
-class Networks:
-    """G, D (and E) built from a config, with the helpers the step needs."""
-
-    def __init__(self, config):
-        self.config = config
-        dtype = compute_dtype(config.train)
-        self.G = models.build_generator(config, dtype, remat=config.train.remat)
-        self.D = models.build_discriminator(config, dtype)
-        self.E = models.build_encoder(config, dtype) if models.uses_encoder(config) else None
-        self.g_in = models.generator_input_nc(config)
-        self.d_in = models.discriminator_input_nc(config)
-
-    def init(self, rng, height: int, width: int):
-        """Variables of G (+E) and D. Parameters do not depend on the image size."""
-        k_g, k_d, k_e = jax.random.split(rng, 3)
-        g_vars = self.G.init({"params": k_g, "dropout": k_g}, jnp.zeros((1, height, width, self.g_in)))
-        d_vars = self.D.init(k_d, jnp.zeros((1, height, width, self.d_in)))
-        g_params, g_stats = {"generator": g_vars["params"]}, {"generator": g_vars.get("batch_stats", {})}
-        if self.E is not None:
-            e_vars = self.E.init(k_e, jnp.zeros((1, height, width, self.config.data.output_nc)))
-            g_params["encoder"], g_stats["encoder"] = e_vars["params"], e_vars.get("batch_stats", {})
-        return g_params, g_stats, d_vars["params"], d_vars.get("batch_stats", {})
-
-
-def _apply(module, params, stats, *args, train, rngs=None):
-    """module.apply that threads batch-norm statistics: (output, new stats)."""
-    variables = {"params": params}
-    if stats:
-        variables["batch_stats"] = stats
-        out, updated = module.apply(variables, *args, train=train, rngs=rngs, mutable=["batch_stats"])
-        return out, updated["batch_stats"]
-    return module.apply(variables, *args, train=train, rngs=rngs), stats
-
-
-def apply_inference(module, variables, *args):
-    """module(*args) in inference mode from {'params'[, 'batch_stats']} (what checkpoints hold)."""
-    return _apply(module, variables["params"], variables.get("batch_stats", {}), *args, train=False)[0]
-
-
-def label_input(batch, config):
-    """One-hot labels (or RGB labels) + the instance boundary map, as G and D see them."""
-    parts = [batch["label"]]
-    if config.data.use_instance:
-        parts.append(batch["boundary"])
-    return jnp.concatenate(parts, axis=-1) if len(parts) > 1 else parts[0]
-
-
-def generate(nets: Networks, g_params, g_stats, batch, *, train: bool, rng, features=None):
-    """G(s[, E(x)]) -> (fake image in f32, new stats). `features` overrides E's output."""
-    config = nets.config
-    label = label_input(batch, config)
-    stats = dict(g_stats)
-    if nets.E is not None:
-        if features is None:
-            pool_ids = batch["label_ids"] if config.model.label_feat else batch["inst"]
-            features, stats["encoder"] = _apply(nets.E, g_params["encoder"], g_stats["encoder"], batch["image"],
-                                                pool_ids, train=train)
-        label = jnp.concatenate([label, features.astype(label.dtype)], axis=-1)
-    fake, stats["generator"] = _apply(nets.G, g_params["generator"], g_stats["generator"], label, train=train,
-                                      rngs={"dropout": rng})
-    return fake.astype(jnp.float32), stats
-
-
-def init_train_state(nets: Networks, rng, height: int, width: int) -> TrainState:
+def init_train_state(nets: Networks, rng, height: int, width: int, image_size=None) -> TrainState:
+    """A fresh train state. The networks are initialised on a height x width probe (their
+    parameters do not depend on the size); the image pool, when the config has one, holds
+    images of `image_size` (height, width), by default the probe's."""
     config = nets.config
     k_init, k_state = jax.random.split(rng)
     g_params, g_stats, d_params, d_stats = nets.init(k_init, height, width)
-    adam = _adam(config.train)
+    opt = adam(config.train)
     g1, rest = split_g1(g_params)
     pool = None
     if config.train.pool_size > 0:
-        pool = image_pool.init_pool(config.train.pool_size, (height, width, nets.d_in))
+        pool_h, pool_w = image_size or (height, width)
+        pool = image_pool.init_pool(config.train.pool_size, (pool_h, pool_w, nets.d_in))
     return TrainState(
         step=jnp.zeros((), jnp.int32), g_params=g_params, g_stats=g_stats,
-        g_opt={"global": None if g1 is None else adam.init(g1), "rest": adam.init(rest)},
-        d_params=d_params, d_stats=d_stats, d_opt=adam.init(d_params), rng=k_state, pool=pool)
+        g_opt={"global": None if g1 is None else opt.init(g1), "rest": opt.init(rest)},
+        d_params=d_params, d_stats=d_stats, d_opt=opt.init(d_params), rng=k_state, pool=pool)
+
+
+def apply_gradients(state: TrainState, g_grads, d_grads, steps_per_epoch: int, train_cfg):
+    """One Adam step of G (+E) and D from the same pre-update parameters, at the schedule's lr;
+    G1 keeps its parameters and Adam state while frozen. Returns (state with the new
+    parameters, optimizer states and step; lr; frozen)."""
+    lr = schedule.learning_rate(state.step, steps_per_epoch, train_cfg)
+    frozen = schedule.global_generator_frozen(state.step, steps_per_epoch, train_cfg)
+    opt = adam(train_cfg)
+
+    def adam_step(params, grads, opt_state):
+        updates, opt_state = opt.update(grads, opt_state, params)
+        return jax.tree_util.tree_map(lambda p, u: p - lr * u, params, updates), opt_state
+
+    g1, rest = split_g1(state.g_params)
+    g1_grads, rest_grads = split_g1(g_grads)
+    rest, rest_opt = adam_step(rest, rest_grads, state.g_opt["rest"])
+    g1_opt = state.g_opt["global"]
+    if g1 is not None:
+        new_g1, new_g1_opt = adam_step(g1, g1_grads, g1_opt)
+        unless_frozen = functools.partial(jax.tree_util.tree_map, lambda old, new: jnp.where(frozen, old, new))
+        g1, g1_opt = unless_frozen(g1, new_g1), unless_frozen(g1_opt, new_g1_opt)
+    d_params, d_opt = adam_step(state.d_params, d_grads, state.d_opt)
+    new_state = state.replace(step=state.step + 1, g_params=merge_g1(g1, rest),
+                              g_opt={"global": g1_opt, "rest": rest_opt}, d_params=d_params, d_opt=d_opt)
+    return new_state, lr, frozen
 
 
 def make_train_step(config, steps_per_epoch: int, vgg_apply=None):
@@ -158,12 +120,9 @@ def make_train_step(config, steps_per_epoch: int, vgg_apply=None):
     `vgg_apply` is VGG19Features.apply when the VGG loss is on (its variables come in as an
     argument, not as constants baked into the program).
     """
-    from pix2pixhd_jax.models.vgg import vgg_loss
-
     nets = Networks(config)
     loss_cfg, train_cfg = config.loss, config.train
     use_lsgan = not loss_cfg.no_lsgan
-    adam = _adam(train_cfg)
 
     def step_fn(state: TrainState, batch, vgg_variables):
         rng, k_drop, k_pool = jax.random.split(state.rng, 3)
@@ -172,7 +131,7 @@ def make_train_step(config, steps_per_epoch: int, vgg_apply=None):
 
         def d_apply(params, image, stats):
             """D(label, image) in training mode -> (features per scale, new batch-norm stats)."""
-            return _apply(nets.D, params, stats, jnp.concatenate([label, image], axis=-1), train=True)
+            return apply_variables(nets.D, params, stats, jnp.concatenate([label, image], axis=-1), train=True)
 
         # G (and E) forward; g_vjp turns dL_G/d fake into G's (and E's) gradient.
         fake, g_vjp, g_stats = jax.vjp(
@@ -190,7 +149,7 @@ def make_train_step(config, steps_per_epoch: int, vgg_apply=None):
             fake_input = jax.lax.stop_gradient(jnp.concatenate([label, fake], axis=-1))
             pool, fake_input = image_pool.query(pool, fake_input, k_pool)
             pred_fake_d, d_fake_vjp, stats = jax.vjp(
-                lambda p: _apply(nets.D, p, state.d_stats, fake_input, train=True), state.d_params, has_aux=True)
+                lambda p: apply_variables(nets.D, p, state.d_stats, fake_input, train=True), state.d_params, has_aux=True)
         # D(real), once: D's real loss (vjp w.r.t. its params) and G's feature-matching target.
         # Batch-norm running statistics go through D's fake pass, then this one (in training mode
         # D's outputs do not depend on them).
@@ -202,7 +161,7 @@ def make_train_step(config, steps_per_epoch: int, vgg_apply=None):
                 terms["loss_G_GAN_Feat"] = losses.feature_matching_loss(
                     pred_fake, pred_real, config.model.n_layers_D, loss_cfg.lambda_feat)
             if vgg_apply is not None:
-                terms["loss_G_VGG"] = vgg_loss(vgg_apply, vgg_variables, fake, real) * loss_cfg.lambda_feat
+                terms["loss_G_VGG"] = losses.vgg_loss(vgg_apply, vgg_variables, fake, real) * loss_cfg.lambda_feat
             if loss_cfg.lambda_l1 > 0:
                 terms["loss_G_L1"] = losses.l1_loss(fake, real) * loss_cfg.lambda_l1
             return sum(terms.values()), terms
@@ -211,35 +170,13 @@ def make_train_step(config, steps_per_epoch: int, vgg_apply=None):
             fake, pred_fake)
         (g_grads,) = g_vjp(dg_fake + fake_vjp(dg_pred)[1])
 
-        def d_loss_fn(pred_fake, pred_real):
-            fake_loss = losses.gan_loss(pred_fake, False, use_lsgan)
-            real_loss = losses.gan_loss(pred_real, True, use_lsgan)
-            return 0.5 * (fake_loss + real_loss), {"loss_D_fake": fake_loss, "loss_D_real": real_loss}
-
+        d_loss_fn = functools.partial(losses.discriminator_loss, use_lsgan=use_lsgan, with_terms=True)
         (loss_d, d_terms), (dd_fake, dd_real) = jax.value_and_grad(d_loss_fn, argnums=(0, 1), has_aux=True)(
             pred_fake_d, pred_real)
         d_grads = jax.tree_util.tree_map(jnp.add, d_fake_vjp(dd_fake)[0], real_vjp(dd_real)[0])
 
-        lr = schedule.learning_rate(state.step, steps_per_epoch, train_cfg)
-        frozen = schedule.global_generator_frozen(state.step, steps_per_epoch, train_cfg)
-
-        def descend(params, grads, opt_state):
-            updates, opt_state = adam.update(grads, opt_state, params)
-            return jax.tree_util.tree_map(lambda p, u: p - lr * u, params, updates), opt_state
-
-        g1, rest = split_g1(state.g_params)
-        g1_grads, rest_grads = split_g1(g_grads)
-        rest, rest_opt = descend(rest, rest_grads, state.g_opt["rest"])
-        g1_opt = state.g_opt["global"]
-        if g1 is not None:
-            new_g1, new_g1_opt = descend(g1, g1_grads, g1_opt)
-            keep = functools.partial(jax.tree_util.tree_map, lambda old, new: jnp.where(frozen, old, new))
-            g1, g1_opt = keep(g1, new_g1), keep(g1_opt, new_g1_opt)
-        d_params, d_opt = descend(state.d_params, d_grads, state.d_opt)
-
-        new_state = state.replace(
-            step=state.step + 1, g_params=merge_g1(g1, rest), g_stats=g_stats, g_opt={"global": g1_opt, "rest": rest_opt},
-            d_params=d_params, d_stats=d_stats, d_opt=d_opt, rng=rng, pool=pool)
+        new_state, lr, frozen = apply_gradients(state, g_grads, d_grads, steps_per_epoch, train_cfg)
+        new_state = new_state.replace(g_stats=g_stats, d_stats=d_stats, rng=rng, pool=pool)
         metrics = dict(g_terms, **d_terms, loss_G=loss_g, loss_D=loss_d, lr=lr,
                        grad_norm_G=optax.global_norm(g_grads), grad_norm_D=optax.global_norm(d_grads),
                        global_generator_frozen=frozen.astype(jnp.float32))

@@ -1,4 +1,4 @@
-"""Weights for the FID Inception (``models.inception.FIDInceptionV3``): readers and a converter.
+"""Weights for the FID Inception (``models.inception.FIDInceptionV3``): readers and the converter.
 
 No weights ship with the project and nothing is downloaded; FID and KID need the user to
 name one of these files:
@@ -8,8 +8,8 @@ name one of these files:
   running_mean, running_var}``; ``fc.*``, ``AuxLogits.*`` and ``*.num_batches_tracked``
   are not used by pool3 and are skipped.
 * a ``.npz`` of the same tensors under the same keys, written by
-  ``python -m pix2pixhd_jax.models.inception_weights --pth PTH --out NPZ`` (torch needed
-  once, for the conversion; reading the .npz needs only numpy);
+  ``pix2pixhd-jax convert-inception --pth PTH --out NPZ`` (torch needed once, for the
+  conversion; reading the .npz needs only numpy);
 * jax-fid's pickle (``inception_v3_weights_fid.pickle``): nested dicts
   ``{module: {branch: {'conv': {'kernel' (HWIO)}, 'bn': {'scale', 'bias', 'mean', 'var'}}}}``
   (the layout read by github.com/matthias-wright/jax-fid; its unused conv ``bias`` entries
@@ -17,7 +17,7 @@ name one of these files:
   project's names. Pickles are read with an unpickler that builds only dicts, lists and
   numpy arrays, so a pickle cannot run code.
 
-This module imports neither TensorFlow nor torch (torch only inside the .pth reader).
+torch is imported only when a .pth is read.
 """
 
 import functools
@@ -29,15 +29,16 @@ from typing import Any, Dict
 import numpy as np
 
 from pix2pixhd_jax import atomic
-from pix2pixhd_jax.errors import UserError
-from pix2pixhd_jax.interop import _flatten, _unflatten
+from pix2pixhd_jax.errors import InceptionWeightsError, InceptionWeightsNotFoundError
+from pix2pixhd_jax.models.inception import FIDInceptionV3, expected_variables
+from pix2pixhd_jax.weights.files import flatten, npz_arrays, strip_module_prefix, torch_state_dict, unflatten
 
 FID_WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
 FID_WEIGHTS_URL = ("https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
                    "pt_inception-2015-12-05-6726825d.pth")
 FORMATS = (".pth", ".pt", ".npz", ".pickle", ".pkl")
 SKIPPED_PREFIXES = ("fc.", "AuxLogits.")
-CONVERT_COMMAND = "python -m pix2pixhd_jax.models.inception_weights --pth {pth} --out fid_inception.npz"
+CONVERT_COMMAND = "pix2pixhd-jax convert-inception --pth {pth} --out fid_inception.npz"
 HOW_TO_GET = (
     f"FID/KID need pytorch-fid's FID Inception weights {FID_WEIGHTS_FILE} ({FID_WEIGHTS_URL}); "
     "none ship with this project and none are downloaded. Pass that file, a .npz converted from it with "
@@ -49,26 +50,16 @@ _BN = {"weight": ("params", "scale"), "bias": ("params", "bias"),
        "running_mean": ("batch_stats", "mean"), "running_var": ("batch_stats", "var")}
 
 
-class InceptionWeightsError(UserError):
-    """Missing, unreadable or mismatched FID Inception weights; the message names the file and the fix."""
-
-
-class InceptionWeightsNotFoundError(InceptionWeightsError, FileNotFoundError):
-    pass
-
-
 def missing_weights_message() -> str:
     """What to tell the user when FID/KID are skipped for want of the weights file."""
     return f"FID and KID skipped: no Inception weights file given. {HOW_TO_GET}."
 
 
 @functools.lru_cache(maxsize=1)
-def _slots():
+def state_dict_slots():
     """{torch key: (flax variables path, expected shape in the torch layout)} for every tensor pool3 uses."""
-    from pix2pixhd_jax.models.inception import expected_variables
-
     variables = expected_variables()
-    flat = {**_flatten({"params": variables["params"]}), **_flatten({"batch_stats": variables["batch_stats"]})}
+    flat = {**flatten({"params": variables["params"]}), **flatten({"batch_stats": variables["batch_stats"]})}
     slots = {}
     for path, leaf in flat.items():
         collection, modules, name = path[0], path[1:-2], path[-2:]
@@ -84,13 +75,13 @@ def _slots():
 
 def variables_from_state_dict(state: Dict[str, Any], path: str = "<state dict>"):
     """pytorch-fid's state dict (torch keys and layouts, numpy arrays) -> flax variables."""
-    state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
+    state = strip_module_prefix(state)
     flat = {}
-    for key, (target, shape) in _slots().items():
+    for key, (target, shape) in state_dict_slots().items():
         if key not in state:
-            missing = sum(k not in state for k in _slots())
+            missing = sum(k not in state for k in state_dict_slots())
             raise InceptionWeightsError(
-                f"{path}: key {key!r} is missing ({missing} of the {len(_slots())} keys pool3 needs are; found "
+                f"{path}: key {key!r} is missing ({missing} of the {len(state_dict_slots())} keys pool3 needs are; found "
                 f"{len(state)} keys, e.g. {sorted(state)[:4]}); this is not pytorch-fid's FID Inception state "
                 f"dict. {HOW_TO_GET}.")
         array = np.asarray(state[key], np.float32)
@@ -98,12 +89,12 @@ def variables_from_state_dict(state: Dict[str, Any], path: str = "<state dict>")
             raise InceptionWeightsError(f"{path}: {key} has shape {array.shape}, expected {shape}; this is not "
                                         f"pytorch-fid's FID Inception state dict. {HOW_TO_GET}.")
         flat[target] = array.transpose(2, 3, 1, 0) if array.ndim == 4 else array
-    extra = [k for k in state if k not in _slots() and not k.startswith(SKIPPED_PREFIXES)
+    extra = [k for k in state if k not in state_dict_slots() and not k.startswith(SKIPPED_PREFIXES)
              and not k.endswith(".num_batches_tracked")]
     if extra:
         raise InceptionWeightsError(f"{path}: unexpected key {extra[0]!r} ({len(extra)} unexpected in all); this "
                                     f"is not pytorch-fid's FID Inception state dict. {HOW_TO_GET}.")
-    return _unflatten(flat)
+    return unflatten(flat)
 
 
 def variables_from_jax_tree(tree: Dict[str, Any], path: str = "<pickle>"):
@@ -111,7 +102,7 @@ def variables_from_jax_tree(tree: Dict[str, Any], path: str = "<pickle>"):
     if "params" in tree and "batch_stats" in tree:
         tree = _merge_collections(tree)
     flat = {}
-    for key, (target, shape) in _slots().items():
+    for key, (target, shape) in state_dict_slots().items():
         entry = target[1:]  # e.g. ('Mixed_5b', 'branch1x1', 'bn', 'mean')
         node = tree
         for k in entry:
@@ -126,14 +117,14 @@ def variables_from_jax_tree(tree: Dict[str, Any], path: str = "<pickle>"):
             raise InceptionWeightsError(f"{path}: {'/'.join(entry)} has shape {array.shape}, expected {want}. "
                                         f"{HOW_TO_GET}.")
         flat[target] = array
-    return _unflatten(flat)
+    return unflatten(flat)
 
 
 def _merge_collections(variables):
     """{'params': {...conv/kernel, bn/scale, bn/bias}, 'batch_stats': {...bn/mean, bn/var}} -> one tree."""
-    flat = _flatten(dict(variables["params"]))
-    flat.update(_flatten(dict(variables["batch_stats"])))
-    return _unflatten(flat)
+    flat = flatten(dict(variables["params"]))
+    flat.update(flatten(dict(variables["batch_stats"])))
+    return unflatten(flat)
 
 
 class _ArraysOnlyUnpickler(pickle.Unpickler):
@@ -165,30 +156,11 @@ def _read_pickle(path):
 
 
 def _read_torch(path):
-    try:
-        import torch
-    except ImportError:
-        raise InceptionWeightsError(
-            f"{path}: reading a PyTorch .pth needs torch (`pip install torch`, the CPU build is enough), or "
-            f"convert it once where torch is installed: `{CONVERT_COMMAND.format(pth=path)}`, and pass the "
-            ".npz instead.") from None
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001
-        raise InceptionWeightsError(f"{path}: cannot read it as a PyTorch state dict ({type(e).__name__}: {e}). "
-                                    f"{HOW_TO_GET}.") from e
-    if not isinstance(state, dict):
-        raise InceptionWeightsError(f"{path}: holds a {type(state).__name__}, not a state dict. {HOW_TO_GET}.")
-    return {k: v.detach().cpu().float().numpy() for k, v in state.items() if hasattr(v, "detach")}
-
-
-def _read_npz(path):
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
-    except Exception as e:  # noqa: BLE001
-        raise InceptionWeightsError(f"{path}: cannot read it as a .npz ({type(e).__name__}: {e}). "
-                                    f"{HOW_TO_GET}.") from e
+    return torch_state_dict(
+        path, InceptionWeightsError,
+        "reading a PyTorch .pth needs torch (`pip install torch`, the CPU build is enough), or convert it once "
+        f"where torch is installed: `{CONVERT_COMMAND.format(pth=path)}`, and pass the .npz instead.",
+        f"{HOW_TO_GET}.")
 
 
 def _check_path(path, what="FID Inception weights file"):
@@ -207,14 +179,13 @@ def load_inception_variables(path) -> Dict[str, Any]:
     ext = _check_path(path)
     if ext in (".pickle", ".pkl"):
         return variables_from_jax_tree(_read_pickle(path), path)
-    state = _read_torch(path) if ext in (".pth", ".pt") else _read_npz(path)
+    state = (_read_torch(path) if ext in (".pth", ".pt")
+             else npz_arrays(path, InceptionWeightsError, "FID Inception weights", f"{HOW_TO_GET}."))
     return variables_from_state_dict(state, path)
 
 
 def load_fid_inception(path, resize_input: bool = True, normalize_input: bool = True):
     """(FIDInceptionV3 with pytorch-fid's preprocessing, its variables) from a weights file."""
-    from pix2pixhd_jax.models.inception import FIDInceptionV3
-
     module = FIDInceptionV3(resize_input=resize_input, normalize_input=normalize_input)
     return module, load_inception_variables(path)
 
@@ -227,7 +198,7 @@ def convert_fid_inception(pth_path, out_path) -> str:
     _check_path(pth_path)
     state = _read_torch(pth_path)
     variables_from_state_dict(state, pth_path)  # validate before writing anything
-    arrays = {k: np.asarray(state[k], np.float32) for k in _slots()}
+    arrays = {k: np.asarray(state[k], np.float32) for k in state_dict_slots()}
     return atomic.write_npz(out_path, arrays)
 
 
@@ -236,17 +207,3 @@ def convert_fid_inception_main(pth, out) -> str:
     out = convert_fid_inception(pth, out)
     return f"FID Inception weights {pth} converted to {os.path.abspath(out)} (torch-free to read)."
 
-
-if __name__ == "__main__":
-    import argparse
-    import sys
-
-    parser = argparse.ArgumentParser(description="Convert pytorch-fid's FID Inception .pth to a torch-free .npz.")
-    parser.add_argument("--pth", required=True)
-    parser.add_argument("--out", required=True)
-    args = parser.parse_args()
-    try:
-        print(convert_fid_inception_main(args.pth, args.out))
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)

@@ -22,15 +22,13 @@ import time
 
 import jax
 import numpy as np
+from jax._src import distributed as jax_distributed  # the coordinator's key-value store has no public API
+from jax.experimental import multihost_utils
 
 from pix2pixhd_jax import checkpoint
-from pix2pixhd_jax.errors import UserError
+from pix2pixhd_jax.errors import DistributedError
 
 _KEY = "pix2pixhd_jax/config/"
-
-
-class DistributedError(UserError):
-    pass
 
 
 def initialize_from_args(args):
@@ -146,9 +144,6 @@ def check_same_config(config, timeout=300):
     coordinator's key-value store; if any differs, all processes raise (none hangs)."""
     if jax.process_count() == 1:
         return
-    from jax._src import distributed as jax_distributed
-    from jax.experimental import multihost_utils
-
     client = jax_distributed.global_state.client
     mine = json.dumps(checkpoint.config_dict(config), sort_keys=True)
     if jax.process_index() == 0:
@@ -176,8 +171,6 @@ def broadcast_from_main(value: int) -> int:
     that another process may see a moment later or earlier)."""
     if jax.process_count() == 1:
         return value
-    from jax.experimental import multihost_utils
-
     return int(multihost_utils.broadcast_one_to_all(np.int64(value)))
 
 
@@ -185,8 +178,6 @@ def gather_to_host(tree):
     """A tree of global arrays (replicated or sharded over processes) as numpy on every process."""
     if jax.process_count() == 1:
         return jax.device_get(tree)
-    from jax.experimental import multihost_utils
-
     def one(x):
         if getattr(x, "is_fully_replicated", False) or getattr(x, "is_fully_addressable", True):
             return np.asarray(jax.device_get(x))
@@ -201,8 +192,6 @@ def concat_over_processes(rows: np.ndarray) -> np.ndarray:
     rows = np.asarray(rows)
     if jax.process_count() == 1:
         return rows
-    from jax.experimental import multihost_utils
-
     counts = np.ravel(multihost_utils.process_allgather(np.asarray([len(rows)], np.int32)))
     top = int(counts.max())
     padded = np.concatenate([rows, np.zeros((top - len(rows),) + rows.shape[1:], rows.dtype)])
@@ -216,8 +205,6 @@ def sum_over_processes(counts: np.ndarray) -> np.ndarray:
     counts = np.asarray(counts, np.int64)
     if jax.process_count() == 1:
         return counts
-    from jax.experimental import multihost_utils
-
     halves = np.stack([counts >> 30, counts & (2 ** 30 - 1)]).astype(np.int32)
     gathered = np.asarray(multihost_utils.process_allgather(halves)).astype(np.int64).sum(0)
     return (gathered[0] << 30) + gathered[1]

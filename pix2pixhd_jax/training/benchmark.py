@@ -16,9 +16,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pix2pixhd_jax import host_memory
 from pix2pixhd_jax.errors import UserError
-from pix2pixhd_jax.inputs import instance_boundaries, size_divisor
+from pix2pixhd_jax.models.pix2pixhd import Networks, generate, instance_boundaries, size_divisor
+from pix2pixhd_jax.models.vgg19 import VGG19Features
+from pix2pixhd_jax.runtime import host_memory
+from pix2pixhd_jax.training.step import init_train_state, make_train_step
 
 
 def fill_like(shapes, seed=0):
@@ -74,7 +76,7 @@ def _peak_memory():
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale), "host peak RSS"
 
 
-def _flops(compiled):
+def flops_of(compiled):
     try:
         cost = compiled.cost_analysis()
     except Exception:  # noqa: BLE001
@@ -87,24 +89,14 @@ def _flops(compiled):
 def filled_state(nets, height: int, width: int):
     """A train state filled from numpy (no init program), with an empty image pool sized for
     height x width when the config uses one."""
-    from pix2pixhd_jax.train_step import init_train_state
-
     divisor = size_divisor(nets.config.model)
-    shapes = jax.eval_shape(lambda r: init_train_state(nets, r, divisor * 2, divisor * 2), jax.random.PRNGKey(0))
-    state = jax.device_put(fill_like(shapes)).replace(rng=jax.random.PRNGKey(0))
-    pool_size = nets.config.train.pool_size
-    if pool_size > 0:
-        from pix2pixhd_jax import image_pool
-
-        state = state.replace(pool=image_pool.init_pool(pool_size, (height, width, nets.d_in)))
-    return state
+    shapes = jax.eval_shape(lambda r: init_train_state(nets, r, divisor * 2, divisor * 2, image_size=(height, width)),
+                            jax.random.PRNGKey(0))
+    return jax.device_put(fill_like(shapes)).replace(rng=jax.random.PRNGKey(0))
 
 
 def benchmark(config, height: int, width: int, batch: int, steps: int = 20, warmup: int = 3,
               synthesis: bool = True) -> dict:
-    from pix2pixhd_jax.models.vgg import VGG19Features
-    from pix2pixhd_jax.train_step import Networks, make_train_step
-
     divisor = size_divisor(config.model)
     if height % divisor or width % divisor:
         raise UserError(f"--height {height} --width {width}: both must be multiples of {divisor} for this generator.")
@@ -125,7 +117,7 @@ def benchmark(config, height: int, width: int, batch: int, steps: int = 20, warm
     start = time.perf_counter()
     compiled = step_fn.lower(state, data, vgg_vars).compile()
     compile_s = time.perf_counter() - start
-    flops = _flops(compiled)
+    flops = flops_of(compiled)
 
     times = []
     for i in range(warmup + steps):
@@ -154,8 +146,6 @@ def benchmark(config, height: int, width: int, batch: int, steps: int = 20, warm
 
 def _synthesis_latency(nets, state, data, repeats):
     """G alone (no gradients) on one label map of the benchmark's size, compiled once."""
-    from pix2pixhd_jax.train_step import generate
-
     config = nets.config
     one = {k: v[:1] for k, v in data.items()}
     feats = None

@@ -24,17 +24,13 @@ from typing import Dict, Optional
 import numpy as np
 
 from pix2pixhd_jax import atomic
-from pix2pixhd_jax.errors import UserError
+from pix2pixhd_jax.errors import FeaturesError
 
 CLUSTERS_FILE = "features_clustered.npz"
 INSTANCES_FILE = "features_instances.npz"
 FORMAT = "pix2pixhd_jax.features_clustered/1"
 # The reference keeps an instance when its pixel count / (H*W/32) > 0.5, i.e. more than 1/64 of the image.
 MIN_AREA_FRACTION = 1.0 / 64
-
-
-class FeaturesError(UserError):
-    pass
 
 
 def label_of_instance(inst_ids):
@@ -145,6 +141,8 @@ def cluster_features(labels, features, areas, n_clusters: int, min_area_fraction
 
     Returns ({label: centres}, {label: counts per cluster}, per-row cluster index (-1 where dropped)).
     """
+    # scikit-learn (and scipy.stats under it) loads when clusters are made, not where they are
+    # only read (synthesis, the editor).
     from sklearn.cluster import KMeans
 
     labels, features, areas = np.asarray(labels), np.asarray(features, np.float32), np.asarray(areas)

@@ -9,7 +9,7 @@ the ~180M-parameter generator's memory and its Adam state by the device count.
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
 from pix2pixhd_jax.errors import UserError
 
@@ -19,8 +19,11 @@ _MIN_SHARDED_SIZE = 2 ** 14
 
 
 def make_mesh(devices=None) -> Mesh:
-    devices = jax.devices() if devices is None else devices
-    return Mesh(np.asarray(devices), (DATA,))
+    """A 1-D 'data' mesh over `devices` (default: every device of every process), ordered by
+    jax.make_mesh for the interconnect. Its axis is Auto: the programs state their shardings
+    at jit's boundary and XLA propagates them inside."""
+    devices = jax.devices() if devices is None else list(devices)
+    return jax.make_mesh((len(devices),), (DATA,), (AxisType.Auto,), devices=devices)
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:

@@ -22,15 +22,12 @@ import dataclasses
 from typing import Dict, FrozenSet, Optional, Tuple
 
 import numpy as np
+from scipy import ndimage
 
 from pix2pixhd_jax.data.cityscapes_labels import LABELS
-from pix2pixhd_jax.errors import UserError
+from pix2pixhd_jax.errors import EditError
 
 CITYSCAPES_THINGS = frozenset(label.id for label in LABELS if label.has_instances)
-
-
-class EditError(UserError):
-    pass
 
 
 def _frozen(styles) -> Tuple:
@@ -38,7 +35,7 @@ def _frozen(styles) -> Tuple:
                         for k, v in styles.items()))
 
 
-def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
+def dilate(mask: np.ndarray, radius: int) -> np.ndarray:
     out = mask.copy()
     for _ in range(radius):
         grown = out.copy()
@@ -125,8 +122,6 @@ class Scene:
     def fill_mask(self, y: int, x: int) -> np.ndarray:
         """The paint bucket's region: the 4-connected pixels of the instance under (x, y) that
         touch it (for a stuff class, its connected piece of that class)."""
-        from scipy import ndimage
-
         instance_id = self.instance_at(y, x)
         components, _ = ndimage.label(self.inst == instance_id)
         return components == components[y, x]
@@ -154,7 +149,7 @@ class Scene:
         """Delete the object: its pixels take `fill_label` (default: the most common class around it)."""
         mask = self.mask(instance_id)
         if fill_label is None:
-            ring = _dilate(mask, 3) & ~mask
+            ring = dilate(mask, 3) & ~mask
             around = self.label[ring] if ring.any() else self.label[~mask]
             if around.size == 0:
                 raise EditError("the object covers the whole scene; name the fill class (fill_label).")

@@ -35,9 +35,20 @@ import zlib
 
 import jax
 import numpy as np
+from tqdm import tqdm
 
-from pix2pixhd_jax import atomic, checkpoint, distributed, metrics
+from pix2pixhd_jax import atomic, checkpoint
+from pix2pixhd_jax.data import visualize
+from pix2pixhd_jax.data.pipeline import InputPipeline
+from pix2pixhd_jax.data.pixels import to_uint8
+from pix2pixhd_jax.data.transforms import inference_config
 from pix2pixhd_jax.errors import UserError
+from pix2pixhd_jax.evaluation import metrics
+from pix2pixhd_jax.evaluation.segmenter import load_segmenter, segment_fn
+from pix2pixhd_jax.inference.synthesis import Synthesizer, pad_to_multiple
+from pix2pixhd_jax.models import inception as inception_lib
+from pix2pixhd_jax.runtime import distributed
+from pix2pixhd_jax.weights.inception import load_fid_inception, missing_weights_message
 
 PATCHES_PER_IMAGE = 64
 
@@ -54,13 +65,6 @@ def _patch_features(bottleneck: np.ndarray, names, seed: int) -> np.ndarray:
 
 def evaluate(workdir: str, segmenter_dir: str, split: str = "test", dataroot=None, inception=None,
              style: str = "auto", num_samples: int = 3, batch_size: int = 4, samples_dir=None, progress=True):
-    from tqdm import tqdm
-
-    from pix2pixhd_jax.data.pipeline import InputPipeline
-    from pix2pixhd_jax.data.transforms import inference_config
-    from pix2pixhd_jax.segmentation import load_segmenter, segment_fn
-    from pix2pixhd_jax.synthesis import Synthesizer, pad_to_multiple
-
     start_time = time.time()
     synth = Synthesizer.from_workdir(workdir)
     config = synth.config
@@ -84,14 +88,9 @@ def evaluate(workdir: str, segmenter_dir: str, split: str = "test", dataroot=Non
 
     incept, inception_note = None, None
     if inception:
-        from pix2pixhd_jax.models import inception as inception_lib
-        from pix2pixhd_jax.models.inception_weights import load_fid_inception
-
         incept = inception_lib.feature_fn(*load_fid_inception(inception))
         inception_note = os.path.abspath(inception)
     else:
-        from pix2pixhd_jax.models.inception_weights import missing_weights_message
-
         inception_note = missing_weights_message()
         logging.warning("%s", inception_note)
 
@@ -112,7 +111,7 @@ def evaluate(workdir: str, segmenter_dir: str, split: str = "test", dataroot=Non
     for batch in pipeline.iterate(0, num_epochs=1):
         labels = list(batch["label_ids"])
         insts = list(batch["inst"]) if "inst" in batch else None
-        reals = np.clip(np.floor((batch["image"] + 1.0) * 127.5 + 0.5), 0, 255).astype(np.uint8)
+        reals = to_uint8(batch["image"])
         styles = None
         if style == "encode":
             styles = [synth.encode_styles(r, l, None if insts is None else i)
@@ -139,8 +138,6 @@ def evaluate(workdir: str, segmenter_dir: str, split: str = "test", dataroot=Non
                        for k in range(num_samples)]
             diversities += [metrics.diversity(np.stack([s[i] for s in samples])) for i in range(n)]
         if samples_dir:
-            from pix2pixhd_jax import visualize
-
             for name, fake in zip(batch["name"], fakes):
                 visualize.save_png(os.path.join(samples_dir, f"{name.decode()}.png"), fake)
         bar.update(n)

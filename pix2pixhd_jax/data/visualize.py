@@ -7,6 +7,7 @@ import numpy as np
 from PIL import Image
 
 from pix2pixhd_jax.data.cityscapes_labels import palette
+from pix2pixhd_jax.data.pixels import to_uint8
 
 
 def colorize_labels(label_ids: np.ndarray) -> np.ndarray:
@@ -21,11 +22,6 @@ def colorize_instances(inst: np.ndarray) -> np.ndarray:
     h = (ids * np.uint32(2654435761)) >> np.uint32(8)
     rgb = np.stack([(h >> s) & 255 for s in (0, 8, 16)], axis=-1).astype(np.uint8)
     return rgb // 2 + 64
-
-
-def to_uint8(image: np.ndarray) -> np.ndarray:
-    """[-1, 1] float image -> uint8."""
-    return np.clip((np.asarray(image, np.float32) + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8)
 
 
 def gray(mask: np.ndarray) -> np.ndarray:
@@ -46,15 +42,19 @@ def grid(rows, pad: int = 2) -> np.ndarray:
     return out
 
 
+def label_panel(batch: dict, i: int) -> np.ndarray:
+    """Row i's label as a picture: Cityscapes colours of its ids, or the RGB label image."""
+    if "label_ids" in batch:
+        return colorize_labels(batch["label_ids"][i])
+    return to_uint8(batch["label"][i])
+
+
 def batch_panels(batch: dict, max_rows: int = 8):
     """Rows of (label colours | instances | boundaries | photo) for a pipeline batch."""
     n = min(len(batch["image"]), max_rows)
     rows = []
     for i in range(n):
-        if "label_ids" in batch:
-            row = [colorize_labels(batch["label_ids"][i])]
-        else:
-            row = [to_uint8(batch["label"][i])]
+        row = [label_panel(batch, i)]
         if "inst" in batch:
             row += [colorize_instances(batch["inst"][i]), gray(batch["boundary"][i])]
         row.append(to_uint8(batch["image"][i]))

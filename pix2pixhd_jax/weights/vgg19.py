@@ -1,12 +1,4 @@
-"""VGG19 feature extractor for pix2pixHD's perceptual (VGG) loss, and its weight loaders.
-
-The network is torchvision's ``vgg19().features[0:30]`` in NHWC: 3x3 convs (padding 1,
-with bias) each followed by ReLU, and 2x2/stride-2 max-pools at torchvision indices 4, 9,
-18 and 27. It returns the five taps relu1_1, relu2_1, relu3_1, relu4_1, relu5_1, i.e. the
-outputs of ``features[0:2]``, ``[2:7]``, ``[7:12]``, ``[12:21]`` and ``[21:30]``. Each conv
-is a ``layers.Conv`` named after its torchvision index (``features_0``, ``features_2``, ...,
-``features_28``), so torchvision's ``features.{i}.weight`` (OIHW) is flax's
-``features_{i}/conv/kernel`` (HWIO) and ``features.{i}.bias`` is ``features_{i}/conv/bias``.
+"""VGG19 weight files for the perceptual loss: readers and the converter.
 
 No weights ship with the project and nothing is downloaded. The user supplies one of:
 
@@ -16,35 +8,21 @@ No weights ship with the project and nothing is downloaded. The user supplies on
 * Keras' ``vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5`` (needs h5py). Those weights
   expect Keras' "caffe" preprocessing, which the module then applies itself.
 
-Like the pix2pixHD reference, torchvision weights see the images as they are, in [-1, 1],
-without ImageNet normalisation.
-
-This module imports neither TensorFlow nor torch; torch, h5py and safetensors are imported
-only inside the loaders that need them.
+torch and safetensors are imported only when such a file is read.
 """
 
 import os
-from typing import Any, Callable, Dict, List, Sequence, Tuple
+from typing import Any, Dict, Tuple
 
-import flax.linen as nn
-import jax
 import jax.numpy as jnp
 import numpy as np
 
 from pix2pixhd_jax import atomic
-from pix2pixhd_jax.errors import UserError
-from pix2pixhd_jax.models.layers import Conv
+from pix2pixhd_jax.errors import VGGWeightsError, VGGWeightsNotFoundError
+from pix2pixhd_jax.models.vgg19 import CONV_INDICES, VGG19Features, conv_specs
+from pix2pixhd_jax.weights.files import npz_arrays, safetensors_arrays, torch_state_dict
 
-# torchvision's vgg19().features[0:30]: conv indices, their output channels, pool indices.
-CONV_INDICES = (0, 2, 5, 7, 10, 12, 14, 16, 19, 21, 23, 25, 28)
-CONV_CHANNELS = (64, 64, 128, 128, 256, 256, 256, 256, 512, 512, 512, 512, 512)
-POOL_INDICES = (4, 9, 18, 27)
-# Indices of the ReLUs whose outputs are the taps relu1_1 ... relu5_1.
-TAP_INDICES = (1, 6, 11, 20, 29)
-TAP_NAMES = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
-# The reference's VGGLoss weights, one per tap.
-VGG_LOSS_WEIGHTS = (1.0 / 32, 1.0 / 16, 1.0 / 8, 1.0 / 4, 1.0)
-# Keras' layer names for the same convs, in the same order.
+# Keras' layer names for VGG19's convs, in torchvision's order.
 KERAS_LAYER_NAMES = (
     "block1_conv1", "block1_conv2",
     "block2_conv1", "block2_conv2",
@@ -52,15 +30,12 @@ KERAS_LAYER_NAMES = (
     "block4_conv1", "block4_conv2", "block4_conv3", "block4_conv4",
     "block5_conv1",
 )
-# Keras' "caffe" preprocessing: BGR channel means on the [0, 255] scale.
-CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
-PREPROCESS_MODES = ("none", "caffe")
 
 TORCHVISION_URL = "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"
 KERAS_URL = ("https://storage.googleapis.com/tensorflow/keras-applications/vgg19/"
              "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5")
 
-_HOW_TO_GET = (
+HOW_TO_GET = (
     "Use torchvision's VGG19 weights file vgg19-dcbb9e9d.pth (torchvision model zoo, "
     f"{TORCHVISION_URL}), a .npz converted from it with `pix2pixhd-jax convert-vgg19 --pth "
     "vgg19-dcbb9e9d.pth --out vgg19.npz`, or Keras' VGG19 notop weights "
@@ -68,67 +43,11 @@ _HOW_TO_GET = (
 )
 
 
-class VGGWeightsError(UserError):
-    """Missing, unreadable or mismatched VGG19 weights; the message names the file and the fix."""
-
-
-class VGGWeightsNotFoundError(VGGWeightsError, FileNotFoundError):
-    """The VGG19 weights file does not exist."""
-
-
-def _conv_specs():
-    """(torchvision index, in channels, out channels) of the 13 convs in features[0:30]."""
-    ins = (3,) + CONV_CHANNELS[:-1]
-    return list(zip(CONV_INDICES, ins, CONV_CHANNELS))
-
-
-def caffe_preprocess(x):
-    """Keras' VGG 'caffe' preprocessing for images in [-1, 1]: [0, 255], RGB -> BGR, minus BGR mean."""
-    x = (x + 1.0) * 127.5
-    return x[..., ::-1] - jnp.asarray(CAFFE_BGR_MEAN, x.dtype)
-
-
-class VGG19Features(nn.Module):
-    """torchvision's vgg19().features[0:30] in NHWC; returns the 5 taps relu1_1 ... relu5_1.
-
-    Input: NHWC RGB images in [-1, 1]. ``preprocess``: "none" feeds them as they are (the
-    pix2pixHD reference, torchvision weights), "caffe" applies Keras' preprocessing (Keras
-    weights). ``dtype`` is the compute dtype; parameters stay float32.
-    """
-
-    preprocess: str = "none"
-    dtype: Any = jnp.float32
-
-    @nn.compact
-    def __call__(self, x) -> List[jnp.ndarray]:
-        if self.preprocess == "caffe":
-            x = caffe_preprocess(x.astype(jnp.float32))
-        elif self.preprocess != "none":
-            raise ValueError(f"VGG19Features.preprocess={self.preprocess!r} is not one of {PREPROCESS_MODES}")
-        x = x.astype(self.dtype)
-        channels = dict(zip(CONV_INDICES, CONV_CHANNELS))
-        taps = []
-        for i in range(30):
-            if i in channels:
-                x = Conv(channels[i], 3, padding=1, dtype=self.dtype, name=f"features_{i}")(x)
-            elif i in POOL_INDICES:
-                x = nn.max_pool(x, (2, 2), strides=(2, 2), padding="VALID")
-            else:  # every other index of features[0:30] is a ReLU
-                x = nn.relu(x)
-            if i in TAP_INDICES:
-                taps.append(x)
-        return taps
-
-
-# ---------------------------------------------------------------------------------------
-# Loaders
-
-
 def _check_shape(path, key, array, expected, layout):
     if tuple(array.shape) != tuple(expected):
         raise VGGWeightsError(
             f"{path}: {key} has shape {tuple(array.shape)}, expected {tuple(expected)} "
-            f"({layout}); this is not VGG19's weights file. {_HOW_TO_GET}."
+            f"({layout}); this is not VGG19's weights file. {HOW_TO_GET}."
         )
 
 
@@ -150,7 +69,7 @@ def variables_from_state_dict(state: Dict[str, Any], path: str = "<state dict>")
     if not any(str(k).startswith("features.") for k in state) and any(str(k) == "0.weight" for k in state):
         state = {f"features.{k}": v for k, v in state.items()}
     kernels = {}
-    for i, cin, cout in _conv_specs():
+    for i, cin, cout in conv_specs():
         wkey, bkey = f"features.{i}.weight", f"features.{i}.bias"
         for key in (wkey, bkey):
             if key not in state:
@@ -158,7 +77,7 @@ def variables_from_state_dict(state: Dict[str, Any], path: str = "<state dict>")
                 raise VGGWeightsError(
                     f"{path}: key {key!r} is missing (found {len(state)} keys, e.g. {found}); expected "
                     f"torchvision's VGG19 layout, keys features.{{{','.join(map(str, CONV_INDICES))}}}"
-                    f".weight/.bias. {_HOW_TO_GET}."
+                    f".weight/.bias. {HOW_TO_GET}."
                 )
         w = np.asarray(state[wkey], np.float32)
         b = np.asarray(state[bkey], np.float32)
@@ -169,53 +88,11 @@ def variables_from_state_dict(state: Dict[str, Any], path: str = "<state dict>")
 
 
 def _torch_state_dict(path):
-    try:
-        import torch
-    except ImportError:
-        raise VGGWeightsError(
-            f"{path}: reading a PyTorch .pth needs PyTorch: `pip install torch` (the CPU build is "
-            f"enough), or convert it once on a machine that has torch with `pix2pixhd-jax "
-            f"convert-vgg19 --pth {path} --out vgg19.npz` and pass the .npz instead."
-        ) from None
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any read failure becomes a message naming the file
-        raise VGGWeightsError(f"{path}: cannot read it as a PyTorch state dict ({type(e).__name__}: {e}). "
-                              f"{_HOW_TO_GET}.") from e
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise VGGWeightsError(f"{path}: holds a {type(state).__name__}, not a state dict. {_HOW_TO_GET}.")
-    out = {}
-    for k, v in state.items():
-        if hasattr(v, "detach"):
-            v = v.detach().cpu().float().numpy()
-        out[k] = v
-    return out
-
-
-def _npz_state_dict(path):
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
-    except Exception as e:  # noqa: BLE001
-        raise VGGWeightsError(f"{path}: cannot read it as a .npz of VGG19 weights ({type(e).__name__}: {e}). "
-                              f"{_HOW_TO_GET}.") from e
-
-
-def _safetensors_state_dict(path):
-    try:
-        from safetensors.numpy import load_file
-    except ImportError:
-        raise VGGWeightsError(
-            f"{path}: reading .safetensors needs the safetensors package: `pip install safetensors`, "
-            f"or use a .npz (`pix2pixhd-jax convert-vgg19 --pth vgg19-dcbb9e9d.pth --out vgg19.npz`)."
-        ) from None
-    try:
-        return load_file(path)
-    except Exception as e:  # noqa: BLE001
-        raise VGGWeightsError(f"{path}: cannot read it as safetensors ({type(e).__name__}: {e}). "
-                              f"{_HOW_TO_GET}.") from e
+    return torch_state_dict(
+        path, VGGWeightsError,
+        f"reading a PyTorch .pth needs PyTorch: `pip install torch` (the CPU build is enough), or convert it "
+        f"once on a machine that has torch with `pix2pixhd-jax convert-vgg19 --pth {path} --out vgg19.npz` and "
+        "pass the .npz instead.", f"{HOW_TO_GET}.")
 
 
 def _find_group(h5file, name):
@@ -258,15 +135,15 @@ def variables_from_keras_h5(path):
     try:
         f = h5py.File(path, "r")
     except Exception as e:  # noqa: BLE001
-        raise VGGWeightsError(f"{path}: cannot open it as HDF5 ({type(e).__name__}: {e}). {_HOW_TO_GET}.") from e
+        raise VGGWeightsError(f"{path}: cannot open it as HDF5 ({type(e).__name__}: {e}). {HOW_TO_GET}.") from e
     kernels = {}
     with f:
-        for name, (i, cin, cout) in zip(KERAS_LAYER_NAMES, _conv_specs()):
+        for name, (i, cin, cout) in zip(KERAS_LAYER_NAMES, conv_specs()):
             group = _find_group(f, name)
             if group is None:
                 raise VGGWeightsError(
                     f"{path}: layer group {name!r} is missing; expected Keras' VGG19 layer groups "
-                    f"{KERAS_LAYER_NAMES[0]} ... {KERAS_LAYER_NAMES[-1]}. {_HOW_TO_GET}."
+                    f"{KERAS_LAYER_NAMES[0]} ... {KERAS_LAYER_NAMES[-1]}. {HOW_TO_GET}."
                 )
             sets = _datasets(group)
             w = [(n, d) for n, d in sets if d.ndim == 4]
@@ -275,7 +152,7 @@ def variables_from_keras_h5(path):
                 shapes = {n: tuple(d.shape) for n, d in sets}
                 raise VGGWeightsError(
                     f"{path}: layer group {name!r} should hold one 4-D kernel and one 1-D bias, "
-                    f"found {shapes}. {_HOW_TO_GET}."
+                    f"found {shapes}. {HOW_TO_GET}."
                 )
             (wname, wd), (bname, bd) = w[0], b[0]
             wk, bk = np.asarray(wd[()], np.float32), np.asarray(bd[()], np.float32)
@@ -297,22 +174,25 @@ def load_vgg19_weights(path: str):
     if ext not in known:
         raise VGGWeightsError(
             f"{path}: unknown VGG19 weights format {ext or '(no extension)'!r}; expected one of "
-            f"{', '.join(known)}. {_HOW_TO_GET}."
+            f"{', '.join(known)}. {HOW_TO_GET}."
         )
     if not os.path.isfile(path):
         raise VGGWeightsNotFoundError(
             f"VGG19 weights file {path} does not exist. Pass the path of an existing file with "
             f"--config.loss.vgg_weights=PATH, or turn the VGG loss off with "
-            f"--config.loss.no_vgg_loss=true. {_HOW_TO_GET}."
+            f"--config.loss.no_vgg_loss=true. {HOW_TO_GET}."
         )
     if ext == ".h5":
         return variables_from_keras_h5(path), "caffe"
     if ext in (".pth", ".pt"):
         state = _torch_state_dict(path)
     elif ext == ".npz":
-        state = _npz_state_dict(path)
+        state = npz_arrays(path, VGGWeightsError, "VGG19 weights", f"{HOW_TO_GET}.")
     else:
-        state = _safetensors_state_dict(path)
+        state = safetensors_arrays(
+            path, VGGWeightsError, "reading .safetensors needs the safetensors package: `pip install safetensors`, "
+            "or use a .npz (`pix2pixhd-jax convert-vgg19 --pth vgg19-dcbb9e9d.pth --out vgg19.npz`).",
+            f"{HOW_TO_GET}.")
     return variables_from_state_dict(state, path), "none"
 
 
@@ -327,7 +207,7 @@ def missing_weights_error() -> VGGWeightsError:
     return VGGWeightsError(
         "The VGG loss is on (config.loss.no_vgg_loss=false) but needs VGG19 weights, and "
         "config.loss.vgg_weights is empty. No VGG19 weights ship with this project and none are "
-        f"downloaded. {_HOW_TO_GET}. Then pass --config.loss.vgg_weights=PATH, or turn the loss off "
+        f"downloaded. {HOW_TO_GET}. Then pass --config.loss.vgg_weights=PATH, or turn the loss off "
         "with --config.loss.no_vgg_loss=true."
     )
 
@@ -347,7 +227,7 @@ def convert_vgg19(pth_path: str, out_path: str) -> str:
     if not out_path.lower().endswith(".npz"):
         raise VGGWeightsError(f"convert-vgg19: --out {out_path} should end in .npz")
     if not os.path.isfile(pth_path):
-        raise VGGWeightsNotFoundError(f"convert-vgg19: {pth_path} does not exist. {_HOW_TO_GET}.")
+        raise VGGWeightsNotFoundError(f"convert-vgg19: {pth_path} does not exist. {HOW_TO_GET}.")
     state = _torch_state_dict(pth_path)
     variables_from_state_dict(state, pth_path)  # validate before writing anything
     arrays = {k: np.asarray(v, np.float32) for k, v in state.items() if str(k).startswith("features.")}
@@ -359,36 +239,7 @@ def convert_vgg19(pth_path: str, out_path: str) -> str:
 def convert_vgg19_main(pth: str, out: str) -> str:
     """`pix2pixhd-jax convert-vgg19 --pth ... --out ...`: converts, returns a one-line message."""
     out = convert_vgg19(pth, out)
-    n = sum(int(np.prod(s)) for _, cin, cout in _conv_specs() for s in ((cout, cin, 3, 3), (cout,)))
+    n = sum(int(np.prod(s)) for _, cin, cout in conv_specs() for s in ((cout, cin, 3, 3), (cout,)))
     return (f"VGG19 weights {pth} converted to {os.path.abspath(out)} ({n:,} parameters used by the "
             f"VGG loss); pass --config.loss.vgg_weights={out}")
 
-
-# ---------------------------------------------------------------------------------------
-# Loss
-
-
-def vgg_loss(vgg_apply: Callable, variables, fake, real,
-             weights: Sequence[float] = VGG_LOSS_WEIGHTS, batched: bool = True):
-    """sum_i w_i * mean|F_i(fake) - stop_gradient(F_i(real))|, without the lambda_feat factor.
-
-    ``vgg_apply(variables, x)`` returns the list of taps (e.g. ``VGG19Features(...).apply``).
-    ``batched`` runs fake and real through one VGG call (concatenated on the batch axis);
-    the value is the same either way. No gradient flows to ``real`` or to the VGG weights.
-    Returns a float32 scalar.
-    """
-    variables = jax.lax.stop_gradient(variables)
-    real = jax.lax.stop_gradient(real)
-    if batched:
-        n = fake.shape[0]
-        taps = vgg_apply(variables, jnp.concatenate([fake, real.astype(fake.dtype)], axis=0))
-        pairs = [(t[:n], t[n:]) for t in taps]
-    else:
-        pairs = list(zip(vgg_apply(variables, fake), vgg_apply(variables, real)))
-    if len(pairs) != len(weights):
-        raise ValueError(f"vgg_loss: {len(weights)} weights for {len(pairs)} VGG taps")
-    total = jnp.zeros((), jnp.float32)
-    for w, (f, r) in zip(weights, pairs):
-        r = jax.lax.stop_gradient(r)
-        total = total + w * jnp.mean(jnp.abs(f.astype(jnp.float32) - r.astype(jnp.float32)))
-    return total

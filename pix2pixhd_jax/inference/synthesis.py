@@ -18,15 +18,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pix2pixhd_jax import checkpoint, features as features_lib, host_memory
-from pix2pixhd_jax.errors import UserError
-from pix2pixhd_jax.inputs import instance_boundaries, size_divisor
+from pix2pixhd_jax import checkpoint
+from pix2pixhd_jax.data.pixels import from_uint8, to_uint8
+from pix2pixhd_jax.errors import SynthesisError
+from pix2pixhd_jax.inference import features as features_lib
+from pix2pixhd_jax.models.pix2pixhd import Networks, apply_inference, generate, label_batch, size_divisor
+from pix2pixhd_jax.runtime import host_memory
 
 Style = Union[int, np.ndarray, list, tuple]
-
-
-class SynthesisError(UserError):
-    pass
 
 
 def pad_to_multiple(array: np.ndarray, divisor: int):
@@ -59,8 +58,6 @@ class Synthesizer:
     """
 
     def __init__(self, config, variables, clusters: Optional[features_lib.FeatureClusters] = None):
-        from pix2pixhd_jax.train_step import Networks
-
         host_memory.keep_freed_memory()
         self.config = config
         self.nets = Networks(config)
@@ -95,28 +92,13 @@ class Synthesizer:
         return cls(config, variables, clusters)
 
     # ----- jitted programs -------------------------------------------------------
-    def _model_batch(self, label, inst):
-        batch = {}
-        if self.label_nc:
-            batch["label"] = jax.nn.one_hot(label, self.label_nc, dtype=jnp.float32)
-            batch["label_ids"] = label
-        else:
-            batch["label"] = label
-        if self.use_instance:
-            batch["boundary"] = instance_boundaries(inst, xp=jnp)[..., None]
-        return batch
-
     def _generate_fn(self, g_vars, label, inst, feats):
-        from pix2pixhd_jax.train_step import generate
-
-        batch = self._model_batch(label, inst)
+        batch = label_batch(label, inst, self.config)
         fake, _ = generate(self.nets, {"generator": g_vars["params"]}, {"generator": g_vars.get("batch_stats", {})},
                            batch, train=False, rng=jax.random.PRNGKey(0), features=feats)
-        return jnp.clip(jnp.floor((fake + 1.0) * 127.5 + 0.5), 0, 255).astype(jnp.uint8)
+        return to_uint8(fake, xp=jnp)
 
     def _encode_fn(self, e_vars, photo):
-        from pix2pixhd_jax.train_step import apply_inference
-
         return apply_inference(self.nets.E, e_vars, photo)
 
     # ----- inputs ----------------------------------------------------------------
@@ -157,7 +139,7 @@ class Synthesizer:
             raise SynthesisError(f"the style photo is {photo.shape[1::-1] if photo.ndim >= 2 else photo.shape}, the "
                                  f"label map {label.shape[1::-1]} (W, H): they must be the same size, RGB.")
         h, w = label.shape[:2]
-        x = pad_to_multiple(photo[..., :3].astype(np.float32) / 127.5 - 1.0, self.divisor)
+        x = pad_to_multiple(from_uint8(photo[..., :3]), self.divisor)
         out = np.asarray(self._encode(self.e_vars, x[None]))[0, :h, :w]
         ids, feats, _ = features_lib.instance_rows(out, self.pool_ids(label, inst))
         return {int(i): f for i, f in zip(ids, feats)}
@@ -224,7 +206,7 @@ class Synthesizer:
         stack = lambda i: np.stack([pad_to_multiple(p[i], self.divisor) for p in prepared])  # noqa: E731
         label = stack(0)
         if self.label_nc == 0:
-            label = label.astype(np.float32) / 127.5 - 1.0
+            label = from_uint8(label)
         feats = jnp.asarray(stack(2)) if self.has_encoder else None
         out = self._generate(self.g_vars, jnp.asarray(label), jnp.asarray(stack(1)), feats)
         return np.asarray(out)[:, :h, :w]

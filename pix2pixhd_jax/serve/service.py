@@ -1,9 +1,10 @@
-"""`pix2pixhd-jax serve`: the interactive editor, one page and a JSON/PNG API over `editing.Editor`.
+"""The interactive editor's service, without HTTP: sessions, validation and edits over
+`inference.editing.Editor` (`serve.http` puts it on a port).
 
     pix2pixhd-jax serve --workdir runs/features [--host 127.0.0.1] [--port 8000]
 
 Standard library HTTP (ThreadingHTTPServer); the page is the static files in
-`pix2pixhd_jax/editor_page/` (plain HTML, JS and CSS, no build step), read into memory at
+`pix2pixhd_jax/serve/page/` (plain HTML, JS and CSS, no build step), read into memory at
 start. No path from a request reaches the filesystem: test-split scenes are chosen by name
 or index from the list made at start, uploads are PNG bytes in the JSON body, downloads
 come from memory.
@@ -36,44 +37,27 @@ import base64
 import binascii
 import collections
 import dataclasses
-import http.server
-import importlib.resources
 import io
-import ipaddress
 import json
 import logging
 import re
 import secrets
-import socket
 import threading
 import time
-import types
-import urllib.parse
 from typing import Dict, Optional, Tuple
 
 import numpy as np
 from PIL import Image
+from scipy import ndimage
 
 from pix2pixhd_jax.data.cityscapes_labels import ID_TO_NAME, palette
-from pix2pixhd_jax.editing import CITYSCAPES_THINGS, Editor, Scene
-from pix2pixhd_jax.errors import UserError
-from pix2pixhd_jax.synthesis import random_style_index
-from pix2pixhd_jax.visualize import colorize_labels
+from pix2pixhd_jax.data.visualize import colorize_labels
+from pix2pixhd_jax.errors import ApiError, UserError
+from pix2pixhd_jax.inference.editing import CITYSCAPES_THINGS, Editor, Scene
+from pix2pixhd_jax.inference.synthesis import random_style_index
 
-PAGE_FILES = {"/": ("index.html", "text/html; charset=utf-8"),
-              "/editor.js": ("editor.js", "text/javascript; charset=utf-8"),
-              "/editor.css": ("editor.css", "text/css; charset=utf-8")}
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 DOWNLOADS = ("label", "inst", "photo", "colors")
-LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1", "[::1]")
-
-
-class ApiError(Exception):
-    """A request the client must fix (status 4xx) with a message naming field, value and fix."""
-
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
 
 
 @dataclasses.dataclass
@@ -111,15 +95,6 @@ class _Serialized:
     def synthesize(self, *args, **kwargs):
         with self._lock:
             return self._synth.synthesize(*args, **kwargs)
-
-
-def is_loopback(host: str) -> bool:
-    if host in LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def png_bytes(image: np.ndarray, compress_level: int = 1) -> bytes:
@@ -177,8 +152,6 @@ def check_instances(label: np.ndarray, inst: np.ndarray, where: str):
 
 def instances_from_labels(label: np.ndarray, things=CITYSCAPES_THINGS) -> np.ndarray:
     """Without an instance map: each connected region of a thing class is one object."""
-    from scipy import ndimage
-
     inst = label.astype(np.int32).copy()
     for cls in np.intersect1d(np.unique(label), np.fromiter(things, int)):
         components, n = ndimage.label(label == cls)
@@ -533,195 +506,3 @@ class EditorService:
             else:
                 image = colorize_labels(scene.label)
             return png_bytes(image, compress_level=6), f"{_safe_name(session.name)}_{what}.png"
-
-
-# ----- HTTP --------------------------------------------------------------------------------------
-def load_page() -> Dict[str, Tuple[bytes, str]]:
-    """The page's files, read once from the package (no request path ever reaches the disk)."""
-    root = importlib.resources.files("pix2pixhd_jax") / "editor_page"
-    return {route: (root.joinpath(name).read_bytes(), ctype) for route, (name, ctype) in PAGE_FILES.items()}
-
-
-POST_ROUTES = {"open": "open_scene", "upload": "upload", "paint": "paint", "fill": "fill", "select": "select",
-               "delete": "delete", "relabel": "relabel", "style": "style", "undo": "undo", "close": "close"}
-
-
-class EditorHandler(http.server.BaseHTTPRequestHandler):
-    service: EditorService = None
-    page: Dict[str, Tuple[bytes, str]] = {}
-    allow_any_host = False
-    server_version = "pix2pixhd-jax-editor"
-    timeout = 60  # a stalled client frees its thread
-
-    def log_message(self, fmt, *args):
-        logging.debug("%s %s", self.address_string(), fmt % args)
-
-    def _send(self, status: int, body: bytes, ctype: str, extra: Optional[dict] = None):
-        self.send_response(status)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        self.send_header("X-Content-Type-Options", "nosniff")
-        self.send_header("Referrer-Policy", "no-referrer")
-        for k, v in (extra or {}).items():
-            self.send_header(k, v)
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
-
-    def _json(self, status: int, obj: dict):
-        self._send(status, json.dumps(obj).encode(), "application/json")
-
-    def _error(self, status: int, message: str):
-        self._json(status, {"error": message})
-
-    def _host_ok(self) -> bool:
-        """Bound to loopback, only loopback Host headers (a DNS-rebinding page cannot reach the API)."""
-        if self.allow_any_host:
-            return True
-        host = (self.headers.get("Host") or "").strip()
-        name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
-        return is_loopback(name)
-
-    def _dispatch(self, fn):
-        try:
-            if not self._host_ok():
-                raise ApiError(403, f"Host {self.headers.get('Host')!r} is not this loopback server's; open the "
-                                    "editor at http://127.0.0.1:PORT/.")
-            fn()
-        except ApiError as e:
-            self._error(e.status, str(e))
-        except UserError as e:
-            self._error(400, str(e))
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-        except Exception:  # a bug: log it, tell the client without internals
-            logging.exception("editor request %s %s failed", self.command, self.path)
-            self._error(500, "internal error (see the server's log); the edit was not applied.")
-
-    def do_GET(self):
-        self._dispatch(self._get)
-
-    def do_HEAD(self):
-        self._dispatch(self._get)
-
-    def do_POST(self):
-        self._dispatch(self._post)
-
-    def _get(self):
-        url = urllib.parse.urlsplit(self.path)
-        if url.path in self.page:
-            body, ctype = self.page[url.path]
-            csp = ("default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
-                   "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
-            return self._send(200, body, ctype, {"Content-Security-Policy": csp})
-        if url.path == "/favicon.ico":
-            return self._send(204, b"", "image/x-icon")
-        if url.path == "/api/info":
-            return self._json(200, self.service.info)
-        prefix = "/api/download/"
-        if url.path.startswith(prefix) and url.path.endswith(".png"):
-            query = urllib.parse.parse_qs(url.query)
-            sid = query.get("session", [None])[0]
-            if sid is None:
-                raise ApiError(400, "query parameter 'session' is missing: /api/download/photo.png?session=ID.")
-            body, filename = self.service.download(sid, url.path[len(prefix):-len(".png")])
-            return self._send(200, body, "image/png", {"Content-Disposition": f'attachment; filename="{filename}"'})
-        raise ApiError(404, f"no page or API at {url.path[:80]!r}; the editor is at / and its API under /api/.")
-
-    def _post(self):
-        url = urllib.parse.urlsplit(self.path)
-        op = url.path[len("/api/"):] if url.path.startswith("/api/") else None
-        if op not in POST_ROUTES:
-            raise ApiError(404, f"no API at {url.path[:80]!r}; POST one of "
-                                f"{', '.join('/api/' + r for r in POST_ROUTES)}.")
-        ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
-        if ctype != "application/json":
-            raise ApiError(415, f"Content-Type {ctype or 'missing'!r}; send the request as application/json.")
-        length = self.headers.get("Content-Length")
-        if length is None or not length.isdigit():
-            raise ApiError(411, "Content-Length is missing; send the JSON body with its length.")
-        length = int(length)
-        cap = self.service.limits.max_body_bytes
-        if length > cap:
-            self.close_connection = True  # the body is not read
-            raise ApiError(413, f"the request body is {length / 2 ** 20:.1f} MiB, over the {cap / 2 ** 20:.0f} MiB "
-                                "cap; upload smaller PNGs.")
-        raw = self.rfile.read(length)
-        try:
-            body = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ApiError(400, f"the request body is not valid JSON ({e}); send an object such as "
-                                '{"session": "...", "x": 10, "y": 20}.') from None
-        if not isinstance(body, dict):
-            raise ApiError(400, f"the request body is a JSON {type(body).__name__}; send a JSON object.")
-        self._json(200, getattr(self.service, POST_ROUTES[op])(body))
-
-
-def make_server(service: EditorService, host: str = "127.0.0.1", port: int = 8000):
-    """A ThreadingHTTPServer serving the page and the API (port 0: a free port)."""
-    handler = type("Handler", (EditorHandler,), {"service": service, "page": load_page(),
-                                                 "allow_any_host": not is_loopback(host)})
-    server_cls = http.server.ThreadingHTTPServer
-    if ":" in host.strip("[]"):
-        server_cls = type("ThreadingHTTPServerV6", (server_cls,), {"address_family": socket.AF_INET6})
-    try:
-        server = server_cls((host.strip("[]"), port), handler)
-    except OSError as e:
-        raise UserError(f"cannot listen on {host}:{port} ({e.strerror or e}); pick another --port (0: any free "
-                        "one) or --host.") from None
-    server.daemon_threads = True
-    if not is_loopback(host):
-        logging.warning("serving on %s, not loopback: anyone who can reach this address and port can use the "
-                        "editor and its model (there is no authentication).", host)
-    return server
-
-
-def list_test_scenes(config, dataroot: Optional[str] = None) -> Dict[str, Tuple[str, Optional[str]]]:
-    """{scene name: (label file, instance file | None)} of the config's test split ({} when absent)."""
-    from pix2pixhd_jax.data.errors import DataError
-    from pix2pixhd_jax.data.readers import read_source
-
-    data = config.data.to_dict() if hasattr(config.data, "to_dict") else dict(config.data)
-    if dataroot:
-        data["dataroot"] = dataroot
-    data.setdefault("check_names", True)
-    if data.get("dataset_format") not in ("aligned", "cityscapes"):
-        logging.warning("data.dataset_format=%r: the editor lists test scenes of 'aligned' and 'cityscapes' "
-                        "folders only; upload label maps instead.", data.get("dataset_format"))
-        return {}
-    try:
-        source = read_source(types.SimpleNamespace(**data), "test")
-    except DataError as e:
-        logging.warning("no test-split scenes to list (%s); upload label maps, or pass --dataroot.", e)
-        return {}
-    return {ex.name: (ex.label, ex.inst) for ex in source.examples}
-
-
-def create(workdir: str, host: str = "127.0.0.1", port: int = 8000, dataroot: Optional[str] = None,
-           clusters: Optional[str] = None, seed: int = 0, limits: Optional[Limits] = None, warmup: bool = True):
-    """(server, service) for a workdir's model, compiled for its test scenes' size, not yet serving."""
-    from pix2pixhd_jax.synthesis import Synthesizer
-
-    synth = Synthesizer.from_workdir(workdir, clusters)
-    service = EditorService(synth, list_test_scenes(synth.config, dataroot), limits, seed)
-    if warmup and service.scenes:  # compile the generator for the test scenes' size before the first visit
-        start = time.time()
-        name = next(iter(service.scenes))
-        service.close({"session": service.open_scene({"scene": name})["session"]})
-        logging.info("generator compiled for the test scenes' size in %.1f s", time.time() - start)
-    return make_server(service, host, port), service
-
-
-def serve(workdir: str, host: str = "127.0.0.1", port: int = 8000, **kwargs):
-    """`pix2pixhd-jax serve`: create(...) and serve until Ctrl-C."""
-    server, service = create(workdir, host, port, **kwargs)
-    bound_host, bound_port = server.server_address[:2]
-    url_host = f"[{bound_host}]" if ":" in bound_host else bound_host
-    print(f"editor: http://{url_host}:{bound_port}/ ({len(service.scenes)} test scenes; Ctrl-C stops)", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()

@@ -16,13 +16,13 @@ import dataclasses
 from typing import Dict, List, Tuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
-from pix2pixhd_jax.errors import UserError
-
-
-class InteropError(UserError):
-    """A state dict that does not fit the config."""
+from pix2pixhd_jax.errors import InteropError
+from pix2pixhd_jax.models.pix2pixhd import (build_discriminator, build_encoder, build_generator,
+                                           discriminator_input_nc, generator_input_nc)
+from pix2pixhd_jax.weights.files import flatten, strip_module_prefix, torch_state_dict, unflatten
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,26 +112,6 @@ def discriminator_plan(num_D: int, n_layers: int, intermediate: bool = True, fla
 # ----- conversion --------------------------------------------------------------------
 
 
-def _flatten(tree, prefix=()):
-    out = {}
-    for k, v in tree.items():
-        if isinstance(v, dict) or hasattr(v, "items"):
-            out.update(_flatten(v, prefix + (k,)))
-        else:
-            out[prefix + (k,)] = v
-    return out
-
-
-def _unflatten(flat):
-    tree = {}
-    for path, value in flat.items():
-        node = tree
-        for k in path[:-1]:
-            node = node.setdefault(k, {})
-        node[path[-1]] = value
-    return tree
-
-
 def _to_torch_layout(shape):
     """Our shape written in the reference's layout, for error messages: HWIO -> OIHW,
     and (kh, kw, out, in) -> (in, out, kh, kw) alike."""
@@ -147,9 +127,9 @@ def _to_ours(array):
 def convert(state_dict: Dict[str, np.ndarray], plan: List[Layer], expected, what: str):
     """Move the tensors of `state_dict` into variables shaped like `expected` (a flax
     variables pytree of ShapeDtypeStructs). Every key must be used, every variable filled."""
-    sd = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state_dict.items()}
-    want = {("params",) + p: v for p, v in _flatten(dict(expected.get("params", {}))).items()}
-    want.update({("batch_stats",) + p: v for p, v in _flatten(dict(expected.get("batch_stats", {}))).items()})
+    sd = strip_module_prefix(state_dict)
+    want = {("params",) + p: v for p, v in flatten(dict(expected.get("params", {}))).items()}
+    want.update({("batch_stats",) + p: v for p, v in flatten(dict(expected.get("batch_stats", {}))).items()})
     got, used = {}, set()
 
     def put(target, key):
@@ -196,7 +176,7 @@ def convert(state_dict: Dict[str, np.ndarray], plan: List[Layer], expected, what
     missing = [p for p in want if p not in got]
     if missing:
         raise InteropError(f"{what}: no tensor for {'/'.join(missing[0])}; the checkpoint does not fit this config.")
-    return jax.tree_util.tree_map(np.asarray, _unflatten(got))
+    return jax.tree_util.tree_map(np.asarray, unflatten(got))
 
 
 # ----- the three networks ----------------------------------------------------------------
@@ -217,55 +197,32 @@ def encoder_plan(config) -> List[Layer]:
 
 
 def _expected(module, *shapes):
-    import jax.numpy as jnp
-
     args = [jnp.zeros(s, jnp.int32 if len(s) == 3 else jnp.float32) for s in shapes]
     return jax.eval_shape(lambda: module.init(jax.random.PRNGKey(0), *args))
 
 
 def generator_variables(state_dict, config):
-    from pix2pixhd_jax import models
-
-    g = models.build_generator(config)
-    return convert(state_dict, generator_plan(config), _expected(g, (1, 64, 64, models.generator_input_nc(config))),
-                   "netG")
+    g = build_generator(config)
+    return convert(state_dict, generator_plan(config), _expected(g, (1, 64, 64, generator_input_nc(config))), "netG")
 
 
 def discriminator_variables(state_dict, config):
-    from pix2pixhd_jax import models
-
-    d = models.build_discriminator(config)
-    sd = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state_dict.items()}
+    d = build_discriminator(config)
+    sd = strip_module_prefix(state_dict)
     if config.model.netD == "patch":  # pix2pix's NLayerDiscriminator: one Sequential 'model'
         plan = discriminator_plan(1, config.model.n_layers_D, intermediate=False, flat_prefix="model")
     else:
         intermediate = any(k.startswith("scale") for k in sd)
         plan = discriminator_plan(config.model.num_D, config.model.n_layers_D, intermediate)
-    return convert(sd, plan, _expected(d, (1, 64, 64, models.discriminator_input_nc(config))), "netD")
+    return convert(sd, plan, _expected(d, (1, 64, 64, discriminator_input_nc(config))), "netD")
 
 
 def encoder_variables(state_dict, config):
-    from pix2pixhd_jax import models
-
-    e = models.build_encoder(config)
+    e = build_encoder(config)
     return convert(state_dict, encoder_plan(config), _expected(e, (1, 64, 64, config.data.output_nc)), "netE")
 
 
 def load_torch_state_dict(path: str) -> Dict[str, np.ndarray]:
     """A .pth state dict as numpy arrays (needs torch)."""
-    try:
-        import torch
-    except ImportError:
-        raise InteropError(f"{path}: reading PyTorch checkpoints needs torch: pip install '.[torch]' "
-                           "(or pip install torch).") from None
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise InteropError(f"{path}: file not found.") from None
-    except Exception as e:  # a pickle torch refuses, or not a checkpoint at all
-        raise InteropError(f"{path}: cannot read it as a PyTorch state dict ({e}).") from None
-    if hasattr(obj, "state_dict"):
-        obj = obj.state_dict()
-    if not isinstance(obj, dict):
-        raise InteropError(f"{path}: holds a {type(obj).__name__}, not a state dict.")
-    return {k: v.detach().cpu().numpy() for k, v in obj.items() if hasattr(v, "detach")}
+    return torch_state_dict(path, InteropError, "reading PyTorch checkpoints needs torch: pip install '.[torch]' "
+                            "(or pip install torch).")

@@ -1,0 +1,199 @@
+"""The pix2pixHD model as a whole (paper sec. 3): its networks built from a config, G's input,
+and G (with E) applied for training or inference.
+
+G's input (sec. 3.3) is the one-hot label map (or an RGB label image when label_nc == 0), the
+instance boundary map when instance maps are used, and, with the feature encoder (sec. 3.4),
+E's instance-pooled features of the photo. D sees the labels (and boundaries) and the image,
+never the features. Training, synthesis, encoding, export and the benchmark all build their
+programs from here; nothing here knows of training.
+
+The input helpers work on numpy and jax.numpy arrays alike (pass `xp`), so the input
+pipeline builds them on the host and the programs on the device. Configs are read by
+attribute (an ml_collections.ConfigDict or the workdir's config.json).
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from pix2pixhd_jax.errors import ConfigError, UserError
+from pix2pixhd_jax.models.discriminator import MultiscaleDiscriminator, PatchDiscriminator
+from pix2pixhd_jax.models.encoder import FeatureEncoder
+from pix2pixhd_jax.models.generator import GlobalGenerator, LocalEnhancer
+from pix2pixhd_jax.models.unet_generator import UnetGenerator
+
+GENERATORS = ("global", "local", "unet_256", "unet_128")
+COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+# ----- G's input channels -----------------------------------------------------------------
+
+
+def instance_boundaries(inst, xp=np):
+    """Instance boundary map: 1 where a pixel's id differs from a 4-neighbour's.
+
+    Both sides of every difference are marked, as in the reference's get_edges,
+    so boundaries are about two pixels wide. `inst` is (..., H, W); the result has
+    the same shape and dtype float32.
+    """
+    horizontal = inst[..., :, 1:] != inst[..., :, :-1]
+    vertical = inst[..., 1:, :] != inst[..., :-1, :]
+    pad = [(0, 0)] * (inst.ndim - 2)
+    edge = xp.pad(horizontal, pad + [(0, 0), (1, 0)]) | xp.pad(horizontal, pad + [(0, 0), (0, 1)])
+    edge = edge | xp.pad(vertical, pad + [(1, 0), (0, 0)]) | xp.pad(vertical, pad + [(0, 1), (0, 0)])
+    return edge.astype(xp.float32)
+
+
+def one_hot_labels(label, label_nc, xp=np):
+    """(..., H, W) integer ids -> (..., H, W, label_nc) float32 one-hot."""
+    return (label[..., None] == xp.arange(label_nc, dtype=label.dtype)).astype(xp.float32)
+
+
+def size_divisor(model_cfg) -> int:
+    """The factor every training and synthesis size must be a multiple of."""
+    net = model_cfg.netG
+    if net == "global":
+        return 2 ** model_cfg.n_downsample_global
+    if net == "local":
+        return 2 ** (model_cfg.n_downsample_global + model_cfg.n_local_enhancers)
+    if net.startswith("unet_"):
+        # unet_256 halves eight times, unet_128 seven times.
+        return {"unet_256": 256, "unet_128": 128}[net]
+    raise UserError(f"model.netG={net!r} is not one of {', '.join(map(repr, GENERATORS))}")
+
+
+def uses_encoder(config) -> bool:
+    return bool(config.model.instance_feat or config.model.label_feat)
+
+
+def label_channels(config) -> int:
+    """The label part of G's input: one-hot ids, or the RGB label image when label_nc == 0."""
+    data = config.data
+    return (data.label_nc or data.input_nc) + (1 if data.use_instance else 0)
+
+
+def generator_input_nc(config) -> int:
+    """One-hot labels (+ boundary map) (+ the encoder's feat_num channels)."""
+    return label_channels(config) + (config.model.feat_num if uses_encoder(config) else 0)
+
+
+def discriminator_input_nc(config) -> int:
+    """D sees labels (+ boundary map) and the image, never the feature map."""
+    return label_channels(config) + config.data.output_nc
+
+
+def label_batch(label, inst, config, xp=jnp):
+    """The batch G and D read, from label ids (B, H, W) (or RGB labels (B, H, W, 3) in [-1, 1]
+    when label_nc == 0) and instance ids (B, H, W): 'label' (one-hot), 'label_ids', 'boundary'."""
+    data = config.data
+    batch = {}
+    if data.label_nc:
+        batch["label"] = one_hot_labels(label, int(data.label_nc), xp)
+        batch["label_ids"] = label
+    else:
+        batch["label"] = label
+    if data.use_instance:
+        batch["boundary"] = instance_boundaries(inst, xp)[..., None]
+    return batch
+
+
+def label_input(batch, config):
+    """One-hot labels (or RGB labels) + the instance boundary map, as G and D see them."""
+    parts = [batch["label"]]
+    if config.data.use_instance:
+        parts.append(batch["boundary"])
+    return jnp.concatenate(parts, axis=-1) if len(parts) > 1 else parts[0]
+
+
+# ----- the networks -----------------------------------------------------------------------
+
+
+def compute_dtype(train_cfg):
+    if train_cfg.dtype not in COMPUTE_DTYPES:
+        raise ConfigError(f"train.dtype={train_cfg.dtype!r} is not one of {', '.join(map(repr, COMPUTE_DTYPES))}.")
+    return COMPUTE_DTYPES[train_cfg.dtype]
+
+
+def build_generator(config, dtype=jnp.float32, remat=False):
+    m = config.model
+    out = config.data.output_nc
+    if m.netG == "global":
+        return GlobalGenerator(out, m.ngf, m.n_downsample_global, m.n_blocks_global, m.norm, m.use_dropout,
+                               remat=remat, dtype=dtype)
+    if m.netG == "local":
+        return LocalEnhancer(out, m.ngf, m.n_downsample_global, m.n_blocks_global, m.n_local_enhancers,
+                             m.n_blocks_local, m.norm, m.use_dropout, remat=remat, dtype=dtype)
+    if m.netG in ("unet_256", "unet_128"):
+        return UnetGenerator(output_nc=out, num_downs=8 if m.netG == "unet_256" else 7, ngf=m.ngf, norm=m.norm,
+                             use_dropout=m.use_dropout, dtype=dtype)
+    raise UserError(f"model.netG={m.netG!r} is not one of {', '.join(map(repr, GENERATORS))}.")
+
+
+def build_discriminator(config, dtype=jnp.float32):
+    m = config.model
+    if m.netD == "multiscale":
+        return MultiscaleDiscriminator(m.ndf, m.n_layers_D, m.num_D, m.norm, dtype=dtype)
+    if m.netD == "patch":
+        return PatchDiscriminator(m.ndf, m.n_layers_D, m.norm, dtype=dtype)
+    raise UserError(f"model.netD={m.netD!r} is not 'multiscale' or 'patch'.")
+
+
+def build_encoder(config, dtype=jnp.float32):
+    m = config.model
+    norm = m.get("norm_E") or m.norm  # workdirs from before norm_E have no such key
+    return FeatureEncoder(m.feat_num, m.nef, m.n_downsample_E, norm, dtype=dtype)
+
+
+class Networks:
+    """G, D (and E) built from a config, in the config's compute dtype."""
+
+    def __init__(self, config, dtype=None):
+        self.config = config
+        dtype = compute_dtype(config.train) if dtype is None else dtype
+        self.G = build_generator(config, dtype, remat=config.train.remat)
+        self.D = build_discriminator(config, dtype)
+        self.E = build_encoder(config, dtype) if uses_encoder(config) else None
+        self.g_in = generator_input_nc(config)
+        self.d_in = discriminator_input_nc(config)
+
+    def init(self, rng, height: int, width: int):
+        """Variables of G (+E) and D. Parameters do not depend on the image size."""
+        k_g, k_d, k_e = jax.random.split(rng, 3)
+        g_vars = self.G.init({"params": k_g, "dropout": k_g}, jnp.zeros((1, height, width, self.g_in)))
+        d_vars = self.D.init(k_d, jnp.zeros((1, height, width, self.d_in)))
+        g_params, g_stats = {"generator": g_vars["params"]}, {"generator": g_vars.get("batch_stats", {})}
+        if self.E is not None:
+            e_vars = self.E.init(k_e, jnp.zeros((1, height, width, self.config.data.output_nc)))
+            g_params["encoder"], g_stats["encoder"] = e_vars["params"], e_vars.get("batch_stats", {})
+        return g_params, g_stats, d_vars["params"], d_vars.get("batch_stats", {})
+
+
+def apply_variables(module, params, stats, *args, train, rngs=None):
+    """module.apply that threads batch-norm statistics: (output, new stats)."""
+    variables = {"params": params}
+    if stats:
+        variables["batch_stats"] = stats
+        out, updated = module.apply(variables, *args, train=train, rngs=rngs, mutable=["batch_stats"])
+        return out, updated["batch_stats"]
+    return module.apply(variables, *args, train=train, rngs=rngs), stats
+
+
+def apply_inference(module, variables, *args):
+    """module(*args) in inference mode from {'params'[, 'batch_stats']} (what checkpoints hold)."""
+    return apply_variables(module, variables["params"], variables.get("batch_stats", {}), *args, train=False)[0]
+
+
+def generate(nets: Networks, g_params, g_stats, batch, *, train: bool, rng, features=None):
+    """G(s[, E(x)]) -> (fake image in f32, new stats). `features` overrides E's output."""
+    config = nets.config
+    label = label_input(batch, config)
+    stats = dict(g_stats)
+    if nets.E is not None:
+        if features is None:
+            pool_ids = batch["label_ids"] if config.model.label_feat else batch["inst"]
+            features, stats["encoder"] = apply_variables(nets.E, g_params["encoder"], g_stats["encoder"],
+                                                         batch["image"], pool_ids, train=train)
+        label = jnp.concatenate([label, features.astype(label.dtype)], axis=-1)
+    fake, stats["generator"] = apply_variables(nets.G, g_params["generator"], g_stats["generator"], label,
+                                               train=train, rngs={"dropout": rng})
+    return fake.astype(jnp.float32), stats

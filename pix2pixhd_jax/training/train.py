@@ -1,0 +1,220 @@
+"""pix2pixHD's training: `pix2pixhd-jax train --config CONFIG --workdir DIR`.
+
+Builds the input pipeline, the networks and the pure step (`training.step`) and runs them on
+the runtime's loop skeleton (`runtime.loop`: resume at the exact step and data position, sharded
+jit, metrics read one step late, periodic asynchronous Orbax checkpoints, the non-finite stop,
+the save on SIGTERM). A fresh run starts from `train.init_from`, from imported weights in the
+workdir, or from scratch. It writes TensorBoard scalars and sample grids (label | boundaries |
+generated | real) and, at the end, synthesizes the test split into <workdir>/test_results.
+"""
+
+import logging
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from pix2pixhd_jax import checkpoint
+from pix2pixhd_jax.data import visualize
+from pix2pixhd_jax.data.pipeline import InputPipeline
+from pix2pixhd_jax.data.transforms import inference_config
+from pix2pixhd_jax.errors import DataError, UserError
+from pix2pixhd_jax.models.generator import G1
+from pix2pixhd_jax.models.pix2pixhd import Networks, generate, size_divisor
+from pix2pixhd_jax.runtime import distributed, loop, sharding
+from pix2pixhd_jax.training import schedule
+from pix2pixhd_jax.training.step import init_train_state, make_train_step, merge_g1, split_g1
+from pix2pixhd_jax.weights.vgg19 import vgg_from_config
+
+# Config fields that change the networks' shapes: a checkpoint made with other values cannot be resumed.
+_SHAPE_FIELDS = {
+    "data": ("label_nc", "input_nc", "output_nc", "use_instance"),
+    "model": ("netG", "ngf", "n_downsample_global", "n_blocks_global", "n_local_enhancers", "n_blocks_local",
+              "norm", "ndf", "n_layers_D", "num_D", "netD", "instance_feat", "label_feat", "feat_num", "nef",
+              "n_downsample_E"),
+    "train": ("pool_size",),
+}
+
+
+def check_resumable(saved, config, workdir):
+    """A clear error when the workdir's config would build other shapes than `config`."""
+    diffs = [f"{group}.{key}: {saved[group][key]!r} in the workdir, {config[group][key]!r} now"
+             for group, keys in _SHAPE_FIELDS.items() for key in keys
+             if group in saved and key in saved[group] and saved[group][key] != config[group][key]]
+    if diffs:
+        raise UserError(f"{workdir} holds checkpoints of another model ({'; '.join(diffs)}). Resume with the "
+                        "config saved there (config.json), or train in a new --workdir.")
+
+
+def required_keys(config):
+    keys = {"label", "image"}
+    if config.data.use_instance:
+        keys |= {"boundary", "inst"}
+    if config.model.label_feat:
+        keys.add("label_ids")
+    return keys
+
+
+def graft(params, source, path="", mismatched=None):
+    """Copy every array of `source` that exists with the same shape in `params`.
+
+    Arrays whose shapes differ keep their fresh values, and a warning names them (a local
+    stage built with another ngf would otherwise start G1 from scratch without a word)."""
+    top = mismatched is None
+    mismatched = [] if top else mismatched
+    if isinstance(params, dict):
+        out = {k: graft(v, source[k], f"{path}/{k}", mismatched) if isinstance(source, dict) and k in source else v
+               for k, v in params.items()}
+    elif np.shape(source) == params.shape:
+        out = jnp.asarray(source, params.dtype)
+    else:
+        mismatched.append(f"{path or '/'} {tuple(np.shape(source))} -> {tuple(params.shape)}")
+        out = params
+    if top and mismatched:
+        logging.warning("%d arrays were not copied because their shapes differ (they start fresh): %s%s",
+                        len(mismatched), "; ".join(mismatched[:5]), " ..." if len(mismatched) > 5 else "")
+    return out
+
+
+def load_initial_weights(state, nets: Networks, source_workdir: str):
+    """Start from another workdir's networks (train.init_from: the global stage for the local
+    stage) or from imported reference weights. A global generator goes into the local
+    enhancer's G1; D scales keep their names, so a num_D=2 model fills scales 0 and 1 of a
+    num_D=3 one, and the finer scale starts fresh."""
+    loaded = checkpoint.load_network_params(source_workdir)
+    g_params, g_stats = dict(state.g_params), dict(state.g_stats)
+    gen = loaded["generator"]
+    if G1 in state.g_params["generator"] and G1 not in gen["params"]:
+        g1, rest = split_g1(g_params)
+        g1 = graft(g1, gen["params"])
+        g_params = merge_g1(g1, rest)
+        if G1 in g_stats["generator"]:  # norm=batch: G1's running statistics too
+            g_stats["generator"] = dict(g_stats["generator"], **{G1: graft(g_stats["generator"][G1],
+                                                                            gen.get("batch_stats", {}))})
+    else:
+        g_params["generator"] = graft(g_params["generator"], gen["params"])
+        g_stats["generator"] = graft(g_stats["generator"], gen.get("batch_stats", {}))
+    if "encoder" in g_params and "encoder" in loaded:
+        g_params["encoder"] = graft(g_params["encoder"], loaded["encoder"]["params"])
+    d_params, d_stats = state.d_params, state.d_stats
+    if "discriminator" in loaded:
+        d_params = graft(d_params, loaded["discriminator"]["params"])
+        d_stats = graft(d_stats, loaded["discriminator"].get("batch_stats", {}))
+    return state.replace(g_params=g_params, g_stats=g_stats, d_params=d_params, d_stats=d_stats)
+
+
+def sample_grid(host_batch, fake, config, rows: int = 4):
+    """label colours | boundaries | generated | real for the first rows of a batch."""
+    n = min(rows, len(fake))
+    out = []
+    for i in range(n):
+        row = [visualize.label_panel(host_batch, i)]
+        if "boundary" in host_batch:
+            row.append(visualize.gray(host_batch["boundary"][i]))
+        row += [visualize.to_uint8(fake[i]), visualize.to_uint8(host_batch["image"][i])]
+        out.append(row)
+    return visualize.grid(out)
+
+
+def local_rows(array):
+    """This process's first shard of a data-sharded array, as numpy."""
+    shards = sorted(array.addressable_shards, key=lambda s: s.index[0].start or 0)
+    return np.asarray(shards[0].data)
+
+
+def train(config, workdir: str, devices=None, progress: bool = True):
+    """Train per `config` in `workdir`; returns the final state (on device)."""
+    mesh = sharding.make_mesh(devices)
+    workdir = loop.prepare(config, workdir, mesh, config.train.batch_size)
+    if os.path.isfile(os.path.join(workdir, "config.json")):
+        check_resumable(checkpoint.read_config(workdir), config, workdir)
+    pipeline = InputPipeline(config, "train", process_index=jax.process_index(),
+                             process_count=jax.process_count())
+    steps_per_epoch = pipeline.steps_per_epoch
+    total = schedule.total_steps(steps_per_epoch, config.train)
+    if config.train.max_steps > 0:
+        total = min(total, config.train.max_steps)
+    width, height = pipeline.output_size
+    train_cfg = config.train
+
+    nets = Networks(config)
+    init_size = size_divisor(config.model) * 2
+    vgg = vgg_from_config(config.loss)
+    vgg_apply, vgg_vars = (None, {}) if vgg is None else (vgg[0].apply, vgg[1])
+    is_main = jax.process_index() == 0
+    samples_dir = os.path.join(workdir, "samples")
+    os.makedirs(samples_dir, exist_ok=True)
+
+    def initial_weights(state):
+        source = train_cfg.init_from or (workdir if checkpoint.latest_step(workdir, "models") is not None else "")
+        if not source:
+            return state
+        logging.info("networks initialised from %s", source)
+        return load_initial_weights(state, nets, source)
+
+    def save_due(step):
+        epoch_end = step % steps_per_epoch == 0
+        return (step % train_cfg.save_latest_freq == 0
+                or (epoch_end and (step // steps_per_epoch) % train_cfg.save_epoch_freq == 0))
+
+    def samples(at, metrics, fake, host_batch, writer):
+        if is_main and (at % train_cfg.display_freq == 0 or at == total):
+            grid = sample_grid(host_batch, local_rows(fake), config)
+            writer.image(at, "samples/label_boundaries_generated_real", grid)
+            visualize.save_png(os.path.join(samples_dir, f"step_{at:07d}.png"), grid)
+            visualize.save_png(os.path.join(samples_dir, "latest.png"), grid)
+            writer.flush()
+
+    job = loop.Job(
+        name="train", item="state", seed=config.seed,
+        init=lambda rng: init_train_state(nets, rng, init_size, init_size, image_size=(height, width)),
+        step=make_train_step(config, steps_per_epoch, vgg_apply), extra_args=(vgg_vars,), has_outputs=True,
+        batches=pipeline.iterate, batch_keys=sorted(required_keys(config)), global_batch=train_cfg.batch_size,
+        steps_per_epoch=steps_per_epoch, total_steps=total, save_due=save_due, print_freq=train_cfg.print_freq,
+        keep_checkpoints=train_cfg.keep_checkpoints, shard_params=train_cfg.shard_params,
+        finite_keys=("loss", "grad_norm"),  # a finite loss with non-finite gradients has spoiled the state too
+        fix_hint="lower train.lr, or try train.dtype=float32, and run again.",
+        after_init=initial_weights, on_step=samples,
+        postfix=lambda m: {"G": f"{m['loss_G']:.3f}", "D": f"{m['loss_D']:.3f}"})
+    result = loop.run(job, config, workdir, mesh, progress)
+    if is_main:
+        print(f"trained to step {result.step}; checkpoints in {checkpoint.checkpoint_dir(workdir)}, samples in "
+              f"{samples_dir}, TensorBoard logs in {os.path.join(workdir, 'tensorboard')}")
+    return result.state
+
+
+def synthesize_test_split(config, workdir: str, state, max_grid_rows: int = 8):
+    """G (and E on the test photos) over the test split -> <workdir>/test_results/*.png."""
+    config = inference_config(config)  # whole test images, not training crops
+    # Each process synthesizes its own share of the split on its own devices.
+    count, index = jax.process_count(), jax.process_index()
+    try:
+        pipeline = InputPipeline(config, "test", train=False, batch_size=count, process_index=index,
+                                 process_count=count)
+    except DataError as e:
+        logging.warning("no test split to synthesize (%s)", e)
+        return None
+    nets = Networks(config)
+    keys = required_keys(config) | ({"inst"} if nets.E is not None else set())
+    g_params, g_stats = distributed.gather_to_host((state.g_params, state.g_stats))
+    device = jax.local_devices()[0]
+    g_params, g_stats = jax.device_put((g_params, g_stats), device)
+    run = jax.jit(lambda p, s, b: generate(nets, p, s, b, train=False, rng=jax.random.PRNGKey(0))[0])
+    out_dir = os.path.join(workdir, "test_results")
+    os.makedirs(out_dir, exist_ok=True)
+    rows = []
+    for batch in pipeline.iterate(0, num_epochs=1):
+        inputs = jax.device_put({k: batch[k] for k in keys if k in batch}, device)
+        fake = np.asarray(run(g_params, g_stats, inputs))
+        name = batch["name"][0].decode()
+        visualize.save_png(os.path.join(out_dir, f"{name}_synthesized.png"), visualize.to_uint8(fake[0]))
+        if len(rows) < max_grid_rows:
+            rows.append([visualize.label_panel(batch, 0), visualize.to_uint8(fake[0]),
+                         visualize.to_uint8(batch["image"][0])])
+    if index != 0:
+        return out_dir
+    grid_path = os.path.join(out_dir, "grid.png")
+    visualize.save_png(grid_path, visualize.grid(rows))
+    print(f"synthesized {pipeline.num_examples} test label maps into {out_dir} (overview: {grid_path})")
+    return out_dir

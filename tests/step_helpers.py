@@ -1,0 +1,73 @@
+"""Train-step test helpers: tiny configs, train states filled from numpy, learnable batches.
+
+The train-step tests, the step-formulation tests and the 4-device subprocess share them.
+"""
+
+import jax
+import numpy as np
+
+from pix2pixhd_jax.models.pix2pixhd import instance_boundaries, one_hot_labels
+from pix2pixhd_jax.training.step import init_train_state
+
+LABEL_NC = 8
+H = W = 32
+# A pix2pixHD G and D with the fewest layers each path allows.
+TINY = ("model.ngf=4", "model.ndf=4", "model.n_downsample_global=1", "model.n_blocks_global=1",
+        "model.num_D=1", "model.n_layers_D=1", f"data.label_nc={LABEL_NC}", "train.batch_size=2",
+        "train.lr=1e-3", "train.niter=1000", "train.niter_decay=1000")
+
+
+SHARDED_CONFIG = ("model.ngf=16", "model.ndf=4", "model.n_downsample_global=2", "model.n_blocks_global=1",
+                  "model.num_D=2", "model.n_layers_D=1", f"data.label_nc={LABEL_NC}", "train.batch_size=4",
+                  "train.lr=2e-4")
+
+
+def leaf_name(path):
+    last = path[-1]
+    return str(getattr(last, "key", getattr(last, "name", last)))
+
+
+def fast_state(nets, height, width, seed=0):
+    """A TrainState shaped exactly like init_train_state's, filled from numpy by leaf name
+    (kernels N(0, 0.02), biases U(-0.1, 0.1), norm scales ~1, batch-norm mean 0 / var 1,
+    Adam state zero, as optax initialises it), so no init program is compiled."""
+    shapes = jax.eval_shape(lambda r: init_train_state(nets, r, height, width), jax.random.PRNGKey(0))
+    rng = np.random.default_rng(seed)
+
+    def fill(path, s):
+        top, name = path[0].name, leaf_name(path)
+        if top in ("g_params", "d_params"):
+            if name == "kernel":
+                value = rng.normal(0.0, 0.02, s.shape)
+            elif name == "bias":
+                value = rng.uniform(-0.1, 0.1, s.shape)
+            elif name == "scale":
+                value = rng.normal(1.0, 0.02, s.shape)
+            else:
+                raise ValueError(f"no fill rule for parameter {jax.tree_util.keystr(path)}")
+            return np.asarray(value, s.dtype)
+        if top == "rng":
+            return np.asarray(jax.random.PRNGKey(seed))
+        if name == "var":
+            return np.ones(s.shape, s.dtype)
+        return np.zeros(s.shape, s.dtype)  # step, batch-norm means, Adam mu/nu/count, pool
+
+    return jax.tree_util.tree_map_with_path(fill, shapes)
+
+
+def make_batch(batch_size, height, width, label_nc, seed=0, use_instance=True):
+    """Block label maps (8x8 blocks) and a photo whose colour is a fixed function of the
+    label plus a little noise: learnable from the labels, different for every seed."""
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(0, label_nc, (batch_size, height // 8, width // 8))
+    label_ids = np.kron(ids, np.ones((1, 8, 8), np.int64)).astype(np.int32)
+    blocks = np.arange(ids[0].size).reshape(ids[0].shape)
+    inst = (label_ids * 1000 + np.kron(blocks, np.ones((8, 8), np.int64))[None]).astype(np.int32)
+    colours = np.random.default_rng(1234).uniform(-0.9, 0.9, (label_nc, 3))
+    image = colours[label_ids] + rng.normal(0.0, 0.05, label_ids.shape + (3,))
+    batch = {"label": one_hot_labels(label_ids, label_nc), "label_ids": label_ids,
+             "image": np.clip(image, -1, 1).astype(np.float32)}
+    if use_instance:
+        batch["inst"] = inst
+        batch["boundary"] = instance_boundaries(inst)[..., None]
+    return batch
