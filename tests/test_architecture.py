@@ -147,3 +147,24 @@ def test_tests_and_experiments_import_no_test_file_and_no_private_name():
                 found += [f"{path.name}: imports the test file {a.name}" for a in node.names
                           if a.name.startswith("test_")]
     assert not found, "\n".join(found)
+
+
+def test_the_first_layouts_module_paths_import_as_aliases():
+    import importlib
+
+    from pix2pixhd_jax.inference.synthesis import Synthesizer
+    from pix2pixhd_jax.training.losses import vgg_loss
+    from pix2pixhd_jax.weights.vgg19 import load_vgg19
+
+    old = importlib.import_module("pix2pixhd_jax.synthesis")
+    assert old.Synthesizer is Synthesizer
+    vgg = importlib.import_module("pix2pixhd_jax.models.vgg")
+    assert vgg.vgg_loss is vgg_loss and vgg.load_vgg19 is load_vgg19 and hasattr(vgg, "VGG19Features")
+    from pix2pixhd_jax.train_step import Networks, make_train_step  # names from two new modules
+    assert callable(make_train_step) and Networks.__module__ == "pix2pixhd_jax.models.pix2pixhd"
+    with pytest.raises(AttributeError, match="alias of pix2pixhd_jax.inference.synthesis"):
+        old.no_such_name  # noqa: B018
+    for name, targets in importlib.import_module("pix2pixhd_jax._aliases").ALIASES.items():
+        assert not (PACKAGE / Path(*name.split("."))).with_suffix(".py").exists(), f"{name} is a module again"
+        for target in targets:
+            importlib.import_module(f"pix2pixhd_jax.{target}")
