@@ -35,5 +35,13 @@ def write_text(path: str, text: str) -> str:
     return _replace_via_temp(path, write)
 
 
+def write_bytes(path: str, data: bytes) -> str:
+    def write(tmp):
+        with open(tmp, "wb") as f:
+            f.write(data)
+
+    return _replace_via_temp(path, write)
+
+
 def write_json(path: str, obj, indent: int = 2) -> str:
     return write_text(path, json.dumps(obj, indent=indent))

@@ -23,11 +23,11 @@ from pix2pixhd_jax.data import synthetic, visualize
 from pix2pixhd_jax.data.pipeline import InputPipeline
 from pix2pixhd_jax.errors import InteropError, NonFiniteLossError, UserError
 from pix2pixhd_jax.evaluation import evaluate, segmenter
-from pix2pixhd_jax.inference import encode, features
+from pix2pixhd_jax.inference import encode, export, features
 from pix2pixhd_jax.inference.files import synthesize_files
 from pix2pixhd_jax.inference.synthesis import Synthesizer
 from pix2pixhd_jax.models.layers import count_params
-from pix2pixhd_jax.models.pix2pixhd import uses_encoder
+from pix2pixhd_jax.models.pix2pixhd import INFERENCE_DTYPES, uses_encoder
 from pix2pixhd_jax.runtime import distributed
 from pix2pixhd_jax.serve import Limits, serve
 from pix2pixhd_jax.training import train as training
@@ -35,6 +35,10 @@ from pix2pixhd_jax.training.benchmark import benchmark
 from pix2pixhd_jax.weights import reference
 from pix2pixhd_jax.weights.inception import convert_fid_inception_main
 from pix2pixhd_jax.weights.vgg19 import convert_vgg19_main
+
+
+def _platforms(text: str):
+    return [p.strip() for p in text.split(",") if p.strip()]
 
 
 def _size(text: str):
@@ -121,7 +125,7 @@ def cmd_encode_features(args, overrides):
 
 
 def cmd_synthesize(args, overrides):
-    synth = Synthesizer.from_workdir(args.workdir, args.clusters)
+    synth = Synthesizer.from_workdir(args.workdir, args.clusters, dtype=args.dtype)
     written = synthesize_files(synth, args.label, args.out, inst=args.inst, style=args.style, seed=args.seed,
                                num_samples=args.num_samples, batch_size=args.batch_size, progress=not args.quiet)
     print(f"{len(written)} photos written to {os.path.abspath(args.out)}")
@@ -131,7 +135,15 @@ def cmd_serve(args, overrides):
     caps = {"max_pixels": args.max_pixels, "max_sessions": args.max_sessions}
     limits = dataclasses.replace(Limits(), **{k: v for k, v in caps.items() if v is not None})
     serve(args.workdir, args.host, args.port, dataroot=args.dataroot, clusters=args.clusters, seed=args.seed,
-          limits=limits, warmup=not args.no_warmup)
+          limits=limits, warmup=not args.no_warmup, dtype=args.dtype)
+
+
+def cmd_export(args, overrides):
+    sig = export.export(args.workdir, args.out, args.format, args.height, args.width, args.platforms, args.dtype,
+                        clusters=args.clusters)
+    where = os.path.abspath(args.out)
+    print(f"{sig['artifact']} ({', '.join(sig['platforms'])}, {sig['dtype']}, batch B x {args.height} x "
+          f"{args.width}) and {export.SIGNATURE_FILE} written to {where}")
 
 
 def cmd_benchmark(args, overrides):
@@ -254,6 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-samples", type=int, default=1, help="diverse outputs per label map")
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--clusters", default=None, help="a clusters file (default: the workdir's)")
+    p.add_argument("--dtype", choices=tuple(INFERENCE_DTYPES), default=None,
+                   help="compute dtype (default: the config's train.dtype); norms stay float32")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(fn=cmd_synthesize, takes_config=False)
 
@@ -267,7 +281,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-pixels", type=int, default=None, help="largest label map accepted (default 2048*1024)")
     p.add_argument("--max-sessions", type=int, default=None, help="sessions kept, least recently used dropped (16)")
     p.add_argument("--no-warmup", action="store_true", help="skip compiling for the test scenes' size at start")
+    p.add_argument("--dtype", choices=tuple(INFERENCE_DTYPES), default=None,
+                   help="compute dtype (default: the config's train.dtype); norms stay float32")
     p.set_defaults(fn=cmd_serve, takes_config=False)
+
+    p = sub.add_parser("export", help="the generator as a program that runs without this project (StableHLO or "
+                       "ONNX) and its signature.json")
+    p.add_argument("--workdir", required=True, help="a trained or imported model")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--format", choices=export.FORMATS, default="stablehlo")
+    p.add_argument("--height", type=int, required=True, help="a multiple of the generator's size factor")
+    p.add_argument("--width", type=int, required=True)
+    p.add_argument("--platforms", type=_platforms, default=list(export.DEFAULT_PLATFORMS),
+                   help="stablehlo: comma-separated, of " + ", ".join(export.PLATFORMS) + " (default cpu,cuda,tpu)")
+    p.add_argument("--dtype", choices=tuple(INFERENCE_DTYPES), default="float32",
+                   help="compute dtype (onnx: float32 or float16); norms stay float32")
+    p.add_argument("--clusters", default=None, help="a clusters file (default: the workdir's)")
+    p.set_defaults(fn=cmd_export, takes_config=False)
 
     p = sub.add_parser("benchmark", help="time the train step and synthesis on random on-device batches (one JSON line)")
     p.add_argument("--config", required=True, help="configs/X.py[:arg]")

@@ -321,16 +321,26 @@ def test_builders_follow_the_config():
         models.build_generator(load_test_config("model.netG=resnet"))
 
 
-def test_cpu_conv_path_is_the_cpu_default_and_can_be_switched_off(monkeypatch):
+def test_cpu_conv_path_is_chosen_where_the_program_is_lowered_and_can_be_switched_off(monkeypatch):
+    from jax import export
+
     from pix2pixhd_jax.models import conv
     monkeypatch.delenv("PIX2PIXHD_CPU_CONV", raising=False)
-    assert conv.default_cpu_path() is (jax.default_backend() == "cpu")
-    monkeypatch.setenv("PIX2PIXHD_CPU_CONV", "0")
-    assert conv.default_cpu_path() is False
-    # What the switch changes is visible in the program: no per-tap dots without the CPU path.
+    assert conv.cpu_path_enabled()
+    # The CPU path's kernel gradient is a dot_general over patches; lax's is a convolution.
     x, kernel = jnp.ones((1, 8, 8, 2)), jnp.ones((3, 3, 2, 4))
-    text = jax.jit(jax.grad(lambda k: jnp.sum(conv.conv2d(x, k)))).lower(kernel).as_text()
-    assert "dot_general" not in text
-    monkeypatch.setattr(conv, "default_cpu_path", lambda: True)
-    text = jax.jit(jax.grad(lambda k: jnp.sum(conv.conv2d(x, k)))).lower(kernel).as_text()
-    assert "dot_general" in text
+
+    def lowered(platform):  # traced afresh: the switch is read where the program is traced
+        grad = jax.jit(jax.grad(lambda k: jnp.sum(conv.conv2d(x, k))))
+        return export.export(grad, platforms=[platform])(kernel).mlir_module()
+
+    assert "dot_general" in lowered("cpu")
+    assert "dot_general" not in lowered("cuda") and "dot_general" not in lowered("tpu")
+    monkeypatch.setenv("PIX2PIXHD_CPU_CONV", "0")
+    assert not conv.cpu_path_enabled()
+    assert "dot_general" not in lowered("cpu")
+    monkeypatch.delenv("PIX2PIXHD_CPU_CONV")
+    with conv.lax_ops():
+        assert not conv.cpu_path_enabled()
+        assert "dot_general" not in lowered("cpu")
+    assert conv.cpu_path_enabled()

@@ -353,6 +353,6 @@ def test_synthesis_compiles_once_per_shape_and_builds_no_gradients(model, monkey
     # would add two more per layer), and E does not run (the styles come in as features).
     label = jnp.zeros((1, 24, 40), jnp.int32)
     feats = jnp.zeros((1, 24, 40, 3))
-    jaxpr = str(jax.make_jaxpr(s._generate_fn)(s.g_vars, label, label, feats))
+    jaxpr = str(jax.make_jaxpr(s.program)(s.g_vars, label, label, feats))
     kernels = [p for p, _ in jax.tree_util.tree_leaves_with_path(s.g_vars["params"]) if "kernel" in str(p[-1])]
     assert jaxpr.count("conv_general_dilated[") == len(kernels)

@@ -15,6 +15,7 @@ import dataclasses
 import numpy as np
 from PIL import Image
 
+from pix2pixhd_jax.data.pixels import from_uint8
 from pix2pixhd_jax.errors import DataError
 
 MODES = ("resize_and_crop", "scale_width", "scale_width_and_crop", "crop", "none")
@@ -115,7 +116,7 @@ def transform_example(label, inst, photo, params: TransformParams, cfg, divisor:
 
     def rgb(img):
         out = apply(img, params, method=Image.BICUBIC, **args)
-        return np.asarray(out, dtype=np.float32) / 127.5 - 1.0
+        return from_uint8(np.asarray(out))
 
     out_photo = rgb(photo)
     out_label = rgb(label) if isinstance(label, Image.Image) else ids(label)

@@ -7,7 +7,7 @@ import numpy as np
 from PIL import Image
 
 from pix2pixhd_jax.data.cityscapes_labels import palette
-from pix2pixhd_jax.data.pixels import to_uint8
+from pix2pixhd_jax.data.pixels import back_to_uint8, to_uint8
 
 
 def colorize_labels(label_ids: np.ndarray) -> np.ndarray:
@@ -46,7 +46,7 @@ def label_panel(batch: dict, i: int) -> np.ndarray:
     """Row i's label as a picture: Cityscapes colours of its ids, or the RGB label image."""
     if "label_ids" in batch:
         return colorize_labels(batch["label_ids"][i])
-    return to_uint8(batch["label"][i])
+    return back_to_uint8(batch["label"][i])
 
 
 def batch_panels(batch: dict, max_rows: int = 8):
@@ -57,7 +57,7 @@ def batch_panels(batch: dict, max_rows: int = 8):
         row = [label_panel(batch, i)]
         if "inst" in batch:
             row += [colorize_instances(batch["inst"][i]), gray(batch["boundary"][i])]
-        row.append(to_uint8(batch["image"][i]))
+        row.append(back_to_uint8(batch["image"][i]))
         rows.append(row)
     return rows
 

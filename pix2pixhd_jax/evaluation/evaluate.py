@@ -40,7 +40,7 @@ from tqdm import tqdm
 from pix2pixhd_jax import atomic, checkpoint
 from pix2pixhd_jax.data import visualize
 from pix2pixhd_jax.data.pipeline import InputPipeline
-from pix2pixhd_jax.data.pixels import to_uint8
+from pix2pixhd_jax.data.pixels import back_to_uint8
 from pix2pixhd_jax.data.transforms import inference_config
 from pix2pixhd_jax.errors import UserError
 from pix2pixhd_jax.evaluation import metrics
@@ -111,7 +111,7 @@ def evaluate(workdir: str, segmenter_dir: str, split: str = "test", dataroot=Non
     for batch in pipeline.iterate(0, num_epochs=1):
         labels = list(batch["label_ids"])
         insts = list(batch["inst"]) if "inst" in batch else None
-        reals = to_uint8(batch["image"])
+        reals = back_to_uint8(batch["image"])
         styles = None
         if style == "encode":
             styles = [synth.encode_styles(r, l, None if insts is None else i)

@@ -9,8 +9,13 @@ generator's factor are padded (edge pixels repeated) and the output cropped back
 
 Random styles are drawn per instance from (seed, sample, instance id), so editing one
 object never reshuffles the styles of the others.
+
+`photo_program` is the one program every path runs (synthesize, the editor, export): label ids
+(or uint8 RGB labels), instance ids and features in, uint8 photos out. `dtype` runs it in
+bfloat16 or float16: the conv parameters are cast once, normalisation stays in float32.
 """
 
+import functools
 import os
 from typing import Dict, Optional, Union
 
@@ -22,7 +27,8 @@ from pix2pixhd_jax import checkpoint
 from pix2pixhd_jax.data.pixels import from_uint8, to_uint8
 from pix2pixhd_jax.errors import SynthesisError
 from pix2pixhd_jax.inference import features as features_lib
-from pix2pixhd_jax.models.pix2pixhd import Networks, apply_inference, generate, label_batch, size_divisor
+from pix2pixhd_jax.models.pix2pixhd import (INFERENCE_DTYPES, Networks, apply_inference, cast_for_inference, generate,
+                                           label_batch, size_divisor)
 from pix2pixhd_jax.runtime import host_memory
 
 Style = Union[int, np.ndarray, list, tuple]
@@ -43,6 +49,23 @@ def instance_classes(label: np.ndarray, inst: np.ndarray) -> Dict[int, int]:
     return dict(zip(uniq.tolist(), label.reshape(-1)[first].tolist()))
 
 
+def photo_program(nets: Networks):
+    """(G's variables, labels (B, H, W) int32 ids or (B, H, W, C) uint8 RGB when label_nc == 0,
+    instance ids (B, H, W) int32 or None, features (B, H, W, feat_num) or None) -> (B, H, W,
+    output_nc) uint8 photos. Pure: jit it, or export it with the variables bound."""
+    config = nets.config
+
+    def run(g_vars, label, inst, features):
+        if not config.data.label_nc:
+            label = from_uint8(label, xp=jnp)
+        batch = label_batch(label, inst, config)
+        fake, _ = generate(nets, {"generator": g_vars["params"]}, {"generator": g_vars.get("batch_stats", {})},
+                           batch, train=False, rng=jax.random.PRNGKey(0), features=features)
+        return to_uint8(fake, xp=jnp)
+
+    return run
+
+
 def random_style_index(seed: int, sample: int, pool_id: int, num_styles: int) -> int:
     rng = np.random.default_rng([seed & 0xFFFFFFFF, sample & 0xFFFFFFFF, int(pool_id) & 0xFFFFFFFF])
     return int(rng.integers(num_styles))
@@ -55,12 +78,17 @@ class Synthesizer:
       config: the model's config (attribute access: ConfigDict or the workdir's config.json).
       variables: {'generator': {'params', 'batch_stats'}, 'encoder': ...} as numpy or jax arrays.
       clusters: FeatureClusters for random/cluster styles (models with the encoder).
+      dtype: the compute dtype, 'float32', 'bfloat16' or 'float16'; default the config's train.dtype.
     """
 
-    def __init__(self, config, variables, clusters: Optional[features_lib.FeatureClusters] = None):
+    def __init__(self, config, variables, clusters: Optional[features_lib.FeatureClusters] = None,
+                 dtype: Optional[str] = None):
         host_memory.keep_freed_memory()
         self.config = config
-        self.nets = Networks(config)
+        if dtype is not None and dtype not in INFERENCE_DTYPES:
+            raise SynthesisError(f"dtype {dtype!r} is not one of {', '.join(INFERENCE_DTYPES)}.")
+        self.dtype = dtype or str(config.train.dtype)
+        self.nets = Networks(config, INFERENCE_DTYPES[self.dtype])
         self.has_encoder = self.nets.E is not None
         self.label_feat = bool(config.model.label_feat)
         self.feat_num = int(config.model.feat_num) if self.has_encoder else 0
@@ -71,14 +99,15 @@ class Synthesizer:
         if clusters is not None and self.has_encoder and clusters.feat_num != self.feat_num:
             raise SynthesisError(f"the clusters have {clusters.feat_num} features, the encoder gives {self.feat_num} "
                                  "(model.feat_num): they belong to another model.")
-        put = lambda tree: jax.tree_util.tree_map(jnp.asarray, tree)  # noqa: E731
-        self.g_vars = put(variables["generator"])
-        self.e_vars = put(variables["encoder"]) if self.has_encoder else None
-        self._generate = jax.jit(self._generate_fn)
+        cast = functools.partial(cast_for_inference, dtype=INFERENCE_DTYPES[self.dtype])
+        self.g_vars = cast(variables["generator"])
+        self.e_vars = cast(variables["encoder"]) if self.has_encoder else None
+        self.program = photo_program(self.nets)
+        self._generate = jax.jit(self.program)
         self._encode = jax.jit(self._encode_fn)
 
     @classmethod
-    def from_workdir(cls, workdir: str, clusters_path: Optional[str] = None):
+    def from_workdir(cls, workdir: str, clusters_path: Optional[str] = None, dtype: Optional[str] = None):
         """The newest networks of a workdir (training state or imported), with its clusters if present."""
         config = checkpoint.read_config(workdir)
         variables = checkpoint.load_network_params(workdir)
@@ -89,15 +118,9 @@ class Synthesizer:
         path = clusters_path or os.path.join(workdir, features_lib.CLUSTERS_FILE)
         if (config.model.instance_feat or config.model.label_feat) and (clusters_path or os.path.isfile(path)):
             clusters = features_lib.load_clusters(path)
-        return cls(config, variables, clusters)
+        return cls(config, variables, clusters, dtype)
 
     # ----- jitted programs -------------------------------------------------------
-    def _generate_fn(self, g_vars, label, inst, feats):
-        batch = label_batch(label, inst, self.config)
-        fake, _ = generate(self.nets, {"generator": g_vars["params"]}, {"generator": g_vars.get("batch_stats", {})},
-                           batch, train=False, rng=jax.random.PRNGKey(0), features=feats)
-        return to_uint8(fake, xp=jnp)
-
     def _encode_fn(self, e_vars, photo):
         return apply_inference(self.nets.E, e_vars, photo)
 
@@ -205,8 +228,6 @@ class Synthesizer:
         h, w = prepared[0][0].shape[:2]
         stack = lambda i: np.stack([pad_to_multiple(p[i], self.divisor) for p in prepared])  # noqa: E731
         label = stack(0)
-        if self.label_nc == 0:
-            label = from_uint8(label)
         feats = jnp.asarray(stack(2)) if self.has_encoder else None
         out = self._generate(self.g_vars, jnp.asarray(label), jnp.asarray(stack(1)), feats)
         return np.asarray(out)[:, :h, :w]

@@ -1,6 +1,9 @@
 """The convolution ops under every layer, with a CPU path that avoids XLA:CPU's slow cases.
 
-Accelerators run lax's convolutions and XLA's own gradients. On the CPU, profiling the
+Accelerators run lax's convolutions and XLA's own gradients. Which form a program gets is
+chosen where it is lowered, not where it is traced (`jax.lax.platform_dependent`): one traced
+function lowers to lax's convolutions for cuda, rocm and tpu and to the CPU path for cpu, and
+a program exported for several platforms carries both. On the CPU, profiling the
 reference's 512p train step (experiments/benchmarks.md) found four cases where XLA:CPU
 (JAX 0.10.2) is several times slower than PyTorch's oneDNN; each is rewritten as the same
 sums in another order:
@@ -18,9 +21,13 @@ sums in another order:
   stride-s transposed conv is computed as s*s ordinary convs, one per output phase.
 
 PIX2PIXHD_CPU_CONV=0 in the environment makes the CPU run lax's ops too (to compare, or
-where XLA:CPU's convolution library behaves differently).
+where XLA:CPU's convolution library behaves differently); `lax_ops()` does the same for the
+programs traced inside it (converters that read the traced program, such as ONNX export,
+need one form without the platform switch).
 """
 
+import contextlib
+import contextvars
 import functools
 import os
 
@@ -110,17 +117,40 @@ def _cpu_conv_bwd(strides, padding, residuals, g):
 _cpu_conv.defvjp(_cpu_conv_fwd, _cpu_conv_bwd)
 
 
-def default_cpu_path() -> bool:
-    """The CPU path where JAX runs on the CPU, unless PIX2PIXHD_CPU_CONV=0."""
-    return jax.default_backend() == "cpu" and os.environ.get("PIX2PIXHD_CPU_CONV", "1") != "0"
+_LAX_ONLY = contextvars.ContextVar("pix2pixhd_lax_only", default=False)
+
+
+@contextlib.contextmanager
+def lax_ops():
+    """Trace with lax's convolutions for every platform (no platform switch in the program)."""
+    token = _LAX_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _LAX_ONLY.reset(token)
+
+
+def cpu_path_enabled() -> bool:
+    """Whether programs lowered for the CPU get the CPU path: yes, unless PIX2PIXHD_CPU_CONV=0
+    or inside `lax_ops()`."""
+    return os.environ.get("PIX2PIXHD_CPU_CONV", "1") != "0" and not _LAX_ONLY.get()
+
+
+def _per_platform(cpu_form, lax_form, *args):
+    """cpu_form where the program is lowered for the CPU (when enabled), lax_form elsewhere."""
+    if not cpu_path_enabled():
+        return lax_form(*args)
+    return jax.lax.platform_dependent(*args, cpu=cpu_form, default=lax_form)
 
 
 def conv2d(x, kernel, strides=(1, 1), padding=((0, 0), (0, 0)), cpu_path: bool | None = None):
-    """An NHWC/HWIO convolution with explicit padding; cpu_path=None: default_cpu_path()."""
+    """An NHWC/HWIO convolution with explicit padding. cpu_path: True or False forces one form;
+    None (the layers' default) lets the platform the program is lowered for choose."""
     strides = tuple(int(s) for s in strides)
     padding = tuple((int(lo), int(hi)) for lo, hi in padding)
     if cpu_path is None:
-        cpu_path = default_cpu_path()
+        return _per_platform(lambda x, k: _cpu_conv(x, k, strides, padding),
+                             lambda x, k: _lax_conv(x, k, strides, padding), x, kernel)
     return (_cpu_conv if cpu_path else _lax_conv)(x, kernel, strides, padding)
 
 
@@ -138,17 +168,29 @@ def conv_transpose(x, kernel, stride: int, padding: int, output_padding: int = 0
     Accelerators: one conv over the stride-dilated input with the flipped kernel (what
     cuDNN and TPUs are built for). CPU: each of the stride**2 output phases is an ordinary
     conv of the undilated input with the taps that reach it, the phases interleaved.
+    cpu_path as for conv2d.
     """
+    forms = (functools.partial(_phase_conv_transpose, stride=stride, padding=padding, output_padding=output_padding),
+             functools.partial(_dilated_conv_transpose, stride=stride, padding=padding,
+                               output_padding=output_padding))
     if cpu_path is None:
-        cpu_path = default_cpu_path()
+        return _per_platform(*forms, x, kernel)
+    return forms[0 if cpu_path else 1](x, kernel)
+
+
+def _dilated_conv_transpose(x, kernel, stride, padding, output_padding):
+    k = kernel.shape[0]
+    hwio = jnp.transpose(kernel, (0, 1, 3, 2))
+    lo = k - 1 - padding
+    return jax.lax.conv_general_dilated(
+        x, jnp.flip(hwio, (0, 1)), (1, 1), [(lo, lo + output_padding)] * 2,
+        lhs_dilation=(stride, stride), dimension_numbers=NHWC)
+
+
+def _phase_conv_transpose(x, kernel, stride, padding, output_padding):
     k = kernel.shape[0]
     n, h, w, cin = x.shape
     hwio = jnp.transpose(kernel, (0, 1, 3, 2))
-    if not cpu_path:
-        lo = k - 1 - padding
-        return jax.lax.conv_general_dilated(
-            x, jnp.flip(hwio, (0, 1)), (1, 1), [(lo, lo + output_padding)] * 2,
-            lhs_dilation=(stride, stride), dimension_numbers=NHWC)
     out_h = (h - 1) * stride - 2 * padding + k + output_padding
     out_w = (w - 1) * stride - 2 * padding + k + output_padding
     # Every phase is computed ceil(out / stride) long, the interleaved result cropped.

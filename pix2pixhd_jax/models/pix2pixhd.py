@@ -24,6 +24,7 @@ from pix2pixhd_jax.models.unet_generator import UnetGenerator
 
 GENERATORS = ("global", "local", "unet_256", "unet_128")
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+INFERENCE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
 
 # ----- G's input channels -----------------------------------------------------------------
@@ -166,6 +167,16 @@ class Networks:
             e_vars = self.E.init(k_e, jnp.zeros((1, height, width, self.config.data.output_nc)))
             g_params["encoder"], g_stats["encoder"] = e_vars["params"], e_vars.get("batch_stats", {})
         return g_params, g_stats, d_vars["params"], d_vars.get("batch_stats", {})
+
+
+def cast_for_inference(variables, dtype):
+    """Variables ({'params'[, 'batch_stats']}) with every conv's kernel and bias in `dtype`, cast
+    once here instead of at every call; normalisation parameters and statistics stay float32."""
+    def cast(path, leaf):
+        in_conv = any(getattr(k, "key", None) == "conv" for k in path)
+        return jnp.asarray(leaf, dtype if in_conv else jnp.float32)
+
+    return jax.tree_util.tree_map_with_path(cast, variables)
 
 
 def apply_variables(module, params, stats, *args, train, rngs=None):

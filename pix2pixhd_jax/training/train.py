@@ -112,7 +112,7 @@ def sample_grid(host_batch, fake, config, rows: int = 4):
         row = [visualize.label_panel(host_batch, i)]
         if "boundary" in host_batch:
             row.append(visualize.gray(host_batch["boundary"][i]))
-        row += [visualize.to_uint8(fake[i]), visualize.to_uint8(host_batch["image"][i])]
+        row += [visualize.to_uint8(fake[i]), visualize.back_to_uint8(host_batch["image"][i])]
         out.append(row)
     return visualize.grid(out)
 
@@ -140,7 +140,7 @@ def train(config, workdir: str, devices=None, progress: bool = True):
 
     nets = Networks(config)
     init_size = size_divisor(config.model) * 2
-    vgg = vgg_from_config(config.loss)
+    vgg = vgg_from_config(config.loss, nets.G.dtype)  # in the step's compute dtype, as G and D
     vgg_apply, vgg_vars = (None, {}) if vgg is None else (vgg[0].apply, vgg[1])
     is_main = jax.process_index() == 0
     samples_dir = os.path.join(workdir, "samples")
@@ -211,7 +211,7 @@ def synthesize_test_split(config, workdir: str, state, max_grid_rows: int = 8):
         visualize.save_png(os.path.join(out_dir, f"{name}_synthesized.png"), visualize.to_uint8(fake[0]))
         if len(rows) < max_grid_rows:
             rows.append([visualize.label_panel(batch, 0), visualize.to_uint8(fake[0]),
-                         visualize.to_uint8(batch["image"][0])])
+                         visualize.back_to_uint8(batch["image"][0])])
     if index != 0:
         return out_dir
     grid_path = os.path.join(out_dir, "grid.png")
