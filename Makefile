@@ -8,10 +8,11 @@ PYTEST_ARGS ?=
 
 .PHONY: demo test venv browser clean
 
-$(VENV)/.installed: requirements.txt requirements-test.txt pyproject.toml
+$(VENV)/.installed: requirements.txt requirements-test.txt requirements-onnx.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-test.txt
+	$(PY) -m pip install --quiet --no-deps -r requirements-onnx.txt
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@
 

@@ -31,7 +31,7 @@ from pix2pixhd_jax.models.pix2pixhd import INFERENCE_DTYPES, uses_encoder
 from pix2pixhd_jax.runtime import distributed
 from pix2pixhd_jax.serve import Limits, serve
 from pix2pixhd_jax.training import train as training
-from pix2pixhd_jax.training.benchmark import benchmark
+from pix2pixhd_jax.training import benchmark as benchmark_lib
 from pix2pixhd_jax.weights import reference
 from pix2pixhd_jax.weights.inception import convert_fid_inception_main
 from pix2pixhd_jax.weights.vgg19 import convert_vgg19_main
@@ -150,8 +150,11 @@ def cmd_benchmark(args, overrides):
     extra = [f"--config.train.dtype={args.dtype}"] if args.dtype else []
     extra += ["--config.train.remat=true"] if args.remat else []
     config = load_config(args.config, extra + overrides)
-    result = benchmark(config, args.height, args.width, args.batch, args.steps, args.warmup,
-                       synthesis=not args.no_synthesis)
+    if args.compile_only:
+        result = benchmark_lib.compile_only(config, args.height, args.width, args.batch)
+    else:
+        result = benchmark_lib.benchmark(config, args.height, args.width, args.batch, args.steps, args.warmup,
+                                         synthesis=not args.no_synthesis)
     print(json.dumps(result))
 
 
@@ -309,6 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", choices=("float32", "bfloat16"), default=None, help="default: the config's")
     p.add_argument("--remat", action="store_true")
     p.add_argument("--no-synthesis", action="store_true", help="skip the synthesis latency")
+    p.add_argument("--compile-only", action="store_true", help="compile the accelerator's step without running it; "
+                   "report XLA's memory estimate (estimated_device_bytes), compile time and FLOPs")
     p.set_defaults(fn=cmd_benchmark, takes_config=True)
 
     p = sub.add_parser("train-segmenter", help="train the evaluation segmenter on the real training photos")

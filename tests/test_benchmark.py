@@ -46,3 +46,22 @@ def test_benchmark_cli_prints_one_json_line_and_rejects_bad_sizes(capsys):
     assert "multiples of 4" in capsys.readouterr().err
     with pytest.raises(UserError):
         benchmark(load_test_config(*TINY), 32, 32, 1, steps=0)
+
+
+def test_compile_only_reports_xlas_memory_estimate_of_the_accelerator_program(capsys):
+    args = ["benchmark", "--config", str(ROOT / "configs" / "synthetic_demo.py"), "--width", "64", "--compile-only",
+            *TINY]
+    results = {}
+    for batch in (1, 4):
+        assert main([*args, "--height", "32", "--batch", str(batch)]) == 0
+        line = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("{")][-1]
+        results[batch] = json.loads(line)
+    one, four = results[1], results[4]
+    assert one["what"] == "train_step_compile" and "median_step_s" not in one and one["compile_s"] > 0
+    parts = one["argument_bytes"] + one["output_bytes"] + one["temp_bytes"] - one["alias_bytes"]
+    assert one["estimated_device_bytes"] == parts > 0
+    # The state is donated: its buffers alias the new state's, so the alias is at least the parameters.
+    assert one["alias_bytes"] > 0
+    # Four times the batch: more activations, the same parameters.
+    assert four["temp_bytes"] > one["temp_bytes"] and four["estimated_device_bytes"] > one["estimated_device_bytes"]
+    assert four["flops_per_step"] == pytest.approx(4 * one["flops_per_step"], rel=0.25)

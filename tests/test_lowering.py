@@ -25,7 +25,7 @@ from pix2pixhd_jax.models import conv
 from pix2pixhd_jax.models.pix2pixhd import Networks, apply_inference, cast_for_inference
 from pix2pixhd_jax.models.vgg19 import VGG19Features
 from pix2pixhd_jax.training.step import init_train_state, make_train_step
-from step_helpers import LABEL_NC, SHARDED_CONFIG, TINY, make_batch
+from step_helpers import LABEL_NC, TINY, make_batch
 
 H = W = 32
 ACCELERATORS = ("cuda", "tpu")

@@ -7,7 +7,7 @@ import numpy as np
 from PIL import Image
 
 from pix2pixhd_jax.data.cityscapes_labels import palette
-from pix2pixhd_jax.data.pixels import back_to_uint8, to_uint8
+from pix2pixhd_jax.data.pixels import back_to_uint8
 
 
 def colorize_labels(label_ids: np.ndarray) -> np.ndarray:

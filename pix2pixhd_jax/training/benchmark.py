@@ -4,6 +4,12 @@ No TensorFlow and no dataset: the state is filled from numpy by parameter name (
 from jax.eval_shape, so no init program runs), batches are random block label maps made
 on the device, and the VGG19 (when the config's VGG loss is on) gets random weights of
 the right shapes: speed does not depend on the values. Prints one JSON line.
+
+`--compile-only` compiles the accelerator's program (lax's convolutions, no CPU path) for
+this machine's backend from shapes alone, runs nothing, and reports XLA's memory analysis:
+`estimated_device_bytes` = arguments + outputs + temporaries - what donation aliases. From a
+CPU compile it is an estimate of the program's own buffers: it leaves out cuDNN's
+workspaces, the allocator's fragmentation and XLA:GPU's different fusion and scheduling.
 """
 
 import platform
@@ -17,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pix2pixhd_jax.errors import UserError
+from pix2pixhd_jax.models import conv
 from pix2pixhd_jax.models.pix2pixhd import Networks, generate, instance_boundaries, size_divisor
 from pix2pixhd_jax.models.vgg19 import VGG19Features
 from pix2pixhd_jax.runtime import host_memory
@@ -95,22 +102,68 @@ def filled_state(nets, height: int, width: int):
     return jax.device_put(fill_like(shapes)).replace(rng=jax.random.PRNGKey(0))
 
 
-def benchmark(config, height: int, width: int, batch: int, steps: int = 20, warmup: int = 3,
-              synthesis: bool = True) -> dict:
+def _check_sizes(config, height, width):
     divisor = size_divisor(config.model)
     if height % divisor or width % divisor:
         raise UserError(f"--height {height} --width {width}: both must be multiples of {divisor} for this generator.")
+
+
+def _vgg(config, nets):
+    """(VGG19Features.apply, its variables' shapes) when the config's VGG loss is on, else (None, {})."""
+    if config.loss.no_vgg_loss:
+        return None, {}
+    vgg = VGG19Features(dtype=nets.G.dtype)
+    return vgg.apply, jax.eval_shape(lambda: vgg.init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3))))
+
+
+def _describe(config, height, width, batch) -> dict:
+    return {"config": getattr(config, "name", ""), "height": height, "width": width, "batch": batch,
+            "dtype": config.train.dtype, "remat": bool(config.train.remat), "vgg": not config.loss.no_vgg_loss,
+            "netG": config.model.netG, "num_D": config.model.num_D}
+
+
+def memory_estimate(compiled) -> dict:
+    """XLA's memory analysis of a compiled program: its buffers by kind and their sum."""
+    m = compiled.memory_analysis()
+    parts = {"argument_bytes": int(m.argument_size_in_bytes), "output_bytes": int(m.output_size_in_bytes),
+             "temp_bytes": int(m.temp_size_in_bytes), "alias_bytes": int(m.alias_size_in_bytes)}
+    parts["estimated_device_bytes"] = (parts["argument_bytes"] + parts["output_bytes"] + parts["temp_bytes"]
+                                       - parts["alias_bytes"])
+    return parts
+
+
+def compile_only(config, height: int, width: int, batch: int) -> dict:
+    """Compile the accelerator's train step (lax's convolutions) from shapes; run nothing."""
+    _check_sizes(config, height, width)
+    with conv.lax_ops():
+        nets = Networks(config)
+        divisor = size_divisor(config.model)
+        state = jax.eval_shape(lambda r: init_train_state(nets, r, divisor * 2, divisor * 2,
+                                                          image_size=(height, width)), jax.random.PRNGKey(0))
+        vgg_apply, vgg_vars = _vgg(config, nets)
+        data = jax.eval_shape(lambda: random_batch(config, batch, height, width))
+        step_fn = jax.jit(make_train_step(config, steps_per_epoch=1000, vgg_apply=vgg_apply), donate_argnums=(0,))
+        start = time.perf_counter()
+        lowered = step_fn.lower(state, data, vgg_vars)
+    compiled = lowered.compile()
+    compile_s = time.perf_counter() - start
+    return {"what": "train_step_compile", **_describe(config, height, width, batch), **memory_estimate(compiled),
+            "compile_s": round(compile_s, 2), "flops_per_step": flops_of(compiled),
+            "estimate": f"XLA memory analysis of a {jax.default_backend()} compile of the accelerator program",
+            "device": str(jax.devices()[0].device_kind), "jax": jax.__version__,
+            "python": platform.python_version()}
+
+
+def benchmark(config, height: int, width: int, batch: int, steps: int = 20, warmup: int = 3,
+              synthesis: bool = True) -> dict:
+    _check_sizes(config, height, width)
     if steps < 1 or warmup < 0:
         raise UserError(f"--steps {steps} must be >= 1 and --warmup {warmup} >= 0.")
     host_memory.keep_freed_memory()
     nets = Networks(config)
     state = filled_state(nets, height, width)
-    vgg_apply, vgg_vars = None, {}
-    if not config.loss.no_vgg_loss:
-        vgg = VGG19Features(dtype=nets.G.dtype)
-        vgg_vars = jax.device_put(fill_like(jax.eval_shape(lambda: vgg.init(jax.random.PRNGKey(0),
-                                                                         jnp.zeros((1, 32, 32, 3))))))
-        vgg_apply = vgg.apply
+    vgg_apply, vgg_shapes = _vgg(config, nets)
+    vgg_vars = jax.device_put(fill_like(vgg_shapes)) if vgg_apply else {}
     data = random_batch(config, batch, height, width)
     step_fn = jax.jit(make_train_step(config, steps_per_epoch=1000, vgg_apply=vgg_apply), donate_argnums=(0,))
 
@@ -129,13 +182,12 @@ def benchmark(config, height: int, width: int, batch: int, steps: int = 20, warm
     median = statistics.median(times)
     peak, peak_kind = _peak_memory()
     result = {
-        "what": "train_step", "config": getattr(config, "name", ""), "height": height, "width": width,
-        "batch": batch, "dtype": config.train.dtype, "remat": bool(config.train.remat),
-        "vgg": not config.loss.no_vgg_loss, "netG": config.model.netG, "num_D": config.model.num_D,
+        "what": "train_step", **_describe(config, height, width, batch),
         "median_step_s": round(median, 5), "images_per_s": round(batch / median, 3),
         "compile_s": round(compile_s, 2), "steps": steps, "warmup": warmup,
         "flops_per_step": flops, "tflops_per_s": round(flops / median / 1e12, 3) if flops else None,
         "peak_memory_bytes": peak, "peak_memory_kind": peak_kind,
+        "xla_estimated_device_bytes": memory_estimate(compiled)["estimated_device_bytes"],
         "device": str(jax.devices()[0].device_kind), "device_count": jax.device_count(),
         "jax": jax.__version__, "python": platform.python_version(),
     }

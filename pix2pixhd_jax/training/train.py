@@ -18,6 +18,7 @@ import numpy as np
 from pix2pixhd_jax import checkpoint
 from pix2pixhd_jax.data import visualize
 from pix2pixhd_jax.data.pipeline import InputPipeline
+from pix2pixhd_jax.data.pixels import back_to_uint8, to_uint8
 from pix2pixhd_jax.data.transforms import inference_config
 from pix2pixhd_jax.errors import DataError, UserError
 from pix2pixhd_jax.models.generator import G1
@@ -112,7 +113,7 @@ def sample_grid(host_batch, fake, config, rows: int = 4):
         row = [visualize.label_panel(host_batch, i)]
         if "boundary" in host_batch:
             row.append(visualize.gray(host_batch["boundary"][i]))
-        row += [visualize.to_uint8(fake[i]), visualize.back_to_uint8(host_batch["image"][i])]
+        row += [to_uint8(fake[i]), back_to_uint8(host_batch["image"][i])]
         out.append(row)
     return visualize.grid(out)
 
@@ -208,10 +209,10 @@ def synthesize_test_split(config, workdir: str, state, max_grid_rows: int = 8):
         inputs = jax.device_put({k: batch[k] for k in keys if k in batch}, device)
         fake = np.asarray(run(g_params, g_stats, inputs))
         name = batch["name"][0].decode()
-        visualize.save_png(os.path.join(out_dir, f"{name}_synthesized.png"), visualize.to_uint8(fake[0]))
+        visualize.save_png(os.path.join(out_dir, f"{name}_synthesized.png"), to_uint8(fake[0]))
         if len(rows) < max_grid_rows:
-            rows.append([visualize.label_panel(batch, 0), visualize.to_uint8(fake[0]),
-                         visualize.back_to_uint8(batch["image"][0])])
+            rows.append([visualize.label_panel(batch, 0), to_uint8(fake[0]),
+                         back_to_uint8(batch["image"][0])])
     if index != 0:
         return out_dir
     grid_path = os.path.join(out_dir, "grid.png")
