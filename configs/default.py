@@ -58,7 +58,7 @@ def get_config():
     # (experiments/README.md, "Feature embedding"): an extension, not in the reference.
     model.norm_E = ""
     model.n_clusters = 10
-    model.load_features = False
+    model.load_features = False  # the reference's precomputed-feature recipe: refused when true (not supported)
 
     loss = config.loss = ml_collections.ConfigDict()
     loss.no_lsgan = False  # True = vanilla (BCE) GAN loss

@@ -24,7 +24,7 @@ from pix2pixhd_jax.data.pipeline import InputPipeline
 from pix2pixhd_jax.errors import InteropError, NonFiniteLossError, UserError
 from pix2pixhd_jax.evaluation import evaluate, segmenter
 from pix2pixhd_jax.inference import encode, export, features
-from pix2pixhd_jax.inference.files import synthesize_files
+from pix2pixhd_jax.inference.files import RESIZE_MODES, synthesize_files
 from pix2pixhd_jax.inference.synthesis import Synthesizer
 from pix2pixhd_jax.models.layers import count_params
 from pix2pixhd_jax.models.pix2pixhd import INFERENCE_DTYPES, uses_encoder
@@ -127,7 +127,8 @@ def cmd_encode_features(args, overrides):
 def cmd_synthesize(args, overrides):
     synth = Synthesizer.from_workdir(args.workdir, args.clusters, dtype=args.dtype)
     written = synthesize_files(synth, args.label, args.out, inst=args.inst, style=args.style, seed=args.seed,
-                               num_samples=args.num_samples, batch_size=args.batch_size, progress=not args.quiet)
+                               num_samples=args.num_samples, batch_size=args.batch_size, progress=not args.quiet,
+                               resize=args.resize)
     print(f"{len(written)} photos written to {os.path.abspath(args.out)}")
 
 
@@ -135,7 +136,7 @@ def cmd_serve(args, overrides):
     caps = {"max_pixels": args.max_pixels, "max_sessions": args.max_sessions}
     limits = dataclasses.replace(Limits(), **{k: v for k, v in caps.items() if v is not None})
     serve(args.workdir, args.host, args.port, dataroot=args.dataroot, clusters=args.clusters, seed=args.seed,
-          limits=limits, warmup=not args.no_warmup, dtype=args.dtype)
+          limits=limits, warmup=not args.no_warmup, dtype=args.dtype, resize=args.resize)
 
 
 def cmd_export(args, overrides):
@@ -271,6 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clusters", default=None, help="a clusters file (default: the workdir's)")
     p.add_argument("--dtype", choices=tuple(INFERENCE_DTYPES), default=None,
                    help="compute dtype (default: the config's train.dtype); norms stay float32")
+    p.add_argument("--resize", choices=RESIZE_MODES, default="config",
+                   help="config: scale the maps as the reference's test.py does for the model's config (a 512p "
+                        "model works at 1024x512); none: as they are")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(fn=cmd_synthesize, takes_config=False)
 
@@ -286,6 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-warmup", action="store_true", help="skip compiling for the test scenes' size at start")
     p.add_argument("--dtype", choices=tuple(INFERENCE_DTYPES), default=None,
                    help="compute dtype (default: the config's train.dtype); norms stay float32")
+    p.add_argument("--resize", choices=RESIZE_MODES, default="config",
+                   help="config: work on label maps at the model's test size (as synthesize); none: as uploaded")
     p.set_defaults(fn=cmd_serve, takes_config=False)
 
     p = sub.add_parser("export", help="the generator as a program that runs without this project (StableHLO or "

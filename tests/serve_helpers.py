@@ -64,7 +64,8 @@ def make_editor_workdir(root):
         save(f"{data}/test_inst/scene_{i}.png", inst)
         save(f"{data}/test_img/scene_{i}.png", np.zeros((H, W, 3), np.uint8))
     workdir = os.path.join(root, "model")
-    config, _ = make_model_workdir(workdir, f"data.dataroot={data}")
+    # Trained (as it were) at the scenes' width: the editor works on them at their own size.
+    config, _ = make_model_workdir(workdir, f"data.dataroot={data}", f"data.load_size={W}")
     features.save_clusters(os.path.join(workdir, features.CLUSTERS_FILE), car_clusters(int(config.model.feat_num)))
     return workdir
 

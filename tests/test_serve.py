@@ -170,6 +170,22 @@ def test_upload_label_and_instances(server, synth):
         np.testing.assert_array_equal(download(server.url, state["session"], "label"), label)
 
 
+def test_uploads_are_scaled_to_the_models_test_size_and_say_so(synth):
+    service = EditorService(synth, {})
+    label, inst = scene_arrays()
+    big_label, big_inst = (np.kron(a, np.ones((2, 2), a.dtype)) for a in (label, inst))  # 256x128
+    state = service.upload({"label": png_b64(big_label), "inst": png_b64(big_inst)})
+    # The model's config scales to width W (scale_width, data.load_size): as its test.py would.
+    assert (state["width"], state["height"], state["scaled_from"]) == (W, H, [2 * W, 2 * H])
+    scene = service.sessions[state["session"]].editor.scene
+    np.testing.assert_array_equal(scene.label, synth.prepare(big_label)[0])
+    assert service.info["resize"] == "config" and "scale_width" in service.info["size"]
+    assert service.info["size"].endswith(f"{W}x{W // 2}")  # where a 2048x1024 map would be worked on
+    assert service.upload({"label": png_b64(label)})["scaled_from"] is None
+    unscaled = EditorService(synth, {}, resize="none").upload({"label": png_b64(big_label)})
+    assert (unscaled["width"], unscaled["height"], unscaled["scaled_from"]) == (2 * W, 2 * H, None)
+
+
 def _png(array, fmt="PNG"):
     buf = io.BytesIO()
     Image.fromarray(array).save(buf, format=fmt)

@@ -268,10 +268,12 @@ def scenes(tmp_path_factory):
     return root, examples
 
 
-def _run(model, scenes, out, *extra):
+def _run(model, scenes, out, *extra, resize="none"):
+    """The CLI on the scenes; resize none: at their own (odd) size, padded and cropped back."""
     root, _ = scenes
     return main(["synthesize", "--workdir", model[0], "--label", str(root / "test_label"),
-                 "--inst", str(root / "test_inst"), "--out", str(out), "--batch-size", "2", "--quiet", *extra])
+                 "--inst", str(root / "test_inst"), "--out", str(out), "--batch-size", "2", "--quiet",
+                 "--resize", resize, *extra])
 
 
 def _read(path):
@@ -294,6 +296,19 @@ def test_cli_synthesizes_a_folder(model, scenes, synth, tmp_path, capsys):
     assert sorted(os.listdir(out)) == [f"{name}_synthesized.png" for name, *_ in examples]
     for name, label, inst, _ in examples:
         _close(_read(out / f"{name}_synthesized.png"), synth.synthesize(label, inst, seed=2))
+
+
+def test_cli_scales_maps_as_the_models_test_transform_by_default(model, scenes, synth, tmp_path):
+    # The model's config: scale_width to data.load_size (256): the 37x23 maps become 256x159.
+    out = tmp_path / "scaled"
+    assert _run(model, scenes, out, "--seed", "2", resize="config") == 0
+    _, examples = scenes
+    assert synth.test_size(W, H) == (256, int(256 * H / W))
+    for name, label, inst, _ in examples:
+        got = np.asarray(Image.open(out / f"{name}_synthesized.png"))
+        scaled_label, scaled_inst, _ = synth.prepare(label, inst)
+        assert got.shape == scaled_label.shape + (3,) == (int(256 * H / W), 256, 3)
+        _close(got, synth.synthesize(scaled_label, scaled_inst, seed=2))
 
 
 def test_cli_num_samples(model, scenes, tmp_path):

@@ -240,6 +240,33 @@ LOCAL = ("model.netG=local", "model.n_local_enhancers=1", "model.n_blocks_local=
          "train.niter=1", "train.niter_decay=2")
 
 
+def test_with_two_enhancers_only_the_outermost_trains_during_the_fixed_stage():
+    """The reference trains only 'model2*' (the outermost enhancer) for niter_fix_global epochs
+    with two enhancers; G1 and enhancer_1 stay fixed, then all of G trains."""
+    from pix2pixhd_jax.training.step import fixed_stage, split_fixed
+
+    config = load_test_config(*TINY, "model.netG=local", "model.n_local_enhancers=2", "model.n_blocks_local=1",
+                              "train.niter_fix_global=1")
+    nets = Networks(config)
+    state0 = fast_state(nets, H, W)
+    gen0 = state0.g_params["generator"]
+    assert fixed_stage(gen0) == ["global_generator", "enhancer_1"] and "enhancer_2" in gen0
+    fixed0, rest0 = split_fixed(state0.g_params)
+    assert set(fixed0) == {"global_generator", "enhancer_1"} and set(rest0["generator"]) == {"enhancer_2"}
+    step = jax.jit(make_train_step(config, 2))
+    states = [state0]
+    for i in range(3):  # epochs 0, 0, 1
+        states.append(step(states[-1], make_batch(2, H, W, LABEL_NC, seed=40 + i), {})[0])
+    for i in (1, 2):
+        gen, prev = states[i].g_params["generator"], states[i - 1].g_params["generator"]
+        assert trees_equal(gen["global_generator"], gen0["global_generator"])
+        assert trees_equal(gen["enhancer_1"], gen0["enhancer_1"])
+        assert changed_fraction(gen["enhancer_2"], prev["enhancer_2"]) > 0.9
+    gen3 = states[3].g_params["generator"]
+    for name in ("global_generator", "enhancer_1", "enhancer_2"):
+        assert changed_fraction(gen3[name], states[2].g_params["generator"][name]) > 0.9, name
+
+
 def test_local_stage_freezes_g1_then_trains_it_with_a_fresh_adam():
     config = load_test_config(*TINY, *LOCAL)
     nets = Networks(config)

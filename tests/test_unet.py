@@ -172,15 +172,15 @@ def test_matches_torch_train_batch_stats(unet128):
     # Batch statistics really differ from the running ones here: eval mode gives another output.
     evald = jitted(UnetGenerator(num_downs=7, ngf=8), False)(variables, jnp.asarray(x), KEY)
     assert np.abs(np.asarray(evald) - want).max() > 1e-2
-    # Updated running means equal torch's. (Running variances differ by design of flax's
-    # BatchNorm, which averages the biased batch variance where PyTorch uses the unbiased one.)
+    # Updated running means and variances equal torch's (the variance averaged unbiased, as torch does).
     new = load_torch_unet(state_dict_np(net), 7)["batch_stats"]
     assert set(new) == set(updates) and len(new) == 11
     for name, stats in new.items():
-        np.testing.assert_allclose(
-            np.asarray(updates[name]["bn"]["mean"]), np.asarray(stats["bn"]["mean"]),
-            atol=1e-5, rtol=1e-5, err_msg=name,
-        )
+        for stat in ("mean", "var"):
+            np.testing.assert_allclose(
+                np.asarray(updates[name]["bn"][stat]), np.asarray(stats["bn"][stat]),
+                atol=1e-5, rtol=1e-5, err_msg=f"{name} {stat}",
+            )
 
 
 def test_matches_torch_instance_norm():

@@ -138,6 +138,28 @@ def inference_mode(mode: str, load_size: int, fine_size: int) -> tuple:
     return mode, load_size, fine_size
 
 
+def test_size(w: int, h: int, data_cfg, divisor: int) -> tuple:
+    """(w, h) of a (w, h) input after the reference's test transform for this data config."""
+    mode, load_size, fine_size = inference_mode(data_cfg.resize_or_crop, data_cfg.load_size, data_cfg.fine_size)
+    return output_size(w, h, mode, load_size, fine_size, divisor)
+
+
+def test_transform(array: np.ndarray, data_cfg, divisor: int, kind: str, where: str = "input") -> np.ndarray:
+    """One input as the reference's test.py feeds it: the config's resize_or_crop without its random
+    crop and flip (inference_mode), then, for 'none', the size rounded to a multiple of the
+    generator's factor. kind 'ids': label or instance ids, NEAREST, int32 out; 'rgb': a photo or
+    RGB label image (uint8), BICUBIC, uint8 out."""
+    mode, load_size, fine_size = inference_mode(data_cfg.resize_or_crop, data_cfg.load_size, data_cfg.fine_size)
+    if kind == "ids":
+        img, method = Image.fromarray(np.asarray(array, np.int32), "I"), Image.NEAREST
+    elif kind == "rgb":
+        img, method = Image.fromarray(np.asarray(array, np.uint8)), Image.BICUBIC
+    else:
+        raise ValueError(f"kind={kind!r} is not 'ids' or 'rgb'")
+    out = apply(img, TransformParams(0, 0, False), mode, load_size, fine_size, divisor, False, method, where)
+    return np.asarray(out, np.int32 if kind == "ids" else np.uint8)
+
+
 def inference_config(config):
     """A copy of `config` whose data group reads whole images (see inference_mode)."""
     config = (config.copy_and_resolve_references() if hasattr(config, "copy_and_resolve_references")

@@ -17,7 +17,8 @@ The contract, the same for both, is written to OUT/signature.json:
            features   float32 [B, H, W, feat_num]   (the feature encoder) every pixel's style
   output   photo      uint8 [B, H, W, output_nc]    the pixels `synthesize` writes for these inputs
 One-hot labels, instance boundaries and the conversion to uint8 happen inside the program.
-`style_features` builds the features input from a styles file or the model's clusters.
+`program_inputs` makes those inputs from label maps of any size the way `synthesize` does:
+scaled by the model's test transform, the features from styles or the model's clusters.
 """
 
 import json
@@ -180,6 +181,34 @@ def style_features(synth: Synthesizer, label: np.ndarray, inst: Optional[np.ndar
     label = synth.check_label(label)
     inst = synth.default_instances(label) if inst is None else np.asarray(inst, np.int32)
     return synth.feature_map(label, inst, synth.style_vectors(label, inst, styles, seed, sample))
+
+
+def program_inputs(synth: Synthesizer, labels, insts=None, styles=None, seed: int = 0, sample: int = 0,
+                   resize: str = "config") -> dict:
+    """The program's inputs (by the signature's names) for label maps (H, W) of one size (RGB
+    (H, W, 3) when label_nc == 0), as `synthesize` prepares them: resize 'config' scales them as
+    the reference's test.py does for the model's config, 'none' leaves them (then the size must
+    be the exported one); instance maps default to the label ids; features (with the encoder)
+    come from `styles` (one {instance id: cluster index | vector} per map) or the clusters."""
+    n = len(labels)
+    insts = list(insts) if insts is not None else [None] * n
+    styles = list(styles) if styles is not None else [None] * n
+    out = {"label": [], "inst": [], "features": []}
+    for label, inst, style in zip(labels, insts, styles):
+        if resize == "config":
+            label, inst, _ = synth.prepare(label, inst)
+        label = synth.check_label(label)
+        inst = synth.default_instances(label) if inst is None else np.asarray(inst, np.int32)
+        out["label"].append(label.astype(np.uint8) if not synth.label_nc else label)
+        out["inst"].append(inst)
+        if synth.has_encoder:
+            out["features"].append(style_features(synth, label, inst, style, seed, sample))
+    inputs = {"label_ids" if synth.label_nc else "label_rgb": np.stack(out["label"])}
+    if synth.use_instance:
+        inputs["inst_ids"] = np.stack(out["inst"]).astype(np.int32)
+    if synth.has_encoder:
+        inputs["features"] = np.stack(out["features"]).astype(np.float32)
+    return inputs
 
 
 def export(workdir: str, out: str, fmt: str, height: int, width: int, platforms=DEFAULT_PLATFORMS,

@@ -85,9 +85,19 @@ def load_style_json(path: str) -> dict:
     return {None: _parse_style_map(obj, path)}
 
 
+RESIZE_MODES = ("config", "none")
+
+
 def synthesize_files(synth: Synthesizer, label: str, out: str, inst: Optional[str] = None, style: str = "random",
-                     seed: int = 0, num_samples: int = 1, batch_size: int = 4, progress: bool = True):
-    """Synthesize every label map under `label` into `out`; returns the written paths."""
+                     seed: int = 0, num_samples: int = 1, batch_size: int = 4, progress: bool = True,
+                     resize: str = "config"):
+    """Synthesize every label map under `label` into `out`; returns the written paths.
+
+    resize 'config': maps (with their instance maps and style photos) are scaled as the reference's
+    test.py scales them for the model's config, and photos written at that size; 'none': fed as
+    they are (sizes off the generator's factor are padded and cropped back)."""
+    if resize not in RESIZE_MODES:
+        raise UserError(f"--resize {resize!r}: expected one of {', '.join(RESIZE_MODES)}.")
     labels = _files(label, "label maps")
     insts = _pair_by_scene(labels, _files(inst, "instance maps"), "instance map") if inst else {}
     photos, style_json = {}, {}
@@ -114,11 +124,13 @@ def synthesize_files(synth: Synthesizer, label: str, out: str, inst: Optional[st
             raise UserError(f"{insts[f]}: {ins.shape[1]}x{ins.shape[0]}, but its label map {f} is "
                             f"{lab.shape[1]}x{lab.shape[0]}; they must be the same size.")
         styles = style_json.get(None, style_json.get(scene_key(f)))
-        if f in photos:
-            photo = np.asarray(decode.decode_photo(_read(photos[f]), photos[f]))
-            if photo.shape[:2] != lab.shape[:2]:
-                raise UserError(f"{photos[f]}: {photo.shape[1]}x{photo.shape[0]}, but the label map {f} is "
-                                f"{lab.shape[1]}x{lab.shape[0]}; encode a photo of the same size.")
+        photo = np.asarray(decode.decode_photo(_read(photos[f]), photos[f])) if f in photos else None
+        if photo is not None and photo.shape[:2] != lab.shape[:2]:
+            raise UserError(f"{photos[f]}: {photo.shape[1]}x{photo.shape[0]}, but the label map {f} is "
+                            f"{lab.shape[1]}x{lab.shape[0]}; encode a photo of the same size.")
+        if resize == "config":
+            lab, ins, photo = synth.prepare(lab, ins, photo, where=f)
+        if photo is not None:
             styles = synth.encode_styles(photo, lab, ins)
         groups.setdefault(lab.shape, []).append((f, lab, ins, styles))
 
@@ -142,4 +154,4 @@ def synthesize_files(synth: Synthesizer, label: str, out: str, inst: Optional[st
     return written
 
 
-__all__ = ["synthesize_files", "load_style_json", "IMAGE_EXTENSIONS"]
+__all__ = ["synthesize_files", "load_style_json", "IMAGE_EXTENSIONS", "RESIZE_MODES"]

@@ -7,6 +7,11 @@ the user gives, or the feature E extracts from a real photo. Inference builds no
 gradients and compiles once per input shape. Sizes that are not a multiple of the
 generator's factor are padded (edge pixels repeated) and the output cropped back.
 
+`prepare` scales inputs as the reference's test.py does for the model's config (a 512p model
+given a raw 2048x1024 Cityscapes map works at 1024x512); the synthesize command, the editor and
+export's inputs go through it unless told `resize none`. `synthesize` itself takes maps at the
+size they are given.
+
 Random styles are drawn per instance from (seed, sample, instance id), so editing one
 object never reshuffles the styles of the others.
 
@@ -25,6 +30,7 @@ import numpy as np
 
 from pix2pixhd_jax import checkpoint
 from pix2pixhd_jax.data.pixels import from_uint8, to_uint8
+from pix2pixhd_jax.data.transforms import test_size, test_transform
 from pix2pixhd_jax.errors import SynthesisError
 from pix2pixhd_jax.inference import features as features_lib
 from pix2pixhd_jax.models.pix2pixhd import (INFERENCE_DTYPES, Networks, apply_inference, cast_for_inference, generate,
@@ -125,6 +131,24 @@ class Synthesizer:
         return apply_inference(self.nets.E, e_vars, photo)
 
     # ----- inputs ----------------------------------------------------------------
+    def test_size(self, width: int, height: int) -> tuple:
+        """(width, height) that `prepare` makes of a map of this size."""
+        return test_size(width, height, self.config.data, self.divisor)
+
+    def prepare(self, label: np.ndarray, inst: Optional[np.ndarray] = None, photo: Optional[np.ndarray] = None,
+                where: str = "label map"):
+        """(label, inst, photo) as the reference's test.py feeds them to its model: the config's
+        resize_or_crop without random crop or flip (scale_width to load_size, ...; for 'none' the
+        size rounded to the generator's factor), NEAREST for label and instance ids, BICUBIC for
+        photos and RGB label images. inst and photo may be None."""
+        data = self.config.data
+        label = test_transform(label, data, self.divisor, "ids" if self.label_nc else "rgb", where)
+        if inst is not None:
+            inst = test_transform(inst, data, self.divisor, "ids", where)
+        if photo is not None:
+            photo = test_transform(np.asarray(photo)[..., :3], data, self.divisor, "rgb", where)
+        return label, inst, photo
+
     def check_label(self, label: np.ndarray, where: str = "label map"):
         label = np.asarray(label)
         if self.label_nc == 0:

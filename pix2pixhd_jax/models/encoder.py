@@ -48,8 +48,10 @@ class FeatureEncoder(nn.Module):
 
     @nn.compact
     def __call__(self, image, inst=None, train: bool = False):
+        # Batch norm (model.norm_E=batch) infers with the running statistics: each image's own
+        # statistics would make a region's feature relative to its picture, as instance norm does.
         x = GlobalGenerator(self.output_nc, self.ngf, self.n_downsampling, n_blocks=0, norm=self.norm,
-                            dtype=self.dtype, name="encoder_decoder")(image, train)
+                            dtype=self.dtype, bn_inference="running", name="encoder_decoder")(image, train)
         if inst is None:
             return x
         return instance_average_pool(x, inst)

@@ -1,10 +1,12 @@
 """The coarse-to-fine generator (paper sec. 3.2): GlobalGenerator (G1) and LocalEnhancer (G2, G3, ...).
 
 Layer for layer the reference's networks.GlobalGenerator and networks.LocalEnhancer,
-in NHWC. Parameter names are semantic (conv_in, down_0, res_3, up_1, conv_out);
+in NHWC. With batch norm, inference normalises each image with its own statistics
+(`bn_inference="batch"`), as the reference's test.py computes: it never calls eval(). Parameter names are semantic (conv_in, down_0, res_3, up_1, conv_out);
 `pix2pixhd_jax.weights.reference` maps them to the reference's Sequential indices.
 """
 
+import functools
 from typing import Any
 
 import flax.linen as nn
@@ -38,23 +40,25 @@ class GlobalGenerator(nn.Module):
     features_only: bool = False
     remat: bool = False  # recompute residual blocks in the backward pass (2048x1024 memory)
     dtype: Any = jnp.float32
+    bn_inference: str = "batch"  # batch norm outside training: each image's statistics, or 'running'
 
     @nn.compact
     def __call__(self, x, train: bool = False):
         block = _block(self.remat)
+        norm = functools.partial(Norm, self.norm, self.dtype, self.bn_inference)
         x = x.astype(self.dtype)
         x = Conv(self.ngf, 7, dtype=self.dtype, name="conv_in")(reflect_pad(x, 3))
-        x = nn.relu(Norm(self.norm, self.dtype, name="norm_in")(x, train))
+        x = nn.relu(norm(name="norm_in")(x, train))
         for i in range(self.n_downsampling):
             x = Conv(self.ngf * 2 ** (i + 1), 3, stride=2, padding=1, dtype=self.dtype, name=f"down_{i}")(x)
-            x = nn.relu(Norm(self.norm, self.dtype, name=f"down_norm_{i}")(x, train))
+            x = nn.relu(norm(name=f"down_norm_{i}")(x, train))
         dim = self.ngf * 2 ** self.n_downsampling
         for i in range(self.n_blocks):
-            x = block(dim, self.norm, self.use_dropout, self.dtype, name=f"res_{i}")(x, train)
+            x = block(dim, self.norm, self.use_dropout, self.dtype, self.bn_inference, name=f"res_{i}")(x, train)
         for i in range(self.n_downsampling):
             features = self.ngf * 2 ** (self.n_downsampling - i - 1)
             x = ConvTranspose(features, 3, 2, 1, 1, dtype=self.dtype, name=f"up_{i}")(x)
-            x = nn.relu(Norm(self.norm, self.dtype, name=f"up_norm_{i}")(x, train))
+            x = nn.relu(norm(name=f"up_norm_{i}")(x, train))
         if self.features_only:
             return x
         x = Conv(self.output_nc, 7, dtype=self.dtype, name="conv_out")(reflect_pad(x, 3))
@@ -73,20 +77,23 @@ class LocalEnhancerBranch(nn.Module):
     use_dropout: bool = False
     remat: bool = False
     dtype: Any = jnp.float32
+    bn_inference: str = "batch"
 
     @nn.compact
     def __call__(self, x, coarser, train: bool = False):
         block = _block(self.remat)
+        norm = functools.partial(Norm, self.norm, self.dtype, self.bn_inference)
         x = x.astype(self.dtype)
         y = Conv(self.ngf, 7, dtype=self.dtype, name="conv_in")(reflect_pad(x, 3))
-        y = nn.relu(Norm(self.norm, self.dtype, name="norm_in")(y, train))
+        y = nn.relu(norm(name="norm_in")(y, train))
         y = Conv(self.ngf * 2, 3, stride=2, padding=1, dtype=self.dtype, name="down")(y)
-        y = nn.relu(Norm(self.norm, self.dtype, name="down_norm")(y, train))
+        y = nn.relu(norm(name="down_norm")(y, train))
         y = y + coarser
         for i in range(self.n_blocks):
-            y = block(self.ngf * 2, self.norm, self.use_dropout, self.dtype, name=f"res_{i}")(y, train)
+            y = block(self.ngf * 2, self.norm, self.use_dropout, self.dtype, self.bn_inference,
+                      name=f"res_{i}")(y, train)
         y = ConvTranspose(self.ngf, 3, 2, 1, 1, dtype=self.dtype, name="up")(y)
-        y = nn.relu(Norm(self.norm, self.dtype, name="up_norm")(y, train))
+        y = nn.relu(norm(name="up_norm")(y, train))
         if self.last:
             y = jnp.tanh(Conv(self.output_nc, 7, dtype=self.dtype, name="conv_out")(reflect_pad(y, 3)))
         return y

@@ -135,27 +135,61 @@ def instance_norm(x, eps: float = 1e-5):
     return ((x32 - mean) * jax.lax.rsqrt(var + eps)).astype(x.dtype)
 
 
+class BatchNorm(nn.Module):
+    """PyTorch's BatchNorm2d (momentum 0.1, eps 1e-5) as the reference trains and tests it.
+
+    Training normalises with the batch's statistics and updates the running ones as torch does,
+    the variance unbiased (n / (n - 1)). Inference: `inference_stats` 'running' uses the running
+    statistics (torch's eval()); 'batch' normalises each image with its own statistics, which is
+    what the reference's test.py computes, since it never calls eval() and tests one image at a
+    time. Parameters and statistics keep flax's names (scale, bias; mean, var), in float32.
+    """
+
+    inference_stats: str = "running"
+    momentum: float = 0.1
+    epsilon: float = 1e-5
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        c = x.shape[-1]
+        # weights_init: scale ~ N(1, 0.02), bias 0.
+        scale = self.param("scale", lambda k, s: 1.0 + 0.02 * jax.random.normal(k, s, jnp.float32), (c,))
+        bias = self.param("bias", nn.initializers.zeros, (c,), jnp.float32)
+        ra_mean = self.variable("batch_stats", "mean", lambda: jnp.zeros((c,), jnp.float32))
+        ra_var = self.variable("batch_stats", "var", lambda: jnp.ones((c,), jnp.float32))
+        x32 = x.astype(jnp.float32)
+        if train or self.inference_stats == "batch":
+            axes = (0, 1, 2) if train else (1, 2)
+            mean = x32.mean(axes, keepdims=True)
+            var = jnp.square(x32 - mean).mean(axes, keepdims=True)
+            if train and not self.is_initializing():
+                n = x.shape[0] * x.shape[1] * x.shape[2]
+                m = self.momentum
+                ra_mean.value = (1 - m) * ra_mean.value + m * mean.reshape(c)
+                ra_var.value = (1 - m) * ra_var.value + m * var.reshape(c) * (n / max(n - 1, 1))
+        elif self.inference_stats == "running":
+            mean, var = ra_mean.value, ra_var.value
+        else:
+            raise ValueError(f"inference_stats={self.inference_stats!r} is not 'running' or 'batch'")
+        y = (x32 - mean) * jax.lax.rsqrt(var + self.epsilon) * scale + bias
+        return y.astype(self.dtype)
+
+
 class Norm(nn.Module):
-    """The reference's get_norm_layer: 'instance' (no affine, no running stats) or 'batch'."""
+    """The reference's get_norm_layer: 'instance' (no affine, no running stats) or 'batch'.
+    `inference_stats` is BatchNorm's (what batch norm uses outside training)."""
 
     kind: str = "instance"
     dtype: Any = jnp.float32
+    inference_stats: str = "running"
 
     @nn.compact
     def __call__(self, x, train: bool = False):
         if self.kind == "instance":
             return instance_norm(x)
         if self.kind == "batch":
-            # weights_init: scale ~ N(1, 0.02), bias 0; PyTorch momentum 0.1 = flax 0.9.
-            return nn.BatchNorm(
-                use_running_average=not train,
-                momentum=0.9,
-                epsilon=1e-5,
-                scale_init=lambda k, s, d=jnp.float32: 1.0 + 0.02 * jax.random.normal(k, s, d),
-                dtype=self.dtype,
-                param_dtype=jnp.float32,
-                name="bn",
-            )(x)
+            return BatchNorm(self.inference_stats, dtype=self.dtype, name="bn")(x, train)
         raise ValueError(f"model.norm={self.kind!r} is not 'instance' or 'batch'")
 
 
@@ -177,15 +211,16 @@ class ResnetBlock(nn.Module):
     norm: str = "instance"
     use_dropout: bool = False
     dtype: Any = jnp.float32
+    inference_stats: str = "running"
 
     @nn.compact
     def __call__(self, x, train: bool = False):
         y = Conv(self.dim, 3, dtype=self.dtype, name="conv_0")(reflect_pad(x, 1))
-        y = nn.relu(Norm(self.norm, self.dtype, name="norm_0")(y, train))
+        y = nn.relu(Norm(self.norm, self.dtype, self.inference_stats, name="norm_0")(y, train))
         if self.use_dropout:
             y = nn.Dropout(0.5, deterministic=not train)(y)
         y = Conv(self.dim, 3, dtype=self.dtype, name="conv_1")(reflect_pad(y, 1))
-        y = Norm(self.norm, self.dtype, name="norm_1")(y, train)
+        y = Norm(self.norm, self.dtype, self.inference_stats, name="norm_1")(y, train)
         return x + y
 
 

@@ -12,6 +12,8 @@ pipeline builds them on the host and the programs on the device. Configs are rea
 attribute (an ml_collections.ConfigDict or the workdir's config.json).
 """
 
+import logging
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -116,14 +118,21 @@ def compute_dtype(train_cfg):
 
 
 def build_generator(config, dtype=jnp.float32, remat=False):
+    """G for config.model.netG. model.use_dropout is pix2pix's: the reference's define_G ignores it
+    for the global and local generators, and so does this (with a warning), so its checkpoints
+    and recipes keep their meaning."""
     m = config.model
     out = config.data.output_nc
+    if m.netG in ("global", "local") and m.use_dropout:
+        logging.getLogger(__name__).warning("model.use_dropout=true is ignored for netG=%s, as the reference "
+                                            "ignores it: only pix2pix's U-Net (unet_256, unet_128) has dropout.",
+                                            m.netG)
     if m.netG == "global":
-        return GlobalGenerator(out, m.ngf, m.n_downsample_global, m.n_blocks_global, m.norm, m.use_dropout,
+        return GlobalGenerator(out, m.ngf, m.n_downsample_global, m.n_blocks_global, m.norm, False,
                                remat=remat, dtype=dtype)
     if m.netG == "local":
         return LocalEnhancer(out, m.ngf, m.n_downsample_global, m.n_blocks_global, m.n_local_enhancers,
-                             m.n_blocks_local, m.norm, m.use_dropout, remat=remat, dtype=dtype)
+                             m.n_blocks_local, m.norm, False, remat=remat, dtype=dtype)
     if m.netG in ("unet_256", "unet_128"):
         return UnetGenerator(output_nc=out, num_downs=8 if m.netG == "unet_256" else 7, ngf=m.ngf, norm=m.norm,
                              use_dropout=m.use_dropout, dtype=dtype)
@@ -149,6 +158,12 @@ class Networks:
     """G, D (and E) built from a config, in the config's compute dtype."""
 
     def __init__(self, config, dtype=None):
+        if config.model.get("load_features"):
+            raise ConfigError(
+                "model.load_features=true: the reference's recipe of precomputed instance feature maps "
+                "(precompute_feature_maps.py, then training G on them without E) is not supported. Train the "
+                "feature encoder with the model instead (model.instance_feat=true; `pix2pixhd-jax "
+                "encode-features` makes the styles), or set model.load_features=false.")
         self.config = config
         dtype = compute_dtype(config.train) if dtype is None else dtype
         self.G = build_generator(config, dtype, remat=config.train.remat)

@@ -197,10 +197,10 @@ def list_test_scenes(config, dataroot: Optional[str] = None) -> Dict[str, Tuple[
 
 def create(workdir: str, host: str = "127.0.0.1", port: int = 8000, dataroot: Optional[str] = None,
            clusters: Optional[str] = None, seed: int = 0, limits: Optional[Limits] = None, warmup: bool = True,
-           dtype: Optional[str] = None):
+           dtype: Optional[str] = None, resize: str = "config"):
     """(server, service) for a workdir's model, compiled for its test scenes' size, not yet serving."""
     synth = Synthesizer.from_workdir(workdir, clusters, dtype=dtype)
-    service = EditorService(synth, list_test_scenes(synth.config, dataroot), limits, seed)
+    service = EditorService(synth, list_test_scenes(synth.config, dataroot), limits, seed, resize)
     if warmup and service.scenes:  # compile the generator for the test scenes' size before the first visit
         start = time.time()
         name = next(iter(service.scenes))

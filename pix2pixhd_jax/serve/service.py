@@ -80,6 +80,7 @@ class Session:
     name: str
     editor: Editor
     photo: np.ndarray
+    scaled_from: Optional[list] = None  # [width, height] of the map given, when the session works at another size
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
 
 
@@ -164,7 +165,7 @@ class EditorService:
     """The editor's state and operations, without HTTP: sessions, validation, edits."""
 
     def __init__(self, synth, scenes: Optional[Dict[str, Tuple[str, Optional[str]]]] = None,
-                 limits: Optional[Limits] = None, seed: int = 0):
+                 limits: Optional[Limits] = None, seed: int = 0, resize: str = "config"):
         if synth.label_nc == 0:
             raise UserError("this model takes RGB label images (data.label_nc=0); the editor paints label ids, "
                             "so it needs a model trained on label maps (label_nc > 0).")
@@ -174,6 +175,9 @@ class EditorService:
         self.scenes = collections.OrderedDict(scenes or {})  # name -> (label file, inst file | None)
         self.limits = limits or Limits()
         self.seed = seed
+        if resize not in ("config", "none"):
+            raise UserError(f"resize={resize!r} is not 'config' or 'none'.")
+        self.resize = resize
         self.sessions: "collections.OrderedDict[str, Session]" = collections.OrderedDict()
         self._sessions_lock = threading.Lock()
         self.label_nc = synth.label_nc
@@ -199,22 +203,33 @@ class EditorService:
         classes = [{"id": i, "name": ID_TO_NAME.get(i, f"class {i}"), "color": "#%02x%02x%02x" % tuple(colours[i]),
                     "thing": i in CITYSCAPES_THINGS, "styles": self._swatches(i)} for i in range(self.label_nc)]
         lim = self.limits
+        data = self.synth.config.data
+        size = ("label maps as they come" if self.resize == "none" else
+                f"label maps scaled as the model's test transform scales them ({data.resize_or_crop}, load_size "
+                f"{data.load_size}): a 2048x1024 map is worked on at "
+                f"{'x'.join(map(str, self.synth.test_size(2048, 1024)))}")
         return {"label_nc": self.label_nc, "styles": self.styled, "has_encoder": bool(self.synth.has_encoder),
-                "classes": classes, "scenes": list(self.scenes),
+                "classes": classes, "scenes": list(self.scenes), "size": size, "resize": self.resize,
                 "limits": {"max_upload_bytes": lim.max_upload_bytes, "max_pixels": lim.max_pixels,
                            "max_side": lim.max_side, "min_side": lim.min_side, "max_radius": lim.max_radius,
                            "max_points": lim.max_points, "max_history": lim.max_history,
                            "max_history_bytes": lim.max_history_bytes}}
 
     # ----- sessions ---------------------------------------------------------------------------
-    def _new_session(self, name: str, label: np.ndarray, inst: np.ndarray) -> dict:
-        scene = Scene.from_arrays(label, inst)
+    def _new_session(self, name: str, label: np.ndarray, inst: Optional[np.ndarray]) -> dict:
+        """A session on (label, inst) (validated), scaled to the model's test size unless resize is
+        'none'; without an instance map, every connected region of a thing class is an object."""
         start = time.perf_counter()
+        given = label.shape[::-1]
+        if self.resize == "config":
+            label, inst, _ = self.synth.prepare(label, inst, where=name)
+        scene = Scene.from_arrays(label, instances_from_labels(label) if inst is None else inst)
         per_scene = scene.label.nbytes + scene.inst.nbytes
         keep = max(2, min(self.limits.max_history, self.limits.max_history_bytes // per_scene))
         editor = Editor(self._serialized, scene, seed=self.seed, max_history=keep)
         photo = editor.render()
-        session = Session(secrets.token_urlsafe(12), name, editor, photo)
+        session = Session(secrets.token_urlsafe(12), name, editor, photo,
+                          scaled_from=list(given) if given != label.shape[::-1] else None)
         with self._sessions_lock:
             self.sessions[session.id] = session
             while len(self.sessions) > self.limits.max_sessions:
@@ -335,9 +350,9 @@ class EditorService:
                                 f"out of range); this model knows ids 0..{self.label_nc - 1} (label_nc="
                                 f"{self.label_nc}). Remap those pixels to a class the model knows.")
 
-    def _instances(self, label: np.ndarray, inst: Optional[np.ndarray], where: str) -> np.ndarray:
+    def _instances(self, label: np.ndarray, inst: Optional[np.ndarray], where: str) -> Optional[np.ndarray]:
         if inst is None:
-            return instances_from_labels(label)
+            return None
         if inst.shape != label.shape:
             raise ApiError(400, f"{where}: the instance map is {inst.shape[1]}x{inst.shape[0]}, the label map "
                                 f"{label.shape[1]}x{label.shape[0]}; upload the instance map of the same scene.")
@@ -485,6 +500,7 @@ class EditorService:
         labels = data_url(png_bytes(colorize_labels(editor.scene.label)))
         h, w = editor.scene.label.shape
         return {"session": session.id, "name": session.name, "width": w, "height": h,
+                "scaled_from": session.scaled_from,
                 "edits": len(editor.history) - 1, "can_undo": len(editor.history) > 1,
                 "photo": photo, "labels": labels,
                 "selected": self._selected(editor, selected) if selected is not None else None,

@@ -16,10 +16,12 @@ third time with the D(fake) pass of G's loss; this step leaves that one out, a d
 that would show only if D ran in inference mode, which nothing does (the running statistics
 are saved with D, and D always runs in training mode).
 
-In the local-enhancer stage G1 (params['generator']['global_generator']) has its own
-Adam state: it is held at zero updates (and its Adam state at its initial value)
-while the epoch is below niter_fix_global, then trains with a fresh Adam, which is
-the reference's intended behaviour (its own code never unfreezes G1).
+In the local-enhancer stage the coarser part of G, G1 (params['generator']['global_generator'])
+and, with two or more enhancers, every enhancer but the outermost, has its own Adam state: it
+is held at zero updates (and its Adam state at its initial value) while the epoch is below
+niter_fix_global, as the reference trains only the outermost enhancer (its parameters
+'model{n_local_enhancers}*') then; afterwards it trains with a fresh Adam, which is the
+paper's schedule (the reference's own code never unfreezes it).
 """
 
 import functools
@@ -40,7 +42,7 @@ class TrainState:
     step: jax.Array
     g_params: Any  # {'generator': ..., 'encoder': ...}
     g_stats: Any  # batch-norm statistics, same keys ({} entries with instance norm)
-    g_opt: Any  # {'global': Adam state of G1 or None, 'rest': Adam state of the rest}
+    g_opt: Any  # {'global': Adam state of the local stage's fixed part (G1, ...) or None, 'rest': of the rest}
     d_params: Any
     d_stats: Any
     d_opt: Any
@@ -69,6 +71,33 @@ def merge_g1(g1, rest):
     return dict(rest, generator=dict(rest["generator"], **{G1: g1}))
 
 
+def fixed_stage(gen_params) -> list:
+    """The generator's parts that the local stage holds fixed for niter_fix_global epochs: G1
+    and every enhancer but the outermost (enhancer_N, at full resolution)."""
+    if G1 not in gen_params:
+        return []
+    enhancers = sorted((k for k in gen_params if k.startswith("enhancer_")), key=lambda k: int(k.split("_")[1]))
+    return [G1] + enhancers[:-1]
+
+
+def split_fixed(g_params):
+    """(the fixed stage's params or None, everything else). With one enhancer the fixed stage is
+    G1's own tree (the train state's layout); with more, {name: tree} of fixed_stage's parts."""
+    gen = g_params["generator"]
+    names = fixed_stage(gen)
+    if not names:
+        return None, g_params
+    fixed = gen[G1] if names == [G1] else {k: gen[k] for k in names}
+    return fixed, dict(g_params, generator={k: v for k, v in gen.items() if k not in names})
+
+
+def merge_fixed(fixed, rest):
+    if fixed is None:
+        return rest
+    parts = fixed if G1 in fixed else {G1: fixed}
+    return dict(rest, generator=dict(rest["generator"], **parts))
+
+
 def init_train_state(nets: Networks, rng, height: int, width: int, image_size=None) -> TrainState:
     """A fresh train state. The networks are initialised on a height x width probe (their
     parameters do not depend on the size); the image pool, when the config has one, holds
@@ -77,20 +106,20 @@ def init_train_state(nets: Networks, rng, height: int, width: int, image_size=No
     k_init, k_state = jax.random.split(rng)
     g_params, g_stats, d_params, d_stats = nets.init(k_init, height, width)
     opt = adam(config.train)
-    g1, rest = split_g1(g_params)
+    fixed, rest = split_fixed(g_params)
     pool = None
     if config.train.pool_size > 0:
         pool_h, pool_w = image_size or (height, width)
         pool = image_pool.init_pool(config.train.pool_size, (pool_h, pool_w, nets.d_in))
     return TrainState(
         step=jnp.zeros((), jnp.int32), g_params=g_params, g_stats=g_stats,
-        g_opt={"global": None if g1 is None else opt.init(g1), "rest": opt.init(rest)},
+        g_opt={"global": None if fixed is None else opt.init(fixed), "rest": opt.init(rest)},
         d_params=d_params, d_stats=d_stats, d_opt=opt.init(d_params), rng=k_state, pool=pool)
 
 
 def apply_gradients(state: TrainState, g_grads, d_grads, steps_per_epoch: int, train_cfg):
     """One Adam step of G (+E) and D from the same pre-update parameters, at the schedule's lr;
-    G1 keeps its parameters and Adam state while frozen. Returns (state with the new
+    the fixed stage (G1, ...) keeps its parameters and Adam state while frozen. Returns (state with the new
     parameters, optimizer states and step; lr; frozen)."""
     lr = schedule.learning_rate(state.step, steps_per_epoch, train_cfg)
     frozen = schedule.global_generator_frozen(state.step, steps_per_epoch, train_cfg)
@@ -100,17 +129,17 @@ def apply_gradients(state: TrainState, g_grads, d_grads, steps_per_epoch: int, t
         updates, opt_state = opt.update(grads, opt_state, params)
         return jax.tree_util.tree_map(lambda p, u: p - lr * u, params, updates), opt_state
 
-    g1, rest = split_g1(state.g_params)
-    g1_grads, rest_grads = split_g1(g_grads)
+    fixed, rest = split_fixed(state.g_params)
+    fixed_grads, rest_grads = split_fixed(g_grads)
     rest, rest_opt = adam_step(rest, rest_grads, state.g_opt["rest"])
-    g1_opt = state.g_opt["global"]
-    if g1 is not None:
-        new_g1, new_g1_opt = adam_step(g1, g1_grads, g1_opt)
+    fixed_opt = state.g_opt["global"]
+    if fixed is not None:
+        new_fixed, new_fixed_opt = adam_step(fixed, fixed_grads, fixed_opt)
         unless_frozen = functools.partial(jax.tree_util.tree_map, lambda old, new: jnp.where(frozen, old, new))
-        g1, g1_opt = unless_frozen(g1, new_g1), unless_frozen(g1_opt, new_g1_opt)
+        fixed, fixed_opt = unless_frozen(fixed, new_fixed), unless_frozen(fixed_opt, new_fixed_opt)
     d_params, d_opt = adam_step(state.d_params, d_grads, state.d_opt)
-    new_state = state.replace(step=state.step + 1, g_params=merge_g1(g1, rest),
-                              g_opt={"global": g1_opt, "rest": rest_opt}, d_params=d_params, d_opt=d_opt)
+    new_state = state.replace(step=state.step + 1, g_params=merge_fixed(fixed, rest),
+                              g_opt={"global": fixed_opt, "rest": rest_opt}, d_params=d_params, d_opt=d_opt)
     return new_state, lr, frozen
 
 

@@ -184,11 +184,13 @@ def convert(state_dict: Dict[str, np.ndarray], plan: List[Layer], expected, what
 
 def generator_plan(config) -> List[Layer]:
     m = config.model
+    # The reference's define_G builds the global and local generators without dropout layers,
+    # whatever --use_dropout says, so its state dicts have none.
     if m.netG == "global":
-        return encoder_decoder_plan("model", m.n_downsample_global, m.n_blocks_global, m.use_dropout)
+        return encoder_decoder_plan("model", m.n_downsample_global, m.n_blocks_global)
     if m.netG == "local":
         return local_enhancer_plan(m.n_downsample_global, m.n_blocks_global, m.n_local_enhancers,
-                                   m.n_blocks_local, m.use_dropout)
+                                   m.n_blocks_local)
     raise InteropError(f"model.netG={m.netG!r}: import of reference checkpoints covers 'global' and 'local'.")
 
 

@@ -91,7 +91,8 @@ function applyState(s) {
   }
   setSelected(s.selected);
   const t = s.timing_ms;
-  $("status").textContent = `${s.name}: ${s.width}x${s.height}, ${s.edits} edit(s); ` +
+  const scaled = s.scaled_from ? ` (scaled from ${s.scaled_from[0]}x${s.scaled_from[1]}, the model's test size)` : "";
+  $("status").textContent = `${s.name}: ${s.width}x${s.height}${scaled}, ${s.edits} edit(s); ` +
     `edit + synthesis ${t.edit_and_synthesis} ms, with PNGs ${t.total} ms on the server`;
 }
 
@@ -243,6 +244,7 @@ async function openScene(body) {
 async function main() {
   for (const what of ["label", "inst", "colors", "photo"]) $("dl-" + what).classList.add("off");
   state.info = await api("info");
+  $("status").textContent = `Open a test scene or upload a label map: ${state.info.size}.`;
   buildPalette();
   const select = $("scene-select");
   for (const name of state.info.scenes) select.add(new Option(name, name));
