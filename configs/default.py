@@ -15,13 +15,15 @@ def get_config():
     config.seed = 0
 
     data = config.data = ml_collections.ConfigDict()
-    data.dataset_format = "aligned"  # aligned | cityscapes | ab | tfds
+    data.dataset_format = "aligned"  # aligned | cityscapes | ade20k | ab | tfds
     data.dataroot = "./datasets/cityscapes/"
     data.tfds_name = ""  # e.g. 'cityscapes_instances' or 'synthetic_scenes/512x256' when dataset_format='tfds'
     data.tfds_data_dir = ""  # TFDS's data_dir; '' means TFDS's default
     data.label_nc = 35  # Cityscapes labelIds 0..33 plus one spare; 0 = RGB label images
     data.input_nc = 3  # channels of RGB label images when label_nc == 0
-    data.output_nc = 3
+    data.output_nc = 3  # photo channels: 3 (RGB) or 1 (grayscale, depth, infrared, medical)
+    data.image_bit_depth = 8  # 8, or 16 (one-channel 16-bit photos keep their 16 bits)
+    data.unknown_label = -1  # K >= 0: label ids >= label_nc become class K (e.g. 255 'ignore'); -1: an error
     data.use_instance = True  # reference: not --no_instance
     data.resize_or_crop = "scale_width"
     data.load_size = 1024
@@ -88,6 +90,11 @@ def get_config():
     train.save_epoch_freq = 10
     train.keep_checkpoints = 3
     train.max_steps = -1  # stop early at this global step (-1: the whole niter + niter_decay schedule)
+    # Evaluation during training (evaluate's scores to TensorBoard and metrics.jsonl as eval/*):
+    train.eval_every = 0  # steps; 0: off
+    train.eval_segmenter = ""  # the judge: a train-segmenter workdir for this dataset
+    train.eval_split = "test"
+    train.eval_dataroot = ""  # the held-out data's root; "" = data.dataroot
 
     # The evaluation segmenter (`train-segmenter`): reads the data group, its own settings here.
     seg = config.segmenter = ml_collections.ConfigDict()
@@ -97,4 +104,5 @@ def get_config():
     seg.batch_size = 8
     seg.lr = 1e-3  # Adam, cosine decay to 0 over `steps`
     seg.save_freq = 500
+    seg.class_weighting = "none"  # none | inverse_sqrt_frequency | median_frequency (rare classes weigh more)
     return config

@@ -113,7 +113,7 @@ class Suite:
     def largest_batch(self):
         what = "train_1024x512_bf16_largest_batch"
         best, batch = None, 2
-        trials = 2 if self.args.smoke else 5
+        trials = 1 if self.args.smoke else 5
         for _ in range(trials):
             if self.over_budget():
                 break

@@ -152,17 +152,23 @@ def restore_state(mngr: ocp.CheckpointManager, step: int, abstract_state, item: 
     return restored[item]
 
 
+def network_variables(g_params, g_stats, d_params=None, d_stats=None) -> dict:
+    """{'generator', 'encoder', 'discriminator'}: {'params', 'batch_stats'} from a train state's parts."""
+    out = {"generator": {"params": g_params["generator"], "batch_stats": g_stats["generator"]}}
+    if "encoder" in g_params:
+        out["encoder"] = {"params": g_params["encoder"], "batch_stats": g_stats["encoder"]}
+    if d_params is not None:
+        out["discriminator"] = {"params": d_params, "batch_stats": d_stats}
+    return out
+
+
 def load_network_params(workdir: str) -> dict:
     """{'generator', 'discriminator', 'encoder'} params and batch stats from the newest training
     state or imported models of a workdir (for init_from and synthesis)."""
     step = latest_step(workdir, "state")
     if step is not None:
         state = restore_to_host(workdir, step, "state")
-        out = {"generator": {"params": state["g_params"]["generator"],
-                             "batch_stats": state["g_stats"]["generator"]},
-               "discriminator": {"params": state["d_params"], "batch_stats": state["d_stats"]}}
-        if "encoder" in state["g_params"]:
-            out["encoder"] = {"params": state["g_params"]["encoder"], "batch_stats": state["g_stats"]["encoder"]}
+        out = network_variables(state["g_params"], state["g_stats"], state["d_params"], state["d_stats"])
         return jax.tree_util.tree_map(np.asarray, out)
     step = latest_step(workdir, "models")
     if step is not None:

@@ -19,7 +19,7 @@ import jax
 
 from pix2pixhd_jax import checkpoint
 from pix2pixhd_jax.config_loading import load_config, split_config_args
-from pix2pixhd_jax.data import synthetic, visualize
+from pix2pixhd_jax.data import decode, instances, synthetic, visualize
 from pix2pixhd_jax.data.pipeline import InputPipeline
 from pix2pixhd_jax.errors import InteropError, NonFiniteLossError, UserError
 from pix2pixhd_jax.evaluation import evaluate, segmenter
@@ -35,6 +35,13 @@ from pix2pixhd_jax.training import benchmark as benchmark_lib
 from pix2pixhd_jax.weights import reference
 from pix2pixhd_jax.weights.inception import convert_fid_inception_main
 from pix2pixhd_jax.weights.vgg19 import convert_vgg19_main
+
+
+def _ids(text: str):
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected class ids separated by commas, e.g. 24,25,26") from None
 
 
 def _platforms(text: str):
@@ -57,6 +64,13 @@ def cmd_make_synthetic(args, overrides):
     print(f"synthetic scenes written to {os.path.abspath(args.out)}")
 
 
+def cmd_make_instances(args, overrides):
+    things = instances.thing_classes(args.dataset, args.things)
+    written = instances.write_instances(args.label, args.out, things)
+    print(f"{len(written)} 16-bit instance maps written to {os.path.abspath(args.out)} (objects of classes "
+          f"{sorted(things)[:12]}{' ...' if len(things) > 12 else ''}: class*1000+k per connected region)")
+
+
 def cmd_show_batch(args, overrides):
     config = load_config(args.config, overrides)
     pipeline = InputPipeline(config, args.split, train=args.split == "train")
@@ -67,7 +81,7 @@ def cmd_show_batch(args, overrides):
           f"batches per epoch; first batch in {time.time() - start:.2f}s")
     for key, shape in shapes.items():
         print(f"  {key:10s} {shape}")
-    image = visualize.grid(visualize.batch_panels(batch))
+    image = visualize.grid(visualize.batch_panels(batch, bits=decode.photo_format(config.data)[1]))
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     visualize.save_png(args.out, image)
     print(f"picture of the batch (label colours | instances | boundaries | photo) written to "
@@ -201,6 +215,8 @@ def _add_distributed(parser):
                        help="let JAX detect the cluster (Cloud TPU pod slice, SLURM, Open MPI, GKE)")
     group.add_argument("--init-timeout", type=int, default=300, metavar="SECONDS",
                        help="how long a process waits for all others to join before it gives up")
+    group.add_argument("--heartbeat-timeout", type=int, default=100, metavar="SECONDS",
+                       help="how long a process waits for a silent peer (a dead host) before it ends")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -216,6 +232,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(fn=cmd_make_synthetic, takes_config=False)
+
+    p = sub.add_parser("make-instances", help="16-bit instance maps from label maps (Cityscapes' convention: a "
+                       "connected region of a thing class is one object, class*1000+k)")
+    p.add_argument("--label", required=True, help="a label map or a folder of them")
+    p.add_argument("--out", required=True, help="output folder (<scene>_instanceIds.png)")
+    p.add_argument("--things", type=_ids, default=None, help="thing class ids, e.g. 24,25,26 (default: the "
+                   "--dataset's table)")
+    p.add_argument("--dataset", choices=tuple(instances.THINGS), default="cityscapes",
+                   help="whose thing classes (default cityscapes)")
+    p.set_defaults(fn=cmd_make_instances, takes_config=False)
 
     p = sub.add_parser("show-batch", help="write a picture of what the input pipeline feeds the model")
     p.add_argument("--config", required=True, help="configs/X.py[:arg]")

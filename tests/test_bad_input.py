@@ -1,5 +1,6 @@
 """Bad input gets an error naming the file, the value and the fix, never a wrong batch."""
 
+import io
 import logging
 
 import numpy as np
@@ -12,7 +13,6 @@ from pix2pixhd_jax.errors import DataError
 
 
 def png_bytes(array, mode=None, tmp=None):
-    import io
     buf = io.BytesIO()
     (Image.fromarray(array, mode) if mode else Image.fromarray(array)).save(buf, format="PNG")
     return buf.getvalue()
@@ -96,23 +96,35 @@ def test_16bit_instance_ids_survive_decoding():
     np.testing.assert_array_equal(out, inst)
 
 
-@pytest.mark.parametrize("mode", ["L", "LA", "RGBA", "P", "I;16"])
-def test_grayscale_rgba_palette_and_16bit_photos_are_converted(mode):
+@pytest.mark.parametrize("mode", ["L", "LA", "RGBA", "P"])
+def test_grayscale_rgba_and_palette_photos_are_converted_to_rgb(mode):
     label, _, photo = block_example(64, 32)
     img = Image.fromarray(photo)
-    if mode == "RGBA":
-        img = img.convert("RGBA")
-    elif mode == "I;16":
-        img = Image.fromarray((np.asarray(img.convert("L")).astype(np.uint16) * 257))
-    else:
-        img = img.convert(mode)
-    import io
+    img = img.convert("RGBA") if mode == "RGBA" else img.convert(mode)
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     _, _, out = decode.decode_example(rec(png_bytes(label), buf.getvalue()), 35, False)
     assert out.mode == "RGB" and out.size == (64, 32)
-    if mode in ("L", "I;16"):
+    if mode == "L":
         np.testing.assert_allclose(np.asarray(out)[..., 0], np.asarray(Image.fromarray(photo).convert("L")), atol=1)
+
+
+def test_photos_whose_bit_depth_or_channels_disagree_with_the_config_stop():
+    label, _, photo = block_example(64, 32)
+    sixteen = png_bytes((np.asarray(Image.fromarray(photo).convert("L")).astype(np.uint16) * 257))
+    with pytest.raises(DataError, match=r"P.png: a 16-bit photo \(mode I;16\), but data.image_bit_depth=8.*"
+                                        r"--config.data.image_bit_depth=16 --config.data.output_nc=1"):
+        decode.decode_photo(sixteen, "P.png")
+    gray8 = png_bytes(np.asarray(Image.fromarray(photo).convert("L")))
+    with pytest.raises(DataError, match=r"P.png: an 8-bit photo \(mode L\), but data.image_bit_depth=16.*"
+                                        r"not rescaled silently"):
+        decode.decode_photo(gray8, "P.png", channels=1, bit_depth=16)
+    with pytest.raises(DataError, match=r"P.png: a colour photo \(mode RGB\), but data.output_nc=1.*"
+                                        r"--config.data.output_nc=3"):
+        decode.decode_photo(png_bytes(photo), "P.png", channels=1, bit_depth=8)
+    assert decode.decode_photo(gray8, "P.png", channels=1).mode == "L"
+    out = decode.decode_photo(sixteen, "P.png", channels=1, bit_depth=16)
+    assert out.mode == "F" and float(np.asarray(out).max()) > 255
 
 
 def test_colour_label_map_is_rejected_but_gray_as_rgb_is_read():

@@ -7,8 +7,10 @@ Pillow, the generated photos it wrote), and it must give identical numbers twice
 """
 
 import json
+import logging
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from PIL import Image
@@ -210,3 +212,60 @@ def test_evaluate_cli_writes_json_and_prints_the_config(model, segmenter, tmp_pa
     # The printed summary leaves the per-class table out; the file keeps it.
     assert "per_class_iou" not in printed
     assert written["segmentation"]["generated"]["per_class_iou"]
+
+
+def test_evaluation_during_training_equals_a_standalone_evaluate_and_keeps_one_step_program(
+        data, segmenter, tmp_path, caplog):
+    from pix2pixhd_jax.evaluation.evaluate import evaluate
+    from pix2pixhd_jax.training.train import train
+
+    config = load_test_config(f"--config.data.dataroot={data}", "--config.data.load_size=64",
+                              "--config.data.resize_or_crop=scale_width", "--config.model.ngf=4",
+                              "--config.model.n_downsample_global=2", "--config.model.n_blocks_global=1",
+                              "--config.model.ndf=4", "--config.model.num_D=1", "--config.model.n_layers_D=1",
+                              "--config.train.batch_size=2", "--config.train.max_steps=3",
+                              "--config.train.eval_every=1", f"--config.train.eval_segmenter={segmenter[0]}")
+    workdir = tmp_path / "run"
+    with caplog.at_level(logging.WARNING), jax.log_compiles():
+        train(config, str(workdir), progress=False)
+    # One program for the train step, whatever the evaluations in between compiled.
+    compiles = [r for r in caplog.records if "Compiling" in r.getMessage() and "step_fn" in r.getMessage()]
+    assert len(compiles) == 1, [r.getMessage()[:120] for r in compiles]
+    rows = [json.loads(line) for line in open(workdir / "tensorboard" / "metrics.jsonl")]
+    evals = [r for r in rows if "eval/mean_iou" in r]
+    assert [r["step"] for r in evals] == [1, 2, 3]
+    standalone = evaluate(str(workdir), str(segmenter[0]), "test", progress=False, num_samples=1)
+    last, seg = evals[-1], standalone["segmentation"]
+    assert last["eval/mean_iou"] == pytest.approx(seg["generated"]["mean_iou"], rel=1e-6)
+    assert last["eval/pixel_accuracy"] == pytest.approx(seg["generated"]["pixel_accuracy"], rel=1e-6)
+    assert last["eval/oracle_mean_iou"] == pytest.approx(seg["real"]["mean_iou"], rel=1e-6)
+    assert last["eval/psnr"] == pytest.approx(standalone["paired"]["psnr"], rel=1e-6)
+    assert last["eval/frechet_distance_segmenter"] == pytest.approx(
+        standalone["frechet_distance_segmenter_features"], rel=1e-5)
+    assert evals[0]["eval/psnr"] != last["eval/psnr"]  # the generator moved between evaluations
+
+
+def test_training_evaluation_needs_a_judge(data, tmp_path):
+    from pix2pixhd_jax.errors import UserError
+    from pix2pixhd_jax.training.train import train
+
+    config = load_test_config(f"--config.data.dataroot={data}", "--config.train.eval_every=10")
+    with pytest.raises(UserError, match="train.eval_segmenter=DIR"):
+        train(config, str(tmp_path / "run"), progress=False)
+
+
+def test_class_weights_favour_rare_classes():
+    from pix2pixhd_jax.evaluation.segmenter import class_weights, cross_entropy
+
+    counts = np.array([900, 90, 10, 0])
+    for weighting in ("inverse_sqrt_frequency", "median_frequency"):
+        w = class_weights(counts, weighting)
+        assert w[3] == 0 and w[2] > w[1] > w[0] > 0 and np.isclose(w[:3].mean(), 1.0)
+    assert (class_weights(counts, "none") == 1).all()
+    logits = jnp.zeros((1, 1, 2, 3))
+    ids = jnp.array([[[0, 2]]])
+    plain = float(cross_entropy(logits, ids, 3))
+    weighted = float(cross_entropy(logits, ids, 3, jnp.array([1.0, 1.0, 3.0])))
+    assert plain == pytest.approx(np.log(3)) and weighted == pytest.approx(np.log(3))  # uniform logits
+    logits = jnp.array([[[[5.0, 0, 0], [0, 0, 0]]]])  # class 0 right, class 2 unsure
+    assert float(cross_entropy(logits, ids, 3, jnp.array([1.0, 1.0, 3.0]))) > float(cross_entropy(logits, ids, 3))

@@ -66,9 +66,10 @@ def train_args(data, workdir, *extra):
 
 
 def multi(args, port, n=2, timeout=60):
-    """The same command for processes 0..n-1 (`args` may hold {pid})."""
+    """The same command for processes 0..n-1 (`args` may hold {pid}); a dead peer is noticed in 10 s."""
     return [[a.format(pid=i) for a in args] + ["--coordinator", f"127.0.0.1:{port}", "--num-processes", str(n),
-                                               "--process-id", str(i), "--init-timeout", str(timeout)]
+                                               "--process-id", str(i), "--init-timeout", str(timeout),
+                                               "--heartbeat-timeout", "10"]
             for i in range(n)]
 
 

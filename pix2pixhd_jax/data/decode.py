@@ -55,31 +55,66 @@ def _single_channel(img: Image.Image, where: str, what: str, fix: str) -> np.nda
     raise DataError(f"{where}: the {what} has image mode {img.mode!r}; {fix}")
 
 
-def decode_label(data: bytes, where: str, label_nc: int):
-    """Label ids (H, W) int32 checked against label_nc, or a PIL RGB image when label_nc == 0."""
-    img = open_image(data, where)
-    if label_nc == 0:
-        return img.convert("RGB")
-    ids = _single_channel(
-        img,
+def label_ids(data: bytes, where: str) -> np.ndarray:
+    """The (H, W) int32 ids of a single-channel label map, unchecked against any label_nc."""
+    return _single_channel(
+        open_image(data, where),
         where,
         "label map",
         "expected single-channel label ids (8-bit PNG). Convert colours to ids "
         "(Cityscapes: use *_gtFine_labelIds.png, not *_color.png), or set "
         "--config.data.label_nc=0 to feed RGB label images as they are.",
     )
+
+
+def decode_label(data: bytes, where: str, label_nc: int, unknown_label: int = -1, input_nc: int = 3):
+    """Label ids (H, W) int32 checked against label_nc, or a PIL image (RGB, or L when input_nc
+    is 1) when label_nc == 0. With unknown_label >= 0, ids >= label_nc become that class and the
+    log says how many pixels of the file changed."""
+    if label_nc == 0:
+        return open_image(data, where).convert("L" if input_nc == 1 else "RGB")
+    ids = label_ids(data, where)
     top = int(ids.max())
     if top >= label_nc:
         count = int((ids >= label_nc).sum())
-        hint = " (255 is often an 'ignore' id: remap it to a real class such as 0)" if top == 255 else ""
-        raise DataError(
-            f"{where}: label id {top} is out of range for label_nc={label_nc} "
-            f"({count} pixels have ids >= {label_nc}){hint}. "
-            f"Set --config.data.label_nc={top + 1} or remap the ids to 0..{label_nc - 1}."
-        )
+        if unknown_label >= 0:
+            logging.info("%s: %d pixels with ids >= %d (up to %d) set to class %d (data.unknown_label)", where,
+                         count, label_nc, top, unknown_label)
+            ids = np.where(ids >= label_nc, unknown_label, ids)
+        else:
+            hint = " (255 is often an 'ignore' id)" if top == 255 else ""
+            raise DataError(
+                f"{where}: label id {top} is out of range for label_nc={label_nc} "
+                f"({count} pixels have ids >= {label_nc}){hint}. Set --config.data.unknown_label=K to map "
+                f"every id >= {label_nc} to class K (e.g. 0), set --config.data.label_nc={top + 1}, or remap "
+                f"the ids to 0..{label_nc - 1}."
+            )
     if int(ids.min()) < 0:
         raise DataError(f"{where}: negative label id {int(ids.min())}; ids must be 0..{label_nc - 1}.")
     return ids
+
+
+def photo_format(data_cfg) -> tuple:
+    """(channels, bit depth) of the config's photos, checked (workdirs from before these settings: 3, 8)."""
+    channels = int(data_cfg.output_nc)
+    bit_depth = int(getattr(data_cfg, "image_bit_depth", 8))
+    if channels not in (1, 3):
+        raise DataError(f"data.output_nc={channels}: photos have 1 (grayscale, depth, medical) or 3 (RGB) channels.")
+    if bit_depth not in (8, 16):
+        raise DataError(f"data.image_bit_depth={bit_depth}: photos are 8- or 16-bit.")
+    if bit_depth == 16 and channels != 1:
+        raise DataError("data.image_bit_depth=16 with data.output_nc=3: 16-bit photos must be single-channel (Pillow "
+                        "reads no 16-bit colour images); set --config.data.output_nc=1, or use 8-bit RGB photos.")
+    return channels, bit_depth
+
+
+def unknown_label_of(data_cfg) -> int:
+    """data.unknown_label, checked against label_nc (-1: off; workdirs from before it: off)."""
+    k = int(getattr(data_cfg, "unknown_label", -1))
+    if k >= 0 and data_cfg.label_nc and k >= data_cfg.label_nc:
+        raise DataError(f"data.unknown_label={k} is not a class of label_nc={data_cfg.label_nc}; pick one of "
+                        f"0..{data_cfg.label_nc - 1}, or -1 to stop on out-of-range ids.")
+    return k
 
 
 def decode_instances(data: bytes, where: str) -> np.ndarray:
@@ -105,27 +140,53 @@ def decode_instances(data: bytes, where: str) -> np.ndarray:
     return ids
 
 
-def decode_photo(data: bytes, where: str) -> Image.Image:
-    """An RGB PIL image; grayscale, palette, RGBA, CMYK and 16-bit photos are converted."""
+_SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+_ONE_CHANNEL = ("L", "LA", "1") + _SIXTEEN_BIT
+
+
+def decode_photo(data: bytes, where: str, channels: int = 3, bit_depth: int = 8) -> Image.Image:
+    """A photo as the config expects it (data.output_nc, data.image_bit_depth): a PIL image in mode
+    RGB (3 channels, 8 bits), L (1, 8) or F (1, 16: the 16-bit levels as floats).
+
+    With 3 channels, palette, RGBA (composited on black), CMYK and grayscale photos become RGB, as
+    the reference converts every photo; anything else that disagrees with the config (16-bit
+    photos in an 8-bit config, 8-bit ones in a 16-bit config, colour photos for one channel)
+    stops with the file, what it holds and the setting to change."""
     img = open_image(data, where)
-    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-        arr = np.asarray(img).astype(np.float64)
-        scale = 257.0 if arr.max() > 255 else 1.0
-        img = Image.fromarray(np.clip(arr / scale + 0.5, 0, 255).astype(np.uint8), "L")
-    if img.mode != "RGB":
-        if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-            # Composite on black, so transparent pixels do not carry hidden colours.
-            rgba = img.convert("RGBA")
-            background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
-            img = Image.alpha_composite(background, rgba)
-        img = img.convert("RGB")
-    return img
+    sixteen = img.mode in _SIXTEEN_BIT
+    if sixteen and img.mode == "I" and int(np.asarray(img).max()) > 65535:
+        raise DataError(f"{where}: a 32-bit integer image (values up to {int(np.asarray(img).max())}); photos "
+                        "must be 8-bit, or 16-bit single-channel with data.image_bit_depth=16.")
+    if bit_depth == 16:
+        if not sixteen:
+            raise DataError(f"{where}: an 8-bit photo (mode {img.mode}), but data.image_bit_depth=16 expects 16-bit "
+                            "single-channel images. Set --config.data.image_bit_depth=8 (with data.output_nc "
+                            f"{1 if img.mode in _ONE_CHANNEL else 3}), or write every photo as a 16-bit PNG; "
+                            "8-bit photos are not rescaled silently.")
+        return Image.fromarray(np.asarray(img).astype(np.float32), "F")
+    if sixteen:
+        raise DataError(f"{where}: a 16-bit photo (mode {img.mode}), but data.image_bit_depth=8. Set "
+                        "--config.data.image_bit_depth=16 --config.data.output_nc=1 to train on its 16 bits, or "
+                        "convert the photos to 8 bits.")
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        # Composite on black, so transparent pixels do not carry hidden colours.
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+        img = Image.alpha_composite(background, rgba).convert("L" if img.mode == "LA" else "RGB")
+    if channels == 1:
+        if img.mode not in _ONE_CHANNEL:
+            raise DataError(f"{where}: a colour photo (mode {img.mode}), but data.output_nc=1 expects single-channel "
+                            "photos. Set --config.data.output_nc=3, or convert the photos to grayscale.")
+        return img.convert("L")
+    return img.convert("RGB")
 
 
-def decode_example(record: dict, label_nc: int, use_instance: bool, ab_direction=None):
-    """(label, inst, photo) as (ids array | PIL RGB, int32 array | None, PIL RGB), sizes checked."""
+def decode_example(record: dict, label_nc: int, use_instance: bool, ab_direction=None, *, channels: int = 3,
+                   bit_depth: int = 8, unknown_label: int = -1, input_nc: int = 3):
+    """(label, inst, photo) as (ids array | PIL image, int32 array | None, PIL image), sizes checked;
+    the keywords are the data config's output_nc, image_bit_depth, unknown_label and input_nc."""
     if ab_direction:
-        ab = decode_photo(record["image"], record["image_file"])
+        ab = decode_photo(record["image"], record["image_file"], channels, bit_depth)
         w, h = ab.size
         if w % 2:
             raise DataError(
@@ -135,8 +196,8 @@ def decode_example(record: dict, label_nc: int, use_instance: bool, ab_direction
         left, right = ab.crop((0, 0, w // 2, h)), ab.crop((w // 2, 0, w, h))
         label, photo = (left, right) if ab_direction == "AtoB" else (right, left)
         return label, None, photo
-    label = decode_label(record["label"], record["label_file"], label_nc)
-    photo = decode_photo(record["image"], record["image_file"])
+    label = decode_label(record["label"], record["label_file"], label_nc, unknown_label, input_nc)
+    photo = decode_photo(record["image"], record["image_file"], channels, bit_depth)
     inst = None
     if use_instance:
         if not record.get("inst"):

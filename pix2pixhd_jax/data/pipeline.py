@@ -1,11 +1,11 @@
 """The tf.data input pipeline: host batches exactly as the reference feeds its model.
 
 Each batch is a dict of numpy arrays:
-  label      (B, H, W, label_nc) float32 one-hot, or (B, H, W, 3) in [-1, 1] when label_nc == 0
+  label      (B, H, W, label_nc) float32 one-hot, or (B, H, W, input_nc) in [-1, 1] when label_nc == 0
   label_ids  (B, H, W) int32 label ids (label_nc > 0)
   inst       (B, H, W) int32 instance ids (data.use_instance), for the encoder's pooling
   boundary   (B, H, W, 1) float32 instance boundary map (data.use_instance)
-  image      (B, H, W, 3) float32 photo in [-1, 1]
+  image      (B, H, W, output_nc) float32 photo in [-1, 1] (8- or 16-bit levels: data.image_bit_depth)
   name       (B,) bytes, the examples' names
 
 Order: an epoch's order depends only on (seed, epoch), and each example's crop
@@ -100,6 +100,8 @@ class InputPipeline:
         self.process_index, self.process_count = process_index, process_count
         self.divisor = size_divisor(config.model)
         transforms.check_mode(data.resize_or_crop)
+        self.channels, self.bit_depth = decode.photo_format(data)
+        self.unknown_label = decode.unknown_label_of(data)
         if data.label_nc < 0:
             raise DataError(f"data.label_nc={data.label_nc} must be >= 0 (0 = RGB label images).")
         self.global_batch = config.train.batch_size if batch_size is None else batch_size
@@ -240,7 +242,8 @@ class InputPipeline:
         text = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in record.items() if k.endswith("_file")}
         rec = dict(record, **text)
         label, inst, photo = decode.decode_example(rec, data.label_nc, data.use_instance and not self._ab,
-                                                   self._ab)
+                                                   self._ab, channels=self.channels, bit_depth=self.bit_depth,
+                                                   unknown_label=self.unknown_label, input_nc=data.input_nc)
         w, h = photo.size
         rng = np.random.default_rng([self.seed, epoch, _name_key(record["name"])])
         params = transforms.get_params(rng, w, h, data.resize_or_crop, data.load_size, data.fine_size)
@@ -286,9 +289,9 @@ class InputPipeline:
                 py, [r[k] for k in keys],
                 [tf.float32 if rgb_label else tf.int32, tf.int32, tf.float32, tf.float32],
                 stateful=False)
-            out = {"name": r["name"], "image": tf.ensure_shape(image, [h, w, 3])}
+            out = {"name": r["name"], "image": tf.ensure_shape(image, [h, w, self.channels])}
             if rgb_label:
-                out["label"] = tf.ensure_shape(label, [h, w, 3])
+                out["label"] = tf.ensure_shape(label, [h, w, data.input_nc])
             else:
                 out["label_ids"] = tf.ensure_shape(label, [h, w])
             if data.use_instance and not self._ab:

@@ -9,6 +9,9 @@ Layouts:
               (or {phase}_A / {phase}_B when label_nc == 0), paired by sorted name.
   cityscapes  raw Cityscapes trees: gtFine/{split}/{city}/*_gtFine_{labelIds,instanceIds}.png
               and leftImg8bit/{split}/{city}/*_leftImg8bit.png; 'test' reads 'val'.
+  ade20k      the scene-parsing release ADEChallengeData2016: images/{training,validation}/*.jpg
+              and annotations/{training,validation}/*.png (ids 0..150, 0 = other); no
+              instance maps; 'test' reads 'validation'.
   ab          pix2pix's A|B side-by-side images in {root}/{phase}/ (label_nc == 0).
 """
 
@@ -182,6 +185,33 @@ def read_cityscapes(root: str, phase: str, use_instance: bool, photo_root: Optio
     return Source(f"Cityscapes tree {where} ({split})", tuple(examples))
 
 
+def read_ade20k(root: str, phase: str) -> Source:
+    """ADEChallengeData2016: images/{training,validation}/*.jpg with annotations/.../*.png of the
+    same name. 'train' reads training, 'test' validation. `root` may be the folder holding
+    ADEChallengeData2016/ or that folder itself."""
+    if os.path.isdir(os.path.join(root, "ADEChallengeData2016")):
+        root = os.path.join(root, "ADEChallengeData2016")
+    split = {"train": "training", "test": "validation", "val": "validation"}.get(phase, phase)
+    image_dir, label_dir = os.path.join(root, "images", split), os.path.join(root, "annotations", split)
+    for folder in (image_dir, label_dir):
+        if not os.path.isdir(folder):
+            raise DataError(f"{folder}: folder not found; an ADE20K root (ADEChallengeData2016) holds images/ and "
+                            f"annotations/, each with training/ and validation/ (unzip ADEChallengeData2016.zip into "
+                            f"{root}).")
+    labels = {os.path.splitext(os.path.basename(f))[0]: f for f in list_images(label_dir, "annotation PNGs")}
+    examples = []
+    for photo in list_images(image_dir, "photos"):
+        key = os.path.splitext(os.path.basename(photo))[0]
+        if key not in labels:
+            raise DataError(f"{photo}: no annotation {os.path.join(label_dir, key + '.png')}; every ADE20K image has "
+                            "one of the same name. Re-extract the release, or remove the image.")
+        examples.append(Example(name=key, label=labels.pop(key), inst=None, image=photo))
+    if labels:
+        extra = sorted(labels.values())
+        raise DataError(f"{extra[0]}: an annotation without its image in {image_dir} ({len(extra)} in all).")
+    return Source(f"ADE20K {root} ({split})", tuple(examples))
+
+
 def read_ab(root: str, phase: str, direction: str = "AtoB") -> Source:
     """pix2pix side-by-side images: {root}/{phase}/*.jpg, each A|B, split at width/2."""
     if direction not in ("AtoB", "BtoA"):
@@ -199,6 +229,13 @@ def read_source(data_cfg, phase: str) -> Source:
         return read_aligned(root, phase, data_cfg.label_nc, data_cfg.use_instance, data_cfg.check_names)
     if fmt == "cityscapes":
         return read_cityscapes(root, phase, data_cfg.use_instance)
+    if fmt == "ade20k":
+        if data_cfg.use_instance or data_cfg.label_nc != 151:
+            raise DataError("data.dataset_format='ade20k': ADE20K's 150 classes and 'other' (ids 0..150) have no "
+                            "instance maps: set --config.data.label_nc=151 --config.data.use_instance=False (or use "
+                            "configs/ade20k_512x512.py; `pix2pixhd-jax make-instances --dataset ade20k` makes "
+                            "instance maps from the annotations, for the aligned layout).")
+        return read_ade20k(root, phase)
     if fmt == "ab":
         if data_cfg.label_nc != 0 or data_cfg.use_instance:
             raise DataError(
@@ -207,5 +244,5 @@ def read_source(data_cfg, phase: str) -> Source:
             )
         return read_ab(root, phase, data_cfg.ab_direction)
     raise DataError(
-        f"data.dataset_format={fmt!r} is not one of 'aligned', 'cityscapes', 'ab', 'tfds'."
+        f"data.dataset_format={fmt!r} is not one of 'aligned', 'cityscapes', 'ade20k', 'ab', 'tfds'."
     )

@@ -15,7 +15,7 @@ import dataclasses
 import numpy as np
 from PIL import Image
 
-from pix2pixhd_jax.data.pixels import from_uint8
+from pix2pixhd_jax.data.pixels import from_levels
 from pix2pixhd_jax.errors import DataError
 
 MODES = ("resize_and_crop", "scale_width", "scale_width_and_crop", "crop", "none")
@@ -89,6 +89,17 @@ def apply(img: Image.Image, params: TransformParams, mode: str, load_size: int, 
     return img
 
 
+def image_floats(img: Image.Image) -> np.ndarray:
+    """(H, W, C) float32 in [-1, 1] of a photo or label image: mode RGB or L (8-bit levels) or F
+    (16-bit levels as floats; BICUBIC's overshoot clipped to the range, as 8-bit images clip)."""
+    arr = np.asarray(img)
+    if img.mode == "F":
+        arr = from_levels(np.clip(arr, 0, 65535), 16)
+    else:
+        arr = from_levels(arr, 8)
+    return arr[..., None] if arr.ndim == 2 else arr
+
+
 def check_divisible(w: int, h: int, divisor: int, mode: str, where: str):
     if w % divisor or h % divisor:
         raise DataError(
@@ -103,9 +114,9 @@ def transform_example(label, inst, photo, params: TransformParams, cfg, divisor:
                       where: str):
     """Apply one set of params to (label, inst, photo).
 
-    label: (H, W) int ids or a PIL RGB image (label_nc == 0); inst: (H, W) int ids or None;
-    photo: PIL RGB. Returns numpy arrays: label (H, W) int32 ids or (H, W, 3) float32 in
-    [-1, 1]; inst (H, W) int32 or None; photo (H, W, 3) float32 in [-1, 1].
+    label: (H, W) int ids or a PIL image (label_nc == 0); inst: (H, W) int ids or None;
+    photo: PIL RGB, L or F (16-bit). Returns numpy arrays: label (H, W) int32 ids or (H, W, C)
+    float32 in [-1, 1]; inst (H, W) int32 or None; photo (H, W, C) float32 in [-1, 1].
     """
     args = dict(mode=cfg.resize_or_crop, load_size=cfg.load_size, fine_size=cfg.fine_size,
                 divisor=divisor, flip=train and not cfg.no_flip, where=where)
@@ -114,12 +125,12 @@ def transform_example(label, inst, photo, params: TransformParams, cfg, divisor:
         out = apply(Image.fromarray(arr.astype(np.int32), "I"), params, method=Image.NEAREST, **args)
         return np.asarray(out, dtype=np.int32)
 
-    def rgb(img):
+    def image(img):
         out = apply(img, params, method=Image.BICUBIC, **args)
-        return from_uint8(np.asarray(out))
+        return image_floats(out)
 
-    out_photo = rgb(photo)
-    out_label = rgb(label) if isinstance(label, Image.Image) else ids(label)
+    out_photo = image(photo)
+    out_label = image(label) if isinstance(label, Image.Image) else ids(label)
     out_inst = None if inst is None else ids(inst)
     h, w = out_photo.shape[:2]
     check_divisible(w, h, divisor, cfg.resize_or_crop, where)
@@ -147,17 +158,26 @@ def test_size(w: int, h: int, data_cfg, divisor: int) -> tuple:
 def test_transform(array: np.ndarray, data_cfg, divisor: int, kind: str, where: str = "input") -> np.ndarray:
     """One input as the reference's test.py feeds it: the config's resize_or_crop without its random
     crop and flip (inference_mode), then, for 'none', the size rounded to a multiple of the
-    generator's factor. kind 'ids': label or instance ids, NEAREST, int32 out; 'rgb': a photo or
-    RGB label image (uint8), BICUBIC, uint8 out."""
+    generator's factor. kind 'ids': label or instance ids, NEAREST, int32 out; 'image': a photo or
+    label image, BICUBIC, as uint8 levels (H, W[, 3]) or 16-bit levels as float32 (H, W[, 1]),
+    returned in the same kind."""
     mode, load_size, fine_size = inference_mode(data_cfg.resize_or_crop, data_cfg.load_size, data_cfg.fine_size)
+    array = np.asarray(array)
     if kind == "ids":
-        img, method = Image.fromarray(np.asarray(array, np.int32), "I"), Image.NEAREST
-    elif kind == "rgb":
-        img, method = Image.fromarray(np.asarray(array, np.uint8)), Image.BICUBIC
+        img, method = Image.fromarray(array.astype(np.int32), "I"), Image.NEAREST
+    elif kind == "image":
+        method = Image.BICUBIC
+        squeeze = array.ndim == 3 and array.shape[-1] == 1
+        plane = array[..., 0] if squeeze else array
+        img = Image.fromarray(plane, "F") if plane.dtype == np.float32 else Image.fromarray(plane.astype(np.uint8))
     else:
-        raise ValueError(f"kind={kind!r} is not 'ids' or 'rgb'")
-    out = apply(img, TransformParams(0, 0, False), mode, load_size, fine_size, divisor, False, method, where)
-    return np.asarray(out, np.int32 if kind == "ids" else np.uint8)
+        raise ValueError(f"kind={kind!r} is not 'ids' or 'image'")
+    out = np.asarray(apply(img, TransformParams(0, 0, False), mode, load_size, fine_size, divisor, False, method,
+                           where))
+    if kind == "ids":
+        return out.astype(np.int32)
+    out = np.clip(out, 0, 65535).astype(np.float32) if img.mode == "F" else out
+    return out[..., None] if squeeze else out
 
 
 def inference_config(config):

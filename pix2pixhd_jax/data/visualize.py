@@ -7,7 +7,7 @@ import numpy as np
 from PIL import Image
 
 from pix2pixhd_jax.data.cityscapes_labels import palette
-from pix2pixhd_jax.data.pixels import back_to_uint8
+from pix2pixhd_jax.data.pixels import back_to_levels, back_to_uint8, to_levels, view_uint8
 
 
 def colorize_labels(label_ids: np.ndarray) -> np.ndarray:
@@ -43,13 +43,19 @@ def grid(rows, pad: int = 2) -> np.ndarray:
 
 
 def label_panel(batch: dict, i: int) -> np.ndarray:
-    """Row i's label as a picture: Cityscapes colours of its ids, or the RGB label image."""
+    """Row i's label as a picture: Cityscapes colours of its ids, or the label image."""
     if "label_ids" in batch:
         return colorize_labels(batch["label_ids"][i])
-    return back_to_uint8(batch["label"][i])
+    return view_uint8(back_to_uint8(batch["label"][i]))
 
 
-def batch_panels(batch: dict, max_rows: int = 8):
+def photo_panel(image: np.ndarray, bits: int = 8, generated: bool = False) -> np.ndarray:
+    """A [-1, 1] photo (any channels, 8- or 16-bit levels) as an 8-bit RGB picture: generated ones
+    as they are written (truncated), real ones back to the levels they were read as."""
+    return view_uint8(to_levels(image, bits) if generated else back_to_levels(image, bits))
+
+
+def batch_panels(batch: dict, max_rows: int = 8, bits: int = 8):
     """Rows of (label colours | instances | boundaries | photo) for a pipeline batch."""
     n = min(len(batch["image"]), max_rows)
     rows = []
@@ -57,10 +63,18 @@ def batch_panels(batch: dict, max_rows: int = 8):
         row = [label_panel(batch, i)]
         if "inst" in batch:
             row += [colorize_instances(batch["inst"][i]), gray(batch["boundary"][i])]
-        row.append(back_to_uint8(batch["image"][i]))
+        row.append(photo_panel(batch["image"][i], bits))
         rows.append(row)
     return rows
 
 
+def png_image(levels: np.ndarray) -> Image.Image:
+    """A PIL image of (H, W[, C]) uint8 or uint16 levels: RGB, L, or a 16-bit grayscale (I;16)."""
+    levels = np.asarray(levels)
+    if levels.ndim == 3 and levels.shape[-1] == 1:
+        levels = levels[..., 0]
+    return Image.fromarray(levels)
+
+
 def save_png(path: str, image: np.ndarray):
-    Image.fromarray(image).save(path)
+    png_image(image).save(path)

@@ -40,12 +40,12 @@ from tqdm import tqdm
 from pix2pixhd_jax import atomic, checkpoint
 from pix2pixhd_jax.data import visualize
 from pix2pixhd_jax.data.pipeline import InputPipeline
-from pix2pixhd_jax.data.pixels import back_to_uint8
+from pix2pixhd_jax.data.pixels import back_to_levels
 from pix2pixhd_jax.data.transforms import inference_config
 from pix2pixhd_jax.errors import UserError
 from pix2pixhd_jax.evaluation import metrics
 from pix2pixhd_jax.evaluation.segmenter import load_segmenter, segment_fn
-from pix2pixhd_jax.inference.synthesis import Synthesizer, pad_to_multiple
+from pix2pixhd_jax.inference.synthesis import Synthesizer, bit_depth, pad_to_multiple
 from pix2pixhd_jax.models import inception as inception_lib
 from pix2pixhd_jax.runtime import distributed
 from pix2pixhd_jax.weights.inception import load_fid_inception, missing_weights_message
@@ -63,116 +63,177 @@ def _patch_features(bottleneck: np.ndarray, names, seed: int) -> np.ndarray:
     return np.concatenate([flat[i, pick(names[i])] for i in range(n)])
 
 
+class Evaluation:
+    """One split scored by one segmenter: what `evaluate` reports, for any Synthesizer of the
+    dataset. Built once (segmenter, input pipeline, Inception), run as often as wanted: training
+    runs it every train.eval_every steps on its current generator, `evaluate` once on a workdir's.
+    """
+
+    def __init__(self, config, segmenter_dir: str, split: str = "test", dataroot=None, inception=None,
+                 batch_size: int = 4):
+        if config.data.label_nc <= 0:
+            raise UserError("the model takes RGB label images (label_nc=0); the segmentation score needs label ids.")
+        _, self.seg_module, seg_params = load_segmenter(segmenter_dir)
+        if self.seg_module.num_classes != config.data.label_nc:
+            raise UserError(f"{segmenter_dir}: the segmenter predicts {self.seg_module.num_classes} classes, the "
+                            f"model's label_nc is {config.data.label_nc}; train a segmenter on this dataset.")
+        self.config, self.segmenter_dir, self.split = config, segmenter_dir, split
+        self.bits = bit_depth(config)
+        self.segment = segment_fn(self.seg_module, seg_params, self.bits)
+        self.seg_divisor = 2 ** self.seg_module.depth
+        self.incept = None
+        if inception:
+            self.incept = inception_lib.feature_fn(*load_fid_inception(inception))
+            self.inception_note = os.path.abspath(inception)
+        else:
+            self.inception_note = missing_weights_message()
+            logging.warning("%s", self.inception_note)
+        data_config = inference_config(config)
+        if dataroot:
+            data_config.data.dataroot = dataroot
+        self.dataroot = data_config.data.dataroot
+        count, index = jax.process_count(), jax.process_index()
+        self.pipeline = InputPipeline(data_config, split, train=False, batch_size=batch_size * count, one_hot=False,
+                                      process_index=index, process_count=count)
+
+    def run(self, synth: Synthesizer, style: str = "auto", num_samples: int = 3, samples_dir=None,
+            progress: bool = True) -> dict:
+        """The scores of `synth`'s photos (and of the real ones) on the split."""
+        config = self.config
+        if style == "auto":
+            style = "encode" if synth.has_encoder else "none"
+        if style not in ("encode", "random", "none"):
+            raise UserError(f"--style {style!r}: expected auto, encode or random.")
+        if style != "none" and not synth.has_encoder:
+            raise UserError(f"--style {style}: the model has no feature encoder; use --style auto.")
+        if style == "random" and synth.clusters is None:
+            raise UserError("--style random: the model has no clusters file; run `pix2pixhd-jax encode-features` "
+                            "first.")
+        n_classes = int(config.data.label_nc)
+        conf = {"generated": metrics.ConfusionMatrix(n_classes), "real": metrics.ConfusionMatrix(n_classes)}
+        seg_feats = {"generated": [], "real": []}
+        inc_feats = {"generated": [], "real": []}
+        psnrs, ssims, diversities = [], [], []
+        if samples_dir:
+            os.makedirs(samples_dir, exist_ok=True)
+        bar = tqdm(total=self.pipeline.num_examples, disable=not progress or jax.process_index() != 0,
+                   desc="evaluating", unit="image")
+        d = self.seg_divisor
+        for batch in self.pipeline.iterate(0, num_epochs=1):
+            labels = list(batch["label_ids"])
+            insts = list(batch["inst"]) if "inst" in batch else None
+            reals = back_to_levels(batch["image"], self.bits)
+            styles = None
+            if style == "encode":
+                styles = [synth.encode_styles(r, l, None if insts is None else i)
+                          for r, l, i in zip(reals, labels, insts or [None] * len(labels))]
+            fakes = synth.synthesize_batch(labels, insts, styles, seed=config.seed)
+            h, w = reals.shape[1:3]
+            both = np.concatenate([fakes, reals])
+            pred, bottleneck = self.segment(np.stack([pad_to_multiple(x, d) for x in both]))
+            n = len(fakes)
+            # Only the patches of the image itself, not of the edge padding.
+            pred = np.asarray(pred)[:, :h, :w]
+            bottleneck = np.asarray(bottleneck)[:, :max(1, h // d), :max(1, w // d)]
+            for i in range(n):
+                conf["generated"].update(pred[i], labels[i])
+                conf["real"].update(pred[n + i], labels[i])
+                psnrs.append(metrics.psnr(fakes[i], reals[i]))
+                ssims.append(metrics.ssim(fakes[i], reals[i]))
+            seg_feats["generated"].append(_patch_features(bottleneck[:n], batch["name"], config.seed))
+            seg_feats["real"].append(_patch_features(bottleneck[n:], batch["name"], config.seed))
+            if self.incept is not None:
+                inc_feats["generated"].append(self.incept(fakes))
+                inc_feats["real"].append(self.incept(reals))
+            if synth.has_encoder and synth.clusters is not None and num_samples > 1:
+                samples = [synth.synthesize_batch(labels, insts, None, seed=config.seed, sample=k)
+                           for k in range(num_samples)]
+                diversities += [metrics.diversity(np.stack([s[i] for s in samples])) for i in range(n)]
+            if samples_dir:
+                for name, fake in zip(batch["name"], fakes):
+                    visualize.save_png(os.path.join(samples_dir, f"{name.decode()}.png"), fake)
+            bar.update(n)
+        bar.close()
+
+        # Every process's counts and rows, so process 0 reports on the whole split.
+        for key in conf:
+            conf[key].matrix = distributed.sum_over_processes(conf[key].matrix)
+        seg_feats = {k: distributed.concat_over_processes(_stack(v)) for k, v in seg_feats.items()}
+        inc_feats = {k: distributed.concat_over_processes(_stack(v)) for k, v in inc_feats.items()}
+        psnrs, ssims, diversities = (distributed.concat_over_processes(np.asarray(v, np.float64))
+                                     for v in (psnrs, ssims, diversities))
+        num_images = len(psnrs)
+        if num_images == 0:
+            raise UserError(f"the {self.split} split of {self.dataroot} has no images to evaluate.")
+        fd_seg = metrics.frechet_distance_of(metrics.FeatureStats().update(seg_feats["real"]),
+                                             metrics.FeatureStats().update(seg_feats["generated"]))
+        result = {
+            "segmenter": os.path.abspath(self.segmenter_dir), "split": self.split, "style": style,
+            "num_images": int(num_images),
+            "segmentation": {k: _summary(c) for k, c in conf.items()},
+            "frechet_distance_segmenter_features": float(fd_seg),
+            "fid": None, "kid": None, "inception": self.inception_note,
+            "paired": {"psnr": float(np.mean(psnrs)), "ssim": float(np.mean(ssims))},
+            "diversity": ({"num_samples": int(num_samples), "mean_l1": float(np.mean(diversities))}
+                          if len(diversities) else None),
+        }
+        if self.incept is not None:
+            real, fake = inc_feats["real"], inc_feats["generated"]
+            result["fid"] = float(metrics.frechet_distance_of(metrics.FeatureStats().update(real),
+                                                              metrics.FeatureStats().update(fake)))
+            mean, std = metrics.kid(real, fake)
+            result["kid"] = {"mean": float(mean), "std": float(std)}
+        return result
+
+
+class TrainingEvaluator:
+    """The Evaluation of a training run's current generator, for train.eval_every: on the held-out
+    split (train.eval_split of train.eval_dataroot, default the config's data), judged by
+    train.eval_segmenter. Called with the step's train state on every process; returns scalars."""
+
+    def __init__(self, config):
+        train = config.train
+        if not train.eval_segmenter:
+            raise UserError(f"train.eval_every={train.eval_every} needs a judge: --config.train.eval_segmenter=DIR "
+                            "(a `pix2pixhd-jax train-segmenter` workdir for this dataset).")
+        self.config = config
+        self.evaluation = Evaluation(config, train.eval_segmenter, train.eval_split, train.eval_dataroot or None)
+        self.synth = None
+
+    def __call__(self, step: int, state) -> dict:
+        g_params, g_stats = distributed.gather_to_host((state.g_params, state.g_stats))
+        variables = checkpoint.network_variables(g_params, g_stats)
+        if self.synth is None:
+            self.synth = Synthesizer(self.config, variables)
+        else:
+            self.synth.set_variables(variables)
+        return scalars(self.evaluation.run(self.synth, style="auto", num_samples=1, progress=False))
+
+
+def scalars(result: dict) -> dict:
+    """The numbers of an evaluation's result under flat names, for TensorBoard and metrics.jsonl."""
+    seg = result["segmentation"]
+    out = {"eval/mean_iou": seg["generated"]["mean_iou"], "eval/pixel_accuracy": seg["generated"]["pixel_accuracy"],
+           "eval/oracle_mean_iou": seg["real"]["mean_iou"], "eval/oracle_pixel_accuracy": seg["real"]["pixel_accuracy"],
+           "eval/frechet_distance_segmenter": result["frechet_distance_segmenter_features"],
+           "eval/psnr": result["paired"]["psnr"], "eval/ssim": result["paired"]["ssim"]}
+    if result["fid"] is not None:
+        out["eval/fid"] = result["fid"]
+    return out
+
+
 def evaluate(workdir: str, segmenter_dir: str, split: str = "test", dataroot=None, inception=None,
              style: str = "auto", num_samples: int = 3, batch_size: int = 4, samples_dir=None, progress=True):
     start_time = time.time()
     synth = Synthesizer.from_workdir(workdir)
-    config = synth.config
-    if config.data.label_nc <= 0:
+    if synth.config.data.label_nc <= 0:
         raise UserError(f"{workdir}: the model takes RGB label images (label_nc=0); the segmentation score needs "
                         "label ids.")
-    _, seg_module, seg_params = load_segmenter(segmenter_dir)
-    if seg_module.num_classes != config.data.label_nc:
-        raise UserError(f"{segmenter_dir}: the segmenter predicts {seg_module.num_classes} classes, the model's "
-                        f"label_nc is {config.data.label_nc}; train a segmenter on this dataset.")
-    segment = segment_fn(seg_module, seg_params)
-    seg_divisor = 2 ** seg_module.depth
-    if style == "auto":
-        style = "encode" if synth.has_encoder else "none"
-    if style not in ("encode", "random", "none"):
-        raise UserError(f"--style {style!r}: expected auto, encode or random.")
-    if style != "none" and not synth.has_encoder:
-        raise UserError(f"--style {style}: {workdir}'s model has no feature encoder; use --style auto.")
-    if style == "random" and synth.clusters is None:
-        raise UserError(f"--style random: {workdir} has no clusters file; run `pix2pixhd-jax encode-features` first.")
-
-    incept, inception_note = None, None
-    if inception:
-        incept = inception_lib.feature_fn(*load_fid_inception(inception))
-        inception_note = os.path.abspath(inception)
-    else:
-        inception_note = missing_weights_message()
-        logging.warning("%s", inception_note)
-
-    data_config = inference_config(config)
-    if dataroot:
-        data_config.data.dataroot = dataroot
-    count, index = jax.process_count(), jax.process_index()
-    pipeline = InputPipeline(data_config, split, train=False, batch_size=batch_size * count, one_hot=False,
-                             process_index=index, process_count=count)
-    n_classes = int(config.data.label_nc)
-    conf = {"generated": metrics.ConfusionMatrix(n_classes), "real": metrics.ConfusionMatrix(n_classes)}
-    seg_feats = {"generated": [], "real": []}
-    inc_feats = {"generated": [], "real": []}
-    psnrs, ssims, diversities = [], [], []
-    if samples_dir:
-        os.makedirs(samples_dir, exist_ok=True)
-    bar = tqdm(total=pipeline.num_examples, disable=not progress or index != 0, desc="evaluating", unit="image")
-    for batch in pipeline.iterate(0, num_epochs=1):
-        labels = list(batch["label_ids"])
-        insts = list(batch["inst"]) if "inst" in batch else None
-        reals = back_to_uint8(batch["image"])
-        styles = None
-        if style == "encode":
-            styles = [synth.encode_styles(r, l, None if insts is None else i)
-                      for r, l, i in zip(reals, labels, insts or [None] * len(labels))]
-        fakes = synth.synthesize_batch(labels, insts, styles, seed=config.seed)
-        h, w = reals.shape[1:3]
-        both = np.concatenate([fakes, reals])
-        pred, bottleneck = segment(np.stack([pad_to_multiple(x, seg_divisor) for x in both]))
-        n = len(fakes)
-        # Only the patches of the image itself, not of the edge padding.
-        pred, bottleneck = np.asarray(pred)[:, :h, :w], np.asarray(bottleneck)[:, :max(1, h // seg_divisor), :max(1, w // seg_divisor)]
-        for i in range(n):
-            conf["generated"].update(pred[i], labels[i])
-            conf["real"].update(pred[n + i], labels[i])
-            psnrs.append(metrics.psnr(fakes[i], reals[i]))
-            ssims.append(metrics.ssim(fakes[i], reals[i]))
-        seg_feats["generated"].append(_patch_features(bottleneck[:n], batch["name"], config.seed))
-        seg_feats["real"].append(_patch_features(bottleneck[n:], batch["name"], config.seed))
-        if incept is not None:
-            inc_feats["generated"].append(incept(fakes))
-            inc_feats["real"].append(incept(reals))
-        if synth.has_encoder and synth.clusters is not None and num_samples > 1:
-            samples = [synth.synthesize_batch(labels, insts, None, seed=config.seed, sample=k)
-                       for k in range(num_samples)]
-            diversities += [metrics.diversity(np.stack([s[i] for s in samples])) for i in range(n)]
-        if samples_dir:
-            for name, fake in zip(batch["name"], fakes):
-                visualize.save_png(os.path.join(samples_dir, f"{name.decode()}.png"), fake)
-        bar.update(n)
-    bar.close()
-
-    # Every process's counts and rows, so process 0 reports on the whole split.
-    for key in conf:
-        conf[key].matrix = distributed.sum_over_processes(conf[key].matrix)
-    seg_feats = {k: distributed.concat_over_processes(_stack(v)) for k, v in seg_feats.items()}
-    inc_feats = {k: distributed.concat_over_processes(_stack(v)) for k, v in inc_feats.items()}
-    psnrs, ssims, diversities = (distributed.concat_over_processes(np.asarray(v, np.float64))
-                                 for v in (psnrs, ssims, diversities))
-    num_images = len(psnrs)
-    if num_images == 0:
-        raise UserError(f"the {split} split of {data_config.data.dataroot} has no images to evaluate.")
-    fd_seg = metrics.frechet_distance_of(metrics.FeatureStats().update(seg_feats["real"]),
-                                         metrics.FeatureStats().update(seg_feats["generated"]))
-    result = {
-        "workdir": os.path.abspath(workdir), "segmenter": os.path.abspath(segmenter_dir), "split": split,
-        "style": style, "num_images": int(num_images),
-        "segmentation": {k: _summary(c) for k, c in conf.items()},
-        "frechet_distance_segmenter_features": float(fd_seg),
-        "fid": None, "kid": None, "inception": inception_note,
-        "paired": {"psnr": float(np.mean(psnrs)), "ssim": float(np.mean(ssims))},
-        "diversity": ({"num_samples": int(num_samples), "mean_l1": float(np.mean(diversities))}
-                      if len(diversities) else None),
-    }
-    if incept is not None:
-        real, fake = inc_feats["real"], inc_feats["generated"]
-        result["fid"] = float(metrics.frechet_distance_of(metrics.FeatureStats().update(real),
-                                                          metrics.FeatureStats().update(fake)))
-        mean, std = metrics.kid(real, fake)
-        result["kid"] = {"mean": float(mean), "std": float(std)}
+    evaluation = Evaluation(synth.config, segmenter_dir, split, dataroot, inception, batch_size)
+    result = {"workdir": os.path.abspath(workdir),
+              **evaluation.run(synth, style, num_samples, samples_dir, progress)}
     result["seconds"] = round(time.time() - start_time, 2)
-    result["config"] = checkpoint.config_dict(config)
+    result["config"] = checkpoint.config_dict(synth.config)
     return result
 
 

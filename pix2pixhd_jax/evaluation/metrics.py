@@ -225,10 +225,10 @@ def kid(feats1, feats2, num_subsets: int = 100, subset_size: int = 1000, seed: i
 
 
 def _unit_scale(images) -> np.ndarray:
-    """uint8 -> [0, 1]; floats are taken to be in [0, 1] already."""
+    """uint8 or uint16 levels -> [0, 1]; floats are taken to be in [0, 1] already."""
     images = np.asarray(images)
-    if images.dtype == np.uint8:
-        return images.astype(np.float64) / 255.0
+    if images.dtype in (np.uint8, np.uint16):
+        return images.astype(np.float64) / float(np.iinfo(images.dtype).max)
     return images.astype(np.float64)
 
 
@@ -237,7 +237,8 @@ def _data_range(a, b, data_range):
         return float(data_range)
     if np.asarray(a).dtype != np.asarray(b).dtype:
         raise ValueError(f"images of dtypes {np.asarray(a).dtype} and {np.asarray(b).dtype}: pass data_range")
-    return 255.0 if np.asarray(a).dtype == np.uint8 else 1.0
+    dtype = np.asarray(a).dtype
+    return float(np.iinfo(dtype).max) if dtype in (np.uint8, np.uint16) else 1.0
 
 
 def diversity(samples) -> float:

@@ -8,6 +8,7 @@ stopped, saves and stops on SIGTERM, stops on a non-finite loss, writes TensorBo
 """
 
 import collections
+import logging
 import os
 
 import jax
@@ -16,9 +17,11 @@ import numpy as np
 import optax
 
 from pix2pixhd_jax import atomic, checkpoint
+from pix2pixhd_jax.data import decode
 from pix2pixhd_jax.data.pipeline import InputPipeline
-from pix2pixhd_jax.data.pixels import from_uint8
+from pix2pixhd_jax.data.pixels import from_levels
 from pix2pixhd_jax.errors import UserError
+from pix2pixhd_jax.data.readers import read_source
 from pix2pixhd_jax.models.segmenter import Segmenter
 from pix2pixhd_jax.runtime import loop, sharding
 
@@ -38,18 +41,56 @@ def _optimizer(config):
     return optax.adam(optax.cosine_decay_schedule(float(seg.lr), int(seg.steps)))
 
 
-def cross_entropy(logits, label_ids, num_classes):
-    """Mean softmax cross-entropy over pixels whose id is a class (0..num_classes-1)."""
+CLASS_WEIGHTINGS = ("none", "inverse_sqrt_frequency", "median_frequency")
+
+
+def cross_entropy(logits, label_ids, num_classes, class_weights=None):
+    """Mean softmax cross-entropy over pixels whose id is a class (0..num_classes-1); with
+    class_weights (num_classes,), each pixel weighted by its class's weight (a weighted mean)."""
     valid = (label_ids >= 0) & (label_ids < num_classes)
-    losses = optax.softmax_cross_entropy_with_integer_labels(logits, jnp.where(valid, label_ids, 0))
-    return jnp.sum(losses * valid) / jnp.maximum(jnp.sum(valid), 1)
+    ids = jnp.where(valid, label_ids, 0)
+    losses = optax.softmax_cross_entropy_with_integer_labels(logits, ids)
+    weights = valid.astype(jnp.float32)
+    if class_weights is not None:
+        weights = weights * jnp.asarray(class_weights, jnp.float32)[ids]
+    return jnp.sum(losses * weights) / jnp.maximum(jnp.sum(weights), 1e-6)
 
 
-def make_train_step(module, tx, num_classes):
+def class_weights(counts: np.ndarray, weighting: str) -> np.ndarray:
+    """Per-class loss weights from the training labels' pixel counts: 'inverse_sqrt_frequency'
+    (1 / sqrt(f)) or 'median_frequency' (median(f) / f, Eigen and Fergus), normalised to mean 1
+    over the classes present; absent classes weigh 0. 'none': all 1."""
+    counts = np.asarray(counts, np.float64)
+    if weighting == "none":
+        return np.ones(len(counts), np.float32)
+    if weighting not in CLASS_WEIGHTINGS:
+        raise UserError(f"segmenter.class_weighting={weighting!r} is not one of {', '.join(CLASS_WEIGHTINGS)}.")
+    present = counts > 0
+    freq = np.where(present, counts / max(counts.sum(), 1), 0.0)
+    w = np.zeros_like(freq)
+    if weighting == "inverse_sqrt_frequency":
+        w[present] = 1.0 / np.sqrt(freq[present])
+    else:
+        w[present] = np.median(freq[present]) / freq[present]
+    return (w / w[present].mean()).astype(np.float32)
+
+
+def label_counts(config) -> np.ndarray:
+    """Pixels per class over the training split's label maps (read as files, at their own size)."""
+    data = config.data
+    counts = np.zeros(int(data.label_nc), np.int64)
+    for ex in read_source(data, "train").examples:
+        with open(ex.label, "rb") as f:
+            ids = decode.decode_label(f.read(), ex.label, int(data.label_nc), decode.unknown_label_of(data))
+        counts += np.bincount(ids.ravel(), minlength=len(counts))[:len(counts)]
+    return counts
+
+
+def make_train_step(module, tx, num_classes, weights=None):
     def step(state, batch):
         def loss_fn(params):
             logits, _ = module.apply({"params": params}, batch["image"])
-            return cross_entropy(logits, batch["label_ids"], num_classes), logits
+            return cross_entropy(logits, batch["label_ids"], num_classes, weights), logits
 
         (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
         updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
@@ -71,16 +112,20 @@ def train_segmenter(config, workdir: str, progress: bool = True, devices=None):
                              process_index=jax.process_index(), process_count=jax.process_count())
     tx = _optimizer(config)
     size = 2 ** int(seg.depth) * 2
+    weighting = str(seg.get("class_weighting", "none"))
+    weights = None if weighting == "none" else class_weights(label_counts(config), weighting)
+    if weights is not None:
+        logging.info("segmenter class weights (%s): %s", weighting, np.round(weights, 3).tolist())
 
     def init(rng):
-        params = module.init(rng, jnp.zeros((1, size, size, 3)))["params"]
+        params = module.init(rng, jnp.zeros((1, size, size, int(config.data.output_nc))))["params"]
         return {"params": params, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32)}
 
     total, save_freq = int(seg.steps), int(seg.save_freq)
     recent = collections.deque(maxlen=50)
     job = loop.Job(
         name="segmenter", item="segmenter", seed=config.seed, init=init,
-        step=make_train_step(module, tx, module.num_classes), batches=pipeline.iterate,
+        step=make_train_step(module, tx, module.num_classes, weights), batches=pipeline.iterate,
         batch_keys=("image", "label_ids"), global_batch=batch_size, steps_per_epoch=pipeline.steps_per_epoch,
         total_steps=total, save_due=lambda step: step % save_freq == 0, print_freq=50,
         keep_checkpoints=2, fix_hint="lower segmenter.lr and run again.",
@@ -109,14 +154,14 @@ def load_segmenter(workdir: str):
     return config, module, checkpoint.restore_to_host(workdir, step, "segmenter")["params"]
 
 
-def segment_fn(module, params):
-    """Jitted photos ((N, H, W, 3) uint8, H and W multiples of 2**depth) -> (label ids (N, H, W),
-    bottleneck features (N, h, w, C))."""
+def segment_fn(module, params, bits: int = 8):
+    """Jitted photos ((N, H, W, C) levels of `bits` bits, H and W multiples of 2**depth) -> (label
+    ids (N, H, W), bottleneck features (N, h, w, C))."""
     params = jax.device_put(params, jax.local_devices()[0])
 
     @jax.jit
     def run(p, images):
-        x = from_uint8(images, xp=jnp)
+        x = from_levels(images, bits, xp=jnp)
         logits, bottleneck = module.apply({"params": p}, x)
         return jnp.argmax(logits, -1).astype(jnp.int32), bottleneck
 

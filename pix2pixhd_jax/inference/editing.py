@@ -24,10 +24,10 @@ from typing import Dict, FrozenSet, Optional, Tuple
 import numpy as np
 from scipy import ndimage
 
-from pix2pixhd_jax.data.cityscapes_labels import LABELS
+from pix2pixhd_jax.data.instances import THINGS
 from pix2pixhd_jax.errors import EditError
 
-CITYSCAPES_THINGS = frozenset(label.id for label in LABELS if label.has_instances)
+CITYSCAPES_THINGS = THINGS["cityscapes"]
 
 
 def _frozen(styles) -> Tuple:

@@ -16,6 +16,7 @@ The contract, the same for both, is written to OUT/signature.json:
            inst_ids   int32 [B, H, W]               (data.use_instance) instance ids
            features   float32 [B, H, W, feat_num]   (the feature encoder) every pixel's style
   output   photo      uint8 [B, H, W, output_nc]    the pixels `synthesize` writes for these inputs
+                      (uint16 for data.image_bit_depth=16)
 One-hot labels, instance boundaries and the conversion to uint8 happen inside the program.
 `program_inputs` makes those inputs from label maps of any size the way `synthesize` does:
 scaled by the model's test transform, the features from styles or the model's clusters.
@@ -64,7 +65,8 @@ def signature(synth: Synthesizer, height: int, width: int) -> dict:
     if synth.has_encoder:
         inputs.append({"name": "features", "dtype": "float32", "shape": ["B", height, width, synth.feat_num],
                        "meaning": "every pixel's style: its instance's feature vector (style_features builds it)"})
-    return {"inputs": inputs, "outputs": [{"name": "photo", "dtype": "uint8",
+    photo_dtype = "uint16" if synth.bit_depth == 16 else "uint8"
+    return {"inputs": inputs, "outputs": [{"name": "photo", "dtype": photo_dtype,
                                            "shape": ["B", height, width, int(data.output_nc)]}]}
 
 

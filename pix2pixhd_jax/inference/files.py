@@ -16,11 +16,9 @@ import os
 from typing import Optional
 
 import numpy as np
-from PIL import Image
-
 from tqdm import tqdm
 
-from pix2pixhd_jax.data import decode
+from pix2pixhd_jax.data import decode, visualize
 from pix2pixhd_jax.data.readers import IMAGE_EXTENSIONS, list_images, scene_key
 from pix2pixhd_jax.errors import UserError
 from pix2pixhd_jax.inference.synthesis import Synthesizer
@@ -115,16 +113,19 @@ def synthesize_files(synth: Synthesizer, label: str, out: str, inst: Optional[st
         raise UserError(f"--num-samples {num_samples}: must be at least 1.")
     os.makedirs(out, exist_ok=True)
 
+    data = synth.config.data
+    channels, bits = decode.photo_format(data)
+    unknown = decode.unknown_label_of(data)
     groups = collections.OrderedDict()  # one jitted program per size
     for f in labels:
-        lab = decode.decode_label(_read(f), f, synth.label_nc)
+        lab = decode.decode_label(_read(f), f, synth.label_nc, unknown, data.input_nc)
         lab = np.asarray(lab) if synth.label_nc == 0 else lab
         ins = decode.decode_instances(_read(insts[f]), insts[f]) if f in insts else None
         if ins is not None and ins.shape != lab.shape[:2]:
             raise UserError(f"{insts[f]}: {ins.shape[1]}x{ins.shape[0]}, but its label map {f} is "
                             f"{lab.shape[1]}x{lab.shape[0]}; they must be the same size.")
         styles = style_json.get(None, style_json.get(scene_key(f)))
-        photo = np.asarray(decode.decode_photo(_read(photos[f]), photos[f])) if f in photos else None
+        photo = np.asarray(decode.decode_photo(_read(photos[f]), photos[f], channels, bits)) if f in photos else None
         if photo is not None and photo.shape[:2] != lab.shape[:2]:
             raise UserError(f"{photos[f]}: {photo.shape[1]}x{photo.shape[0]}, but the label map {f} is "
                             f"{lab.shape[1]}x{lab.shape[0]}; encode a photo of the same size.")
@@ -147,7 +148,7 @@ def synthesize_files(synth: Synthesizer, label: str, out: str, inst: Optional[st
                 for (f, *_), img in zip(chunk, photos_out):
                     suffix = "synthesized" if num_samples == 1 else f"sample{k:02d}"
                     path = os.path.join(out, f"{scene_key(f)}_{suffix}.png")
-                    Image.fromarray(img).save(path)
+                    visualize.save_png(path, img)
                     written.append(path)
                 bar.update(len(chunk))
     bar.close()

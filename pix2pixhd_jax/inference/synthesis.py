@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pix2pixhd_jax import checkpoint
-from pix2pixhd_jax.data.pixels import from_uint8, to_uint8
+from pix2pixhd_jax.data.pixels import from_levels, from_uint8, to_levels
 from pix2pixhd_jax.data.transforms import test_size, test_transform
 from pix2pixhd_jax.errors import SynthesisError
 from pix2pixhd_jax.inference import features as features_lib
@@ -56,10 +56,12 @@ def instance_classes(label: np.ndarray, inst: np.ndarray) -> Dict[int, int]:
 
 
 def photo_program(nets: Networks):
-    """(G's variables, labels (B, H, W) int32 ids or (B, H, W, C) uint8 RGB when label_nc == 0,
-    instance ids (B, H, W) int32 or None, features (B, H, W, feat_num) or None) -> (B, H, W,
-    output_nc) uint8 photos. Pure: jit it, or export it with the variables bound."""
+    """(G's variables, labels (B, H, W) int32 ids or (B, H, W, input_nc) uint8 label images when
+    label_nc == 0, instance ids (B, H, W) int32 or None, features (B, H, W, feat_num) or None) ->
+    (B, H, W, output_nc) photos in the config's levels (uint8, or uint16 for
+    data.image_bit_depth=16). Pure: jit it, or export it with the variables bound."""
     config = nets.config
+    bits = bit_depth(config)
 
     def run(g_vars, label, inst, features):
         if not config.data.label_nc:
@@ -67,9 +69,14 @@ def photo_program(nets: Networks):
         batch = label_batch(label, inst, config)
         fake, _ = generate(nets, {"generator": g_vars["params"]}, {"generator": g_vars.get("batch_stats", {})},
                            batch, train=False, rng=jax.random.PRNGKey(0), features=features)
-        return to_uint8(fake, xp=jnp)
+        return to_levels(fake, bits, xp=jnp)
 
     return run
+
+
+def bit_depth(config) -> int:
+    """The photos' bit depth (data.image_bit_depth; 8 for workdirs from before the setting)."""
+    return int(getattr(config.data, "image_bit_depth", 8))
 
 
 def random_style_index(seed: int, sample: int, pool_id: int, num_styles: int) -> int:
@@ -100,17 +107,24 @@ class Synthesizer:
         self.feat_num = int(config.model.feat_num) if self.has_encoder else 0
         self.label_nc = int(config.data.label_nc)
         self.use_instance = bool(config.data.use_instance)
+        self.output_nc = int(config.data.output_nc)
+        self.bit_depth = bit_depth(config)
         self.divisor = size_divisor(config.model)
         self.clusters = clusters
         if clusters is not None and self.has_encoder and clusters.feat_num != self.feat_num:
             raise SynthesisError(f"the clusters have {clusters.feat_num} features, the encoder gives {self.feat_num} "
                                  "(model.feat_num): they belong to another model.")
-        cast = functools.partial(cast_for_inference, dtype=INFERENCE_DTYPES[self.dtype])
-        self.g_vars = cast(variables["generator"])
-        self.e_vars = cast(variables["encoder"]) if self.has_encoder else None
+        self.set_variables(variables)
         self.program = photo_program(self.nets)
         self._generate = jax.jit(self.program)
         self._encode = jax.jit(self._encode_fn)
+
+    def set_variables(self, variables):
+        """New weights for the same networks ({'generator': ..., 'encoder': ...}): the compiled
+        programs stay (they take the variables as arguments)."""
+        cast = functools.partial(cast_for_inference, dtype=INFERENCE_DTYPES[self.dtype])
+        self.g_vars = cast(variables["generator"])
+        self.e_vars = cast(variables["encoder"]) if self.has_encoder else None
 
     @classmethod
     def from_workdir(cls, workdir: str, clusters_path: Optional[str] = None, dtype: Optional[str] = None):
@@ -142,11 +156,11 @@ class Synthesizer:
         size rounded to the generator's factor), NEAREST for label and instance ids, BICUBIC for
         photos and RGB label images. inst and photo may be None."""
         data = self.config.data
-        label = test_transform(label, data, self.divisor, "ids" if self.label_nc else "rgb", where)
+        label = test_transform(label, data, self.divisor, "ids" if self.label_nc else "image", where)
         if inst is not None:
             inst = test_transform(inst, data, self.divisor, "ids", where)
         if photo is not None:
-            photo = test_transform(np.asarray(photo)[..., :3], data, self.divisor, "rgb", where)
+            photo = test_transform(photo, data, self.divisor, "image", where)
         return label, inst, photo
 
     def check_label(self, label: np.ndarray, where: str = "label map"):
@@ -176,17 +190,20 @@ class Synthesizer:
 
     # ----- styles ----------------------------------------------------------------
     def encode_styles(self, photo: np.ndarray, label: np.ndarray, inst: Optional[np.ndarray] = None) -> Dict[int, np.ndarray]:
-        """{pool id: E's feature} from a real photo ((H, W, 3) uint8) and its label/instance maps."""
+        """{pool id: E's feature} from a real photo ((H, W, output_nc) or (H, W) levels: uint8, or 16-bit
+        levels for image_bit_depth=16) and its label/instance maps."""
         if not self.has_encoder:
             raise SynthesisError("this model has no feature encoder: styles do not apply to it.")
         label = self.check_label(label)
         inst = self.default_instances(label) if inst is None else np.asarray(inst, np.int32)
         photo = np.asarray(photo)
-        if photo.shape[:2] != label.shape[:2] or photo.ndim != 3:
+        photo = photo[..., None] if photo.ndim == 2 else photo
+        if photo.ndim != 3 or photo.shape[:2] != label.shape[:2] or photo.shape[-1] < self.output_nc:
             raise SynthesisError(f"the style photo is {photo.shape[1::-1] if photo.ndim >= 2 else photo.shape}, the "
-                                 f"label map {label.shape[1::-1]} (W, H): they must be the same size, RGB.")
+                                 f"label map {label.shape[1::-1]} (W, H): they must be the same size, with "
+                                 f"{self.output_nc} channel(s) (data.output_nc).")
         h, w = label.shape[:2]
-        x = pad_to_multiple(from_uint8(photo[..., :3]), self.divisor)
+        x = pad_to_multiple(from_levels(photo[..., :self.output_nc], self.bit_depth), self.divisor)
         out = np.asarray(self._encode(self.e_vars, x[None]))[0, :h, :w]
         ids, feats, _ = features_lib.instance_rows(out, self.pool_ids(label, inst))
         return {int(i): f for i, f in zip(ids, feats)}
@@ -227,7 +244,8 @@ class Synthesizer:
     # ----- synthesis ---------------------------------------------------------------
     def synthesize(self, label: np.ndarray, inst: Optional[np.ndarray] = None,
                    styles: Optional[Dict[int, Style]] = None, seed: int = 0, sample: int = 0) -> np.ndarray:
-        """One photo, (H, W, 3) uint8, for one label map (H, W) (RGB (H, W, 3) when label_nc == 0)."""
+        """One photo, (H, W, output_nc) levels (uint8, or uint16 with image_bit_depth=16), for one label map
+        (H, W) (a label image (H, W, input_nc) when label_nc == 0)."""
         return self.synthesize_batch([label], [inst], [styles], seed=seed, sample=sample)[0]
 
     def synthesize_batch(self, labels, insts=None, styles=None, seed: int = 0, sample: int = 0):

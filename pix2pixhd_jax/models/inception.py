@@ -66,11 +66,13 @@ def resize_bilinear_torch(x, size: Tuple[int, int]):
 
 
 def to_unit_range(images):
-    """uint8 images -> float32 in [0, 1]; float images are taken to be in [0, 1] already."""
+    """uint8 or uint16 images -> float32 in [0, 1]; float images are taken to be in [0, 1] already.
+    One-channel images are repeated to three (the network sees RGB)."""
     images = jnp.asarray(images)
-    if images.dtype == jnp.uint8:
-        return images.astype(jnp.float32) / 255.0
-    return images.astype(jnp.float32)
+    if images.dtype in (jnp.uint8, jnp.uint16):
+        images = images.astype(jnp.float32) / float(jnp.iinfo(images.dtype).max)
+    images = images.astype(jnp.float32)
+    return jnp.repeat(images, 3, axis=-1) if images.shape[-1] == 1 else images
 
 
 def fid_preprocess(images, resize: bool = True, normalize: bool = True):

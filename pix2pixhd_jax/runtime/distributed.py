@@ -35,7 +35,7 @@ def initialize_from_args(args):
     if args.coordinator is None and args.num_processes is None and args.process_id is None and not args.distributed:
         return False
     initialize(args.coordinator, args.num_processes, args.process_id, auto=args.distributed,
-               timeout=args.init_timeout)
+               timeout=args.init_timeout, heartbeat_timeout=args.heartbeat_timeout)
     return True
 
 
@@ -83,8 +83,11 @@ def _explicit_args(coordinator, num_processes, process_id):
                                f"0..{num_processes - 1}, and each process needs its own.")
 
 
-def initialize(coordinator=None, num_processes=None, process_id=None, auto=False, timeout=300):
+def initialize(coordinator=None, num_processes=None, process_id=None, auto=False, timeout=300,
+               heartbeat_timeout=100):
     """Join the run (jax.distributed.initialize) or fail with a clear error within `timeout` s.
+    A process whose peer stops answering for `heartbeat_timeout` s ends (JAX's coordination
+    service), so a job whose host died does not hold the others.
 
     Must come before any other JAX call of the process."""
     if jax.distributed.is_initialized():
@@ -108,7 +111,8 @@ def initialize(coordinator=None, num_processes=None, process_id=None, auto=False
     logging.info("joining the run at %s (process %s of %s, waiting up to %d s for all to join)", where,
                  process_id, num_processes, timeout)
     try:
-        jax.distributed.initialize(coordinator, num_processes, process_id, initialization_timeout=timeout + 30)
+        jax.distributed.initialize(coordinator, num_processes, process_id, initialization_timeout=timeout + 30,
+                                   heartbeat_timeout_seconds=heartbeat_timeout)
     except ValueError as e:
         if auto:
             raise DistributedError(f"--distributed: JAX found no cluster to join ({e}). Outside Cloud TPU, SLURM, "

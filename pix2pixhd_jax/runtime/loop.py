@@ -15,8 +15,9 @@ job in a `Job`: how to initialise a state, the pure step, its batches and when t
   not wait for the host between steps; a step whose state is saved (periodically, on SIGTERM,
   at the end) is read first, so only a state whose own metrics are finite is saved, and a
   non-finite step n stops the run (NonFiniteLossError) before step n + 1's state is saved;
-- writes scalars (with images/s and the epoch) to TensorBoard and metrics.jsonl, shows a
-  progress bar, and on SIGTERM (a preempted job) saves the current step and exits with 143.
+- writes scalars (with images/s and the epoch) to TensorBoard and metrics.jsonl, runs the job's
+  periodic evaluations (their scalars too), shows a progress bar, and on SIGTERM (a preempted
+  job) saves the current step and exits with 143.
 """
 
 import dataclasses
@@ -68,6 +69,9 @@ class Job:
     extra_args: tuple = ()  # the step's further arguments, replicated (e.g. VGG19's weights)
     has_outputs: bool = False
     after_init: Optional[Callable[[Any], Any]] = None  # fresh state -> state (initial weights)
+    # (every, fn(step, state) -> scalars): run at every `every`-th step and the last, on every
+    # process, after the step's own metrics are read; its scalars go to TensorBoard and metrics.jsonl.
+    periodic: Sequence[tuple] = ()
     on_step: Optional[Callable] = None  # (step, host metrics, outputs, host batch, writer) once read
     postfix: Callable[[dict], dict] = lambda metrics: {}  # progress-bar fields from host metrics
 
@@ -202,9 +206,13 @@ def run(job: Job, config, workdir: str, mesh, progress: bool = True) -> Result:
                 finish(pending)
             pending = (step, metrics, outputs[0] if outputs else None, host_batch)
             save_due, stop = job.save_due(step), preemption.check(step)
-            if save_due or stop or step >= job.total_steps:
+            periodic = [fn for every, fn in job.periodic if step % every == 0 or step >= job.total_steps]
+            if save_due or stop or periodic or step >= job.total_steps:
                 finish(pending)
                 pending = None
+            for fn in periodic:
+                writer.scalars(step, fn(step, state))
+                writer.flush()
             if save_due:
                 save(step)
             if stop:

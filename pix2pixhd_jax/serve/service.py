@@ -48,12 +48,12 @@ from typing import Dict, Optional, Tuple
 
 import numpy as np
 from PIL import Image
-from scipy import ndimage
 
-from pix2pixhd_jax.data.cityscapes_labels import ID_TO_NAME, palette
-from pix2pixhd_jax.data.visualize import colorize_labels
+from pix2pixhd_jax.data.cityscapes_labels import palette
+from pix2pixhd_jax.data.instances import dataset_classes, instances_from_labels
+from pix2pixhd_jax.data.visualize import colorize_labels, png_image
 from pix2pixhd_jax.errors import ApiError, UserError
-from pix2pixhd_jax.inference.editing import CITYSCAPES_THINGS, Editor, Scene
+from pix2pixhd_jax.inference.editing import Editor, Scene
 from pix2pixhd_jax.inference.synthesis import random_style_index
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -99,8 +99,9 @@ class _Serialized:
 
 
 def png_bytes(image: np.ndarray, compress_level: int = 1) -> bytes:
+    """A PNG of (H, W[, C]) uint8 or uint16 levels (one-channel photos as grayscale, 16-bit kept)."""
     buf = io.BytesIO()
-    Image.fromarray(image).save(buf, format="PNG", compress_level=compress_level)
+    png_image(image).save(buf, format="PNG", compress_level=compress_level)
     return buf.getvalue()
 
 
@@ -151,16 +152,6 @@ def check_instances(label: np.ndarray, inst: np.ndarray, where: str):
                             "Cityscapes' *_gtFine_instanceIds.png. Upload the matching instance map, or none.")
 
 
-def instances_from_labels(label: np.ndarray, things=CITYSCAPES_THINGS) -> np.ndarray:
-    """Without an instance map: each connected region of a thing class is one object."""
-    inst = label.astype(np.int32).copy()
-    for cls in np.intersect1d(np.unique(label), np.fromiter(things, int)):
-        components, n = ndimage.label(label == cls)
-        keep = components > 0
-        inst[keep] = cls * 1000 + np.minimum(components[keep] - 1, 999)
-    return inst
-
-
 class EditorService:
     """The editor's state and operations, without HTTP: sessions, validation, edits."""
 
@@ -178,6 +169,7 @@ class EditorService:
         if resize not in ("config", "none"):
             raise UserError(f"resize={resize!r} is not 'config' or 'none'.")
         self.resize = resize
+        self.names, self.things = dataset_classes(synth.config.data)
         self.sessions: "collections.OrderedDict[str, Session]" = collections.OrderedDict()
         self._sessions_lock = threading.Lock()
         self.label_nc = synth.label_nc
@@ -200,8 +192,8 @@ class EditorService:
 
     def _info(self) -> dict:
         colours = palette(max(self.label_nc, 1))
-        classes = [{"id": i, "name": ID_TO_NAME.get(i, f"class {i}"), "color": "#%02x%02x%02x" % tuple(colours[i]),
-                    "thing": i in CITYSCAPES_THINGS, "styles": self._swatches(i)} for i in range(self.label_nc)]
+        classes = [{"id": i, "name": self.names.get(i, f"class {i}"), "color": "#%02x%02x%02x" % tuple(colours[i]),
+                    "thing": i in self.things, "styles": self._swatches(i)} for i in range(self.label_nc)]
         lim = self.limits
         data = self.synth.config.data
         size = ("label maps as they come" if self.resize == "none" else
@@ -223,7 +215,9 @@ class EditorService:
         given = label.shape[::-1]
         if self.resize == "config":
             label, inst, _ = self.synth.prepare(label, inst, where=name)
-        scene = Scene.from_arrays(label, instances_from_labels(label) if inst is None else inst)
+        inst = instances_from_labels(label, self.things) if inst is None else inst
+        # The dataset's thing classes, and any class the map already splits into objects.
+        scene = Scene.from_arrays(label, inst, things=self.things | frozenset(np.unique(label[inst >= 1000]).tolist()))
         per_scene = scene.label.nbytes + scene.inst.nbytes
         keep = max(2, min(self.limits.max_history, self.limits.max_history_bytes // per_scene))
         editor = Editor(self._serialized, scene, seed=self.seed, max_history=keep)
@@ -445,7 +439,7 @@ class EditorService:
             if style == "default":
                 return editor.set_style(iid, None), iid
             if n == 0:
-                raise ApiError(400, f"class {cls} ({ID_TO_NAME.get(cls, cls)}) has no k-means styles in this "
+                raise ApiError(400, f"class {cls} ({self.names.get(cls, cls)}) has no k-means styles in this "
                                     "model's clusters file; pick an object of a class with styles.")
             if style == "random":
                 seed = body.get("seed", secrets.randbits(31))
@@ -485,7 +479,7 @@ class EditorService:
         overlay = np.zeros(mask.shape + (4,), np.uint8)
         overlay[mask] = (255, 255, 255, 255)
         chosen = scene.style_map.get(iid)
-        return {"instance": int(iid), "class": cls, "name": ID_TO_NAME.get(cls, f"class {cls}"),
+        return {"instance": int(iid), "class": cls, "name": self.names.get(cls, f"class {cls}"),
                 "thing": iid >= 1000, "pixels": int(mask.sum()),
                 "bbox": [int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())],
                 "styles": self.synth.clusters.num_styles(cls) if self.styled else 0,

@@ -68,10 +68,13 @@ def vgg_loss(vgg_apply: Callable, variables, fake, real,
     ``vgg_apply(variables, x)`` returns the list of taps (e.g. ``VGG19Features(...).apply``).
     ``batched`` runs fake and real through one VGG call (concatenated on the batch axis);
     the value is the same either way. No gradient flows to ``real`` or to the VGG weights.
-    Returns a float32 scalar.
+    One-channel images (data.output_nc=1) are repeated to three channels, the gray image VGG19
+    sees as RGB. Returns a float32 scalar.
     """
     variables = jax.lax.stop_gradient(variables)
     real = jax.lax.stop_gradient(real)
+    if fake.shape[-1] == 1:
+        fake, real = jnp.repeat(fake, 3, axis=-1), jnp.repeat(real, 3, axis=-1)
     if batched:
         n = fake.shape[0]
         taps = vgg_apply(variables, jnp.concatenate([fake, real.astype(fake.dtype)], axis=0))

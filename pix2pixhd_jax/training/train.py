@@ -18,9 +18,11 @@ import numpy as np
 from pix2pixhd_jax import checkpoint
 from pix2pixhd_jax.data import visualize
 from pix2pixhd_jax.data.pipeline import InputPipeline
-from pix2pixhd_jax.data.pixels import back_to_uint8, to_uint8
+from pix2pixhd_jax.data.pixels import to_levels
 from pix2pixhd_jax.data.transforms import inference_config
 from pix2pixhd_jax.errors import DataError, UserError
+from pix2pixhd_jax.evaluation.evaluate import TrainingEvaluator
+from pix2pixhd_jax.inference.synthesis import bit_depth
 from pix2pixhd_jax.models.generator import G1
 from pix2pixhd_jax.models.pix2pixhd import Networks, generate, size_divisor
 from pix2pixhd_jax.runtime import distributed, loop, sharding
@@ -107,13 +109,15 @@ def load_initial_weights(state, nets: Networks, source_workdir: str):
 
 def sample_grid(host_batch, fake, config, rows: int = 4):
     """label colours | boundaries | generated | real for the first rows of a batch."""
+    bits = bit_depth(config)
     n = min(rows, len(fake))
     out = []
     for i in range(n):
         row = [visualize.label_panel(host_batch, i)]
         if "boundary" in host_batch:
             row.append(visualize.gray(host_batch["boundary"][i]))
-        row += [to_uint8(fake[i]), back_to_uint8(host_batch["image"][i])]
+        row += [visualize.photo_panel(fake[i], bits, generated=True),
+                visualize.photo_panel(host_batch["image"][i], bits)]
         out.append(row)
     return visualize.grid(out)
 
@@ -177,6 +181,7 @@ def train(config, workdir: str, devices=None, progress: bool = True):
         finite_keys=("loss", "grad_norm"),  # a finite loss with non-finite gradients has spoiled the state too
         fix_hint="lower train.lr, or try train.dtype=float32, and run again.",
         after_init=initial_weights, on_step=samples,
+        periodic=[(train_cfg.eval_every, TrainingEvaluator(config))] if train_cfg.get("eval_every", 0) > 0 else [],
         postfix=lambda m: {"G": f"{m['loss_G']:.3f}", "D": f"{m['loss_D']:.3f}"})
     result = loop.run(job, config, workdir, mesh, progress)
     if is_main:
@@ -188,6 +193,7 @@ def train(config, workdir: str, devices=None, progress: bool = True):
 def synthesize_test_split(config, workdir: str, state, max_grid_rows: int = 8):
     """G (and E on the test photos) over the test split -> <workdir>/test_results/*.png."""
     config = inference_config(config)  # whole test images, not training crops
+    bits = bit_depth(config)
     # Each process synthesizes its own share of the split on its own devices.
     count, index = jax.process_count(), jax.process_index()
     try:
@@ -209,10 +215,10 @@ def synthesize_test_split(config, workdir: str, state, max_grid_rows: int = 8):
         inputs = jax.device_put({k: batch[k] for k in keys if k in batch}, device)
         fake = np.asarray(run(g_params, g_stats, inputs))
         name = batch["name"][0].decode()
-        visualize.save_png(os.path.join(out_dir, f"{name}_synthesized.png"), to_uint8(fake[0]))
+        visualize.save_png(os.path.join(out_dir, f"{name}_synthesized.png"), to_levels(fake[0], bits))
         if len(rows) < max_grid_rows:
-            rows.append([visualize.label_panel(batch, 0), to_uint8(fake[0]),
-                         back_to_uint8(batch["image"][0])])
+            rows.append([visualize.label_panel(batch, 0), visualize.photo_panel(fake[0], bits, generated=True),
+                         visualize.photo_panel(batch["image"][0], bits)])
     if index != 0:
         return out_dir
     grid_path = os.path.join(out_dir, "grid.png")
