@@ -12,12 +12,15 @@ batch 4, lr 2e-4, 600 steps) so they can be held against each other:
   pix2pix       the pix2pix baseline: U-Net 128 G with dropout, 70x70 PatchGAN, batch norm,
                 BCE GAN + 100 L1, no instance maps; ngf 16 / ndf 16 to keep the capacity near
                 the pix2pixHD variants'
-  segmenter     the evaluation segmenter's data and training settings (train-segmenter)
+  segmenter     the judge: the evaluation segmenter's data and training settings (train-segmenter);
+                experiments/judge.py measures what each of its settings buys
+  segmenter_small  the first comparison's smaller judge (width 16, 800 steps, no class weights)
 """
 
 from configs import synthetic_demo
 
-VARIANTS = ("pix2pixhd", "pix2pixhd_gan_fm", "pix2pixhd_vgg", "no_instance", "single_d", "pix2pix", "segmenter")
+VARIANTS = ("pix2pixhd", "pix2pixhd_gan_fm", "pix2pixhd_vgg", "no_instance", "single_d", "pix2pix", "segmenter",
+            "segmenter_small")
 
 
 def get_config(variant="pix2pixhd"):
@@ -49,11 +52,20 @@ def get_config(variant="pix2pixhd"):
         loss.no_lsgan = True
         loss.no_ganFeat_loss = True
         loss.lambda_l1 = 100.0
-    elif variant == "segmenter":
-        # Small: the synthetic classes are told apart by colour and shape; ~10 minutes on 2 CPU cores.
+    elif variant == "segmenter_small":
+        # The synthetic classes are told apart by colour and shape; ~10 minutes on 2 CPU cores.
         config.segmenter.width = 16
         config.segmenter.batch_size = 4
         config.segmenter.steps = 800
         config.segmenter.lr = 2e-3
         config.segmenter.save_freq = 200
+    elif variant == "segmenter":
+        # Poles, lights, signs and people are a few pixels wide at 256x128: rare pixels weigh more
+        # (median frequency), twice the width, and longer training (experiments/judge.py).
+        config.segmenter.width = 32
+        config.segmenter.batch_size = 4
+        config.segmenter.steps = 3000
+        config.segmenter.lr = 2e-3
+        config.segmenter.save_freq = 250
+        config.segmenter.class_weighting = "median_frequency"
     return config

@@ -196,6 +196,17 @@ def cmd_evaluate(args, overrides):
         print(f"metrics written to {os.path.abspath(evaluate.write_result(result, args.out))}")
 
 
+def cmd_evaluate_segmenter(args, overrides):
+    distributed.initialize_from_args(args)
+    result = segmenter.score_real_photos(args.segmenter, dataroot=args.dataroot, split=args.split,
+                                         batch_size=args.batch_size, progress=not args.quiet)
+    if jax.process_index() != 0:
+        return
+    print(json.dumps(result, indent=1))
+    if args.out:
+        print(f"oracle written to {os.path.abspath(evaluate.write_result(result, args.out))}")
+
+
 def cmd_convert_inception(args, overrides):
     print(convert_fid_inception_main(args.pth, args.out))
 
@@ -374,6 +385,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     _add_distributed(p)
     p.set_defaults(fn=cmd_evaluate, takes_config=False)
+
+    p = sub.add_parser("evaluate-segmenter", help="the oracle: a train-segmenter workdir on a split's real photos "
+                       "(pixel accuracy, mean and per-class IoU; JSON)")
+    p.add_argument("--segmenter", required=True, help="a train-segmenter workdir")
+    p.add_argument("--split", default="test")
+    p.add_argument("--dataroot", default=None, help="the data (default: the segmenter's config's data.dataroot)")
+    p.add_argument("--out", default=None, help="write the JSON here")
+    p.add_argument("--batch-size", type=int, default=8, help="images per process per call")
+    p.add_argument("--quiet", action="store_true")
+    _add_distributed(p)
+    p.set_defaults(fn=cmd_evaluate_segmenter, takes_config=False)
 
     p = sub.add_parser("convert-inception", help="convert pytorch-fid's pt_inception .pth to .npz (needs torch once)")
     p.add_argument("--pth", required=True)

@@ -66,7 +66,7 @@ def test_missing_instance_map_while_instances_are_on():
 
 
 def test_truncated_and_non_image_files(tmp_path):
-    made = make_aligned(tmp_path, n=2)
+    make_aligned(tmp_path, n=2)
     data = open(f"{tmp_path}/train_img/scene_001.png", "rb").read()
     open(f"{tmp_path}/train_img/scene_001.png", "wb").write(data[: len(data) // 2])
     with pytest.raises(DataError, match=r"scene_001.png: cannot decode the image.*truncated"):

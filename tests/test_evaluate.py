@@ -61,6 +61,46 @@ def test_segmenter_learns_the_block_scenes(data, segmenter):
     assert "segmenter" in json.loads((workdir / "config.json").read_text())
 
 
+def test_the_oracle_is_the_segmenter_on_the_real_test_photos(data, model, segmenter, tmp_path, capsys):
+    """segmenter_done.json's oracle, evaluate-segmenter's JSON and evaluate's real-photo score
+    are one measure; held against a confusion matrix built here from the files."""
+    from pix2pixhd_jax import cli
+    from pix2pixhd_jax.evaluation import metrics
+    from pix2pixhd_jax.evaluation.segmenter import load_segmenter, segment_fn
+
+    workdir, summary = segmenter
+    oracle = summary["oracle"]
+    assert oracle == json.loads((workdir / "segmenter_done.json").read_text())["oracle"]
+    _, module, params = load_segmenter(str(workdir))
+    segment = segment_fn(module, params)
+    conf, present = metrics.ConfusionMatrix(35), set()
+    for path in sorted((data / "test_label").glob("*.png")):
+        label = np.asarray(Image.open(path)).astype(np.int32)
+        real = np.asarray(Image.open(data / "test_img" / path.name).convert("RGB"))
+        conf.update(np.asarray(segment(real[None])[0])[0], label)
+        present |= set(np.unique(label).tolist())
+    assert oracle["num_images"] == 3 and oracle["split"] == "test"
+    assert oracle["classes_present"] == sorted(present)
+    assert oracle["pixel_accuracy"] == pytest.approx(conf.pixel_accuracy())
+    assert oracle["mean_iou"] == pytest.approx(conf.mean_iou())
+    iou = conf.iou()
+    assert oracle["per_class_iou"] == {str(c): pytest.approx(v) for c, v in enumerate(iou) if np.isfinite(v)}
+
+    out = tmp_path / "oracle.json"
+    assert cli.main(["evaluate-segmenter", "--segmenter", str(workdir), "--out", str(out), "--batch-size", "2",
+                     "--quiet"]) == 0
+    assert f"oracle written to {out}" in capsys.readouterr().out
+    written = json.loads(out.read_text())
+    assert {k: written[k] for k in ("pixel_accuracy", "mean_iou", "per_class_iou")} == {
+        k: oracle[k] for k in ("pixel_accuracy", "mean_iou", "per_class_iou")}
+    real = run_evaluate(model, segmenter, tmp_path, num_samples=1)["segmentation"]["real"]
+    assert real["mean_iou"] == pytest.approx(oracle["mean_iou"]) and real["per_class_iou"].keys() == \
+        oracle["per_class_iou"].keys()
+    # A split that is not there: the error names the folder.
+    assert cli.main(["evaluate-segmenter", "--segmenter", str(workdir), "--split", "val", "--quiet"]) == 2
+    assert "val" in capsys.readouterr().err
+
+
 def test_segmenter_reproduces_and_resumes_exactly(data, segmenter, tmp_path):
     import shutil
 

@@ -44,7 +44,7 @@ from pix2pixhd_jax.data.pixels import back_to_levels
 from pix2pixhd_jax.data.transforms import inference_config
 from pix2pixhd_jax.errors import UserError
 from pix2pixhd_jax.evaluation import metrics
-from pix2pixhd_jax.evaluation.segmenter import load_segmenter, segment_fn
+from pix2pixhd_jax.evaluation.segmenter import confusion_summary, load_segmenter, segment_fn
 from pix2pixhd_jax.inference.synthesis import Synthesizer, bit_depth, pad_to_multiple
 from pix2pixhd_jax.models import inception as inception_lib
 from pix2pixhd_jax.runtime import distributed
@@ -170,7 +170,7 @@ class Evaluation:
         result = {
             "segmenter": os.path.abspath(self.segmenter_dir), "split": self.split, "style": style,
             "num_images": int(num_images),
-            "segmentation": {k: _summary(c) for k, c in conf.items()},
+            "segmentation": {k: confusion_summary(c) for k, c in conf.items()},
             "frechet_distance_segmenter_features": float(fd_seg),
             "fid": None, "kid": None, "inception": self.inception_note,
             "paired": {"psnr": float(np.mean(psnrs)), "ssim": float(np.mean(ssims))},
@@ -239,12 +239,6 @@ def evaluate(workdir: str, segmenter_dir: str, split: str = "test", dataroot=Non
 
 def _stack(rows):
     return np.concatenate(rows) if rows else np.zeros((0, 1), np.float32)
-
-
-def _summary(conf: "metrics.ConfusionMatrix") -> dict:
-    iou = conf.iou()
-    return {"pixel_accuracy": float(conf.pixel_accuracy()), "mean_iou": float(conf.mean_iou()),
-            "per_class_iou": {str(c): float(v) for c, v in enumerate(iou) if np.isfinite(v)}}
 
 
 def write_result(result: dict, path: str):

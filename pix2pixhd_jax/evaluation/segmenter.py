@@ -3,7 +3,9 @@
 It trains on the runtime's loop skeleton like any other model: its workdir holds config.json
 and Orbax checkpoints (item 'segmenter': params, Adam state, step), it resumes where it
 stopped, saves and stops on SIGTERM, stops on a non-finite loss, writes TensorBoard scalars
-(loss, pixel accuracy) and ends with `segmenter_done.json` (the last steps' training accuracy).
+(loss, pixel accuracy) and ends with `segmenter_done.json`: the last steps' training accuracy
+and, when the data has a test split, the oracle there (`score_real_photos`: the segmenter on the
+real photos, the paper's upper bound for any generator, per class).
 `load_segmenter` gives `evaluate` a jitted photos -> (label ids, bottleneck features) function.
 """
 
@@ -19,11 +21,14 @@ import optax
 from pix2pixhd_jax import atomic, checkpoint
 from pix2pixhd_jax.data import decode
 from pix2pixhd_jax.data.pipeline import InputPipeline
-from pix2pixhd_jax.data.pixels import from_levels
-from pix2pixhd_jax.errors import UserError
+from pix2pixhd_jax.data.pixels import back_to_levels, from_levels
+from pix2pixhd_jax.errors import DataError, UserError
 from pix2pixhd_jax.data.readers import read_source
+from pix2pixhd_jax.data.transforms import inference_config
+from pix2pixhd_jax.evaluation import metrics
+from pix2pixhd_jax.inference.synthesis import bit_depth
 from pix2pixhd_jax.models.segmenter import Segmenter
-from pix2pixhd_jax.runtime import loop, sharding
+from pix2pixhd_jax.runtime import distributed, loop, sharding
 
 DONE_FILE = "segmenter_done.json"
 
@@ -133,11 +138,20 @@ def train_segmenter(config, workdir: str, progress: bool = True, devices=None):
         postfix=lambda m: {"loss": f"{m['loss']:.3f}", "acc": f"{m['pixel_accuracy']:.3f}"})
     result = loop.run(job, config, workdir, mesh, progress)
     summary = {"step": result.step,
-               "train_pixel_accuracy_last_50": float(np.mean(recent)) if recent else None}
+               "train_pixel_accuracy_last_50": float(np.mean(recent)) if recent else None,
+               "oracle": None}
+    try:
+        summary["oracle"] = score_real_photos(workdir, progress=progress)
+    except DataError as e:
+        logging.warning("the oracle is not scored (no usable test split): %s", e)
     if jax.process_index() == 0:
         atomic.write_json(os.path.join(workdir, DONE_FILE), summary)
         print(f"segmenter trained to step {result.step} (training pixel accuracy over the last 50 steps "
               f"{summary['train_pixel_accuracy_last_50']:.4f}); checkpoints in {checkpoint.checkpoint_dir(workdir)}")
+        if summary["oracle"]:
+            o = summary["oracle"]
+            print(f"oracle on the {o['split']} split's real photos: pixel accuracy {o['pixel_accuracy']:.4f}, mean "
+                  f"IoU {o['mean_iou']:.4f} (per class in {os.path.join(workdir, DONE_FILE)})")
     return result.state, summary
 
 
@@ -166,3 +180,51 @@ def segment_fn(module, params, bits: int = 8):
         return jnp.argmax(logits, -1).astype(jnp.int32), bottleneck
 
     return lambda images: run(params, images)
+
+
+def confusion_summary(conf: metrics.ConfusionMatrix) -> dict:
+    """pixel_accuracy, mean_iou and per_class_iou ({class id: IoU} over the classes in the labels
+    or the predictions) of a confusion matrix."""
+    iou = conf.iou()
+    return {"pixel_accuracy": float(conf.pixel_accuracy()), "mean_iou": float(conf.mean_iou()),
+            "per_class_iou": {str(c): float(v) for c, v in enumerate(iou) if np.isfinite(v)}}
+
+
+def score_real_photos(segmenter_dir: str, dataroot=None, split: str = "test", batch_size: int = 8,
+                      progress: bool = False) -> dict:
+    """The oracle: the segmenter on a split's real photos against their label maps, whole images
+    at the size the data config gives them (every process its share; all processes return the
+    same numbers). With `classes_present`: the ids in the split's labels."""
+    config, module, params = load_segmenter(segmenter_dir)
+    data_config = inference_config(config)
+    if dataroot:
+        data_config.data.dataroot = dataroot
+    bits = bit_depth(data_config)
+    segment = segment_fn(module, params, bits)
+    count, index = jax.process_count(), jax.process_index()
+    pipeline = InputPipeline(data_config, split, train=False, batch_size=batch_size * count, one_hot=False,
+                             process_index=index, process_count=count)
+    n = module.num_classes
+    conf = metrics.ConfusionMatrix(n)
+    present = np.zeros(n, np.int64)
+    d = 2 ** module.depth
+    images = 0
+    for batch in pipeline.iterate(0, num_epochs=1):
+        photos = back_to_levels(batch["image"], bits)
+        h, w = photos.shape[1:3]
+        pad = ((0, 0), (0, -h % d), (0, -w % d), (0, 0))
+        pred, _ = segment(np.pad(photos, pad, mode="edge"))
+        labels = np.asarray(batch["label_ids"])
+        conf.update(np.asarray(pred)[:, :h, :w], labels)
+        present += np.bincount(np.clip(labels, 0, n).ravel(), minlength=n + 1)[:n]
+        images += len(labels)
+        if progress and index == 0:
+            logging.info("oracle: %d images scored", images)
+    conf.matrix = distributed.sum_over_processes(conf.matrix)
+    present = distributed.sum_over_processes(present)
+    images = int(distributed.sum_over_processes(np.asarray([images]))[0])
+    if images == 0:
+        raise UserError(f"the {split} split of {data_config.data.dataroot} has no images to score.")
+    return {"segmenter": os.path.abspath(segmenter_dir), "dataroot": os.path.abspath(data_config.data.dataroot),
+            "split": split, "num_images": images, **confusion_summary(conf),
+            "classes_present": [int(c) for c in np.flatnonzero(present)]}

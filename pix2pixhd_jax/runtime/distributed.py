@@ -170,6 +170,15 @@ def check_same_config(config, timeout=300):
         + " | ".join(lines) + ". Start every process with the same --config file and --config.* overrides.")
 
 
+def wait_for_all(name: str, timeout: int = 1800):
+    """Block until every process reaches `name` (the coordinator's barrier, not a collective).
+    Before the first step: CPU collectives (gloo) give a peer 30 s to join a new device group,
+    and one host can still be compiling a large step long after another has finished."""
+    if jax.process_count() == 1:
+        return
+    jax_distributed.global_state.client.wait_at_barrier(f"pix2pixhd_jax/{name}", timeout * 1000)
+
+
 def broadcast_from_main(value: int) -> int:
     """Process 0's integer on every process (e.g. the step to resume from, read from a shared disk
     that another process may see a moment later or earlier)."""

@@ -194,13 +194,18 @@ def run(job: Job, config, workdir: str, mesh, progress: bool = True) -> Result:
         if job.on_step is not None:
             job.on_step(at, metrics, outputs, host_batch, writer)
 
-    pending = None
+    pending, compiled = None, None
     with Preemption() as preemption:
         for host_batch in job.batches(start):
             if step >= job.total_steps:
                 break
             batch = sharding.global_batch(host_batch, mesh, set(job.batch_keys))
-            state, metrics, *outputs = step_fn(state, batch, *extra_args)
+            if compiled is None:
+                # Compiled ahead so that no process enters the step's collectives while another
+                # is still compiling it.
+                compiled = step_fn.lower(state, batch, *extra_args).compile()
+                distributed.wait_for_all(f"{job.name}/compiled/{step}")
+            state, metrics, *outputs = compiled(state, batch, *extra_args)
             step += 1
             if pending is not None:
                 finish(pending)
