@@ -28,6 +28,7 @@ def get_config(method="pix2pixhd"):
     train.niter = 32  # 50 steps per epoch: 1600 steps at the full lr, then 800 decaying to 0
     train.niter_decay = 16
     train.save_latest_freq = 300
+    train.keep_checkpoints = 20  # every scored step's generator stays, to be scored again by another judge
     train.eval_every = 300
     train.eval_segmenter = "runs/judge/long"
     train.eval_dataroot = "runs/judge/eval_scenes"

@@ -12,6 +12,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 CITYSCAPES_SAMPLES = ROOT.parent / "shared" / "data" / "cityscapes_samples"
 
+def pytest_collection_modifyitems(config, items):
+    """The slow tests first: pytest-xdist hands tests out in this order, so the longest ones do
+    not start last and leave one worker running alone."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 # Distinct photo colours per label id, so a photo pixel tells which label it came from.
 COLOURS = np.random.default_rng(7).integers(0, 256, size=(256, 3)).astype(np.uint8)
 

@@ -193,14 +193,9 @@ def test_an_imported_reference_generator_exports_the_references_pictures(tmp_pat
     # The reference's test.py: one-hot labels and get_edges' boundary map in, util.tensor2im out.
     label_t = torch.from_numpy(np.stack(labels)[:, None].astype(np.int64))
     one_hot = torch.zeros(2, 12, H, W).scatter_(1, label_t, 1.0)
-    t = torch.from_numpy(np.stack(insts)[:, None].astype(np.int64))
-    edge = torch.zeros(t.shape, dtype=torch.bool)
-    edge[:, :, :, 1:] |= t[:, :, :, 1:] != t[:, :, :, :-1]
-    edge[:, :, :, :-1] |= t[:, :, :, 1:] != t[:, :, :, :-1]
-    edge[:, :, 1:, :] |= t[:, :, 1:, :] != t[:, :, :-1, :]
-    edge[:, :, :-1, :] |= t[:, :, 1:, :] != t[:, :, :-1, :]
+    edge = ref.get_edges(torch.from_numpy(np.stack(insts)[:, None].astype(np.int64)))
     with torch.no_grad():
-        fake = g(torch.cat([one_hot, edge.float()], 1)).numpy().transpose(0, 2, 3, 1)
-    reference = np.clip((fake + 1) / 2.0 * 255.0, 0, 255).astype(np.uint8)
+        fake = g(torch.cat([one_hot, edge], 1)).numpy().transpose(0, 2, 3, 1)
+    reference = ref.tensor2im(fake)
     diff = np.abs(got.astype(np.int32) - reference.astype(np.int32))
     assert diff.max() <= 1 and (diff > 0).mean() <= 1e-3, (diff.max(), (diff > 0).mean())

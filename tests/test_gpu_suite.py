@@ -5,7 +5,11 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from conftest import ROOT
+
+pytestmark = pytest.mark.slow
 
 FIGURES = ("train_1024x512_f32", "train_1024x512_bf16", "train_2048x1024_bf16_remat", "synthesis_2048x1024_bf16",
            "train_1024x512_bf16_largest_batch", "artifact_2048x1024_f32", "artifact_2048x1024_bf16",

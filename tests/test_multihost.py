@@ -20,6 +20,8 @@ import pytest
 
 from conftest import ROOT, make_model_workdir
 
+pytestmark = pytest.mark.slow
+
 CONFIG = str(ROOT / "configs" / "synthetic_demo.py")
 STEPS = 14  # 8 training scenes, global batch 4: 2 steps per epoch, 7 epochs
 
@@ -60,7 +62,8 @@ def train_args(data, workdir, *extra):
     return [sys.executable, "-m", "pix2pixhd_jax.cli", "train", "--config", CONFIG, "--workdir", str(workdir),
             f"--config.data.dataroot={data}", "--config.data.load_size=64", "--config.data.resize_or_crop=scale_width",
             "--config.loss.lambda_l1=0", "--config.model.ngf=4", "--config.model.ndf=4",
-            "--config.model.n_downsample_global=2", "--config.model.n_blocks_global=1", "--config.train.batch_size=4",
+            "--config.model.n_downsample_global=2", "--config.model.n_blocks_global=1", "--config.model.num_D=1",
+            "--config.model.n_layers_D=1", "--config.train.batch_size=4",
             "--config.train.print_freq=1", "--config.train.display_freq=4", f"--config.train.max_steps={STEPS}",
             "--config.train.save_latest_freq=2", "--config.train.keep_checkpoints=20", "--quiet", *extra]
 

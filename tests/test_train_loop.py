@@ -33,7 +33,8 @@ CONFIG = str(ROOT / "configs" / "synthetic_demo.py")
 def tiny(data):
     return [f"--config.data.dataroot={data}", f"--config.data.load_size={W}", "--config.model.ngf=4",
             "--config.model.ndf=4", "--config.model.n_downsample_global=2", "--config.model.n_blocks_global=1",
-            "--config.train.batch_size=2", "--config.train.print_freq=1", "--config.train.display_freq=2"]
+            "--config.model.n_layers_D=1", "--config.train.batch_size=2", "--config.train.print_freq=1",
+            "--config.train.display_freq=2"]
 
 
 # Runs A and B: checkpoints every 2 steps, all kept.
@@ -224,6 +225,7 @@ def run_a(runs):
     return runs.a, runs.a_proc
 
 
+@pytest.mark.slow
 def test_cli_end_to_end_writes_every_output(run_a, data):
     workdir, proc = run_a
     config = json.loads((workdir / "config.json").read_text())
@@ -280,6 +282,7 @@ def test_cli_end_to_end_writes_every_output(run_a, data):
 # ----- resumption ----------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_matches_an_uninterrupted_run(run_a, data, env, tmp_path):
     workdir_a, _ = run_a
     workdir = tmp_path / "run_b"
@@ -318,6 +321,7 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(run_a, data, env, tmp
     assert compare(checkpoint.load_network_params(str(workdir_a)), checkpoint.load_network_params(str(workdir)))[1]
 
 
+@pytest.mark.slow
 def test_sigterm_saves_the_current_step_and_exits_143(data, env, tmp_path):
     workdir = tmp_path / "run"
     # No periodic checkpoint before step 30 (epoch 10): only the SIGTERM save can write one.

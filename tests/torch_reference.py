@@ -193,3 +193,19 @@ class PatchGAN(nn.Module):
 
     def forward(self, x):
         return self.model(x)
+
+
+def get_edges(t):
+    """The reference's Pix2PixHDModel.get_edges: 1 where an instance id differs from a 4-neighbour's
+    (t: (N, 1, H, W) integer ids) -> float (N, 1, H, W)."""
+    edge = torch.zeros(t.shape, dtype=torch.bool)
+    edge[:, :, :, 1:] |= t[:, :, :, 1:] != t[:, :, :, :-1]
+    edge[:, :, :, :-1] |= t[:, :, :, 1:] != t[:, :, :, :-1]
+    edge[:, :, 1:, :] |= t[:, :, 1:, :] != t[:, :, :-1, :]
+    edge[:, :, :-1, :] |= t[:, :, 1:, :] != t[:, :, :-1, :]
+    return edge.float()
+
+
+def tensor2im(fake):
+    """The reference's util.tensor2im on an (..., H, W, C) array in [-1, 1]: truncated to uint8."""
+    return np.clip((fake + 1) / 2.0 * 255.0, 0, 255).astype(np.uint8)
