@@ -142,7 +142,7 @@ def cmd_synthesize(args, overrides):
     synth = Synthesizer.from_workdir(args.workdir, args.clusters, dtype=args.dtype)
     written = synthesize_files(synth, args.label, args.out, inst=args.inst, style=args.style, seed=args.seed,
                                num_samples=args.num_samples, batch_size=args.batch_size, progress=not args.quiet,
-                               resize=args.resize)
+                               resize=args.resize, unknown_label=args.unknown_label)
     print(f"{len(written)} photos written to {os.path.abspath(args.out)}")
 
 
@@ -312,6 +312,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resize", choices=RESIZE_MODES, default="config",
                    help="config: scale the maps as the reference's test.py does for the model's config (a 512p "
                         "model works at 1024x512); none: as they are")
+    p.add_argument("--unknown-label", type=int, default=None, metavar="K",
+                   help="synthesize ids the model has no class for (e.g. 255) as class K (default: the model's "
+                        "data.unknown_label; off: such a map is an error)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(fn=cmd_synthesize, takes_config=False)
 
@@ -411,7 +414,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
-    overrides, rest = split_config_args(argv)
+    try:
+        overrides, rest = split_config_args(argv)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     args = build_parser().parse_args(rest)
     if overrides and not args.takes_config:
         build_parser().error(f"{args.command} takes no --config overrides: {' '.join(overrides)}")

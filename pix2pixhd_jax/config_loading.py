@@ -8,14 +8,13 @@ the folder holding the config folder is put on sys.path while loading.
 
 import ast
 import importlib.util
+import inspect
 import os
 import sys
 
-from pix2pixhd_jax.errors import UserError
+import ml_collections
 
-
-class ConfigError(UserError):
-    pass
+from pix2pixhd_jax.errors import ConfigError
 
 
 def load_config(spec: str, overrides=()):
@@ -35,7 +34,12 @@ def load_config(spec: str, overrides=()):
         module_spec.loader.exec_module(module)
         if not hasattr(module, "get_config"):
             raise ConfigError(f"{path}: defines no get_config().")
-        config = module.get_config(arg) if arg else module.get_config()
+        if arg and not inspect.signature(module.get_config).parameters:
+            raise ConfigError(f"{spec}: {os.path.basename(path)} has no variants; drop ':{arg}'.")
+        try:
+            config = module.get_config(arg) if arg else module.get_config()
+        except ValueError as e:  # the configs' way to refuse an unknown variant
+            raise ConfigError(str(e)) from None
     finally:
         if added:
             sys.path.remove(parent)
@@ -85,12 +89,24 @@ def apply_override(config, item: str):
     leaf = parts[-1]
     if leaf not in node:
         raise ConfigError(f"--config.{key}: no field {leaf!r} (known: {', '.join(sorted(node.keys()))}).")
-    node[leaf] = _parse_value(text, node[leaf], key)
+    if isinstance(node[leaf], ml_collections.ConfigDict):
+        fields = sorted(node[leaf].keys())
+        raise ConfigError(f"--config.{key}={text}: {key} is a group of settings, not one; set its fields one by one, "
+                          f"e.g. --config.{key}.{fields[0]}=... (its fields: {', '.join(fields)}).")
+    try:
+        node[leaf] = _parse_value(text, node[leaf], key)
+    except TypeError as e:
+        raise ConfigError(f"--config.{key}={text}: {e}") from None
 
 
 def split_config_args(argv):
     """Separate '--config.key=value' items from the rest of a command line."""
     overrides, rest = [], []
-    for item in argv:
+    for i, item in enumerate(argv):
+        if item.startswith("--config.") and "=" not in item:
+            value = argv[i + 1] if i + 1 < len(argv) and not argv[i + 1].startswith("-") else None
+            fix = f"write {item}={value}" if value is not None else f"write {item}=VALUE"
+            raise ConfigError(f"{item}{' ' + value if value is not None else ''}: a config override takes its value "
+                              f"after '=' ({fix}).")
         (overrides if item.startswith("--config.") else rest).append(item)
     return overrides, rest

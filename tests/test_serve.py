@@ -240,6 +240,52 @@ def test_bad_requests(server):
     assert request(f"{server.url}/api/download/photo.png?session=nope")[0] == 404
 
 
+def raw_exchange(port, data: bytes, wait_s=10.0):
+    """Send bytes as they are on one connection; (status, parsed JSON body, raw head)."""
+    import json
+
+    with socket.create_connection(("127.0.0.1", port), timeout=wait_s) as conn:
+        conn.sendall(data)
+        received = b""
+        while True:
+            try:
+                chunk = conn.recv(65536)
+            except socket.timeout:
+                break
+            if not chunk:
+                break
+            received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    return status, json.loads(body), head.decode("latin-1")
+
+
+def test_malformed_http_gets_a_json_answer_with_the_reason(synth, caplog):
+    import dataclasses
+    import logging
+
+    limits = dataclasses.replace(LIMITS, request_timeout_s=1.0)
+    running = RunningServer(EditorService(synth, list_test_scenes(synth.config), limits))
+    post_head = ("POST /api/undo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                 "Content-Length: {}\r\n\r\n")
+    try:
+        with caplog.at_level(logging.DEBUG):
+            # A body that stops part way: 408 once the request timeout passes, no traceback logged.
+            status, body, _ = raw_exchange(running.port, post_head.format(100).encode() + b'{"session": ')
+            assert status == 408 and "12 of its 100 bytes arrived in 1.0 s" in body["error"], body
+            assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+        for length in ("-5", "ten", "1e3"):
+            status, body, _ = raw_exchange(running.port, post_head.format(length).encode() + b"{}")
+            assert status == 400 and f"Content-Length {length!r} is not a byte count" in body["error"], body
+        for method in ("PUT", "DELETE", "PATCH"):
+            status, body, head = raw_exchange(
+                running.port, f"{method} /api/paint HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n".encode())
+            assert status == 405 and f"{method} is not an operation of the editor" in body["error"], body
+            assert "Allow: GET, HEAD, POST" in head
+    finally:
+        running.stop()
+
+
 def test_bad_edit_fields(server):
     sid = open_session(server)["session"]
     base = {"session": sid}

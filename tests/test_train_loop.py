@@ -293,16 +293,19 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(run_a, data, env, tmp
     assert proc.wait(30) == -signal.SIGKILL
     resumed_from = latest(workdir)
     assert 4 <= resumed_from < STEPS, f"run B got to checkpoint {resumed_from} before it was killed"
-    lines_before = len(metrics(workdir))
+    before = metrics(workdir)
 
     second = run(cmd, env)
     assert second.returncode == 0, second.stderr[-4000:]
     assert latest(workdir) == STEPS
 
+    # One record per step: those the killed run wrote after its checkpoint are dropped on resume.
+    records = metrics(workdir)
+    assert [r["step"] for r in records] == list(range(1, STEPS + 1)), [r["step"] for r in records]
+    assert records[:resumed_from] == before[:resumed_from]
     # The resumed run continues at the step after its checkpoint, and every later step sees the
     # same batch with the same parameters as run A (same losses).
-    after = metrics(workdir)[lines_before:]
-    assert [r["step"] for r in after] == list(range(resumed_from + 1, STEPS + 1))
+    after = records[resumed_from:]
     by_step_a = {r["step"]: r for r in metrics(workdir_a)}
     for r in after:
         for key in ("loss_G", "loss_D", "loss_G_GAN_Feat", "grad_norm_G", "grad_norm_D", "lr"):

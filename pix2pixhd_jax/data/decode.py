@@ -67,10 +67,12 @@ def label_ids(data: bytes, where: str) -> np.ndarray:
     )
 
 
-def decode_label(data: bytes, where: str, label_nc: int, unknown_label: int = -1, input_nc: int = 3):
+def decode_label(data: bytes, where: str, label_nc: int, unknown_label: int = -1, input_nc: int = 3,
+                 for_model: bool = False):
     """Label ids (H, W) int32 checked against label_nc, or a PIL image (RGB, or L when input_nc
     is 1) when label_nc == 0. With unknown_label >= 0, ids >= label_nc become that class and the
-    log says how many pixels of the file changed."""
+    log says how many pixels of the file changed. for_model: the map is for a trained model
+    (synthesize), whose class count is fixed; the error says so instead of advising config keys."""
     if label_nc == 0:
         return open_image(data, where).convert("L" if input_nc == 1 else "RGB")
     ids = label_ids(data, where)
@@ -83,6 +85,11 @@ def decode_label(data: bytes, where: str, label_nc: int, unknown_label: int = -1
             ids = np.where(ids >= label_nc, unknown_label, ids)
         else:
             hint = " (255 is often an 'ignore' id)" if top == 255 else ""
+            if for_model:
+                raise DataError(
+                    f"{where}: label id {top} is out of range: the model was trained for {label_nc} classes (ids "
+                    f"0..{label_nc - 1}), and {count} pixels have ids >= {label_nc}{hint}. Pass --unknown-label K "
+                    f"to synthesize them as class K, or remap the map's ids to the model's classes.")
             raise DataError(
                 f"{where}: label id {top} is out of range for label_nc={label_nc} "
                 f"({count} pixels have ids >= {label_nc}){hint}. Set --config.data.unknown_label=K to map "

@@ -29,6 +29,8 @@ Conventions, one per metric:
   use_sample_covariance=False, data_range=R, channel_axis=-1)``.
 """
 
+import logging
+import warnings
 from typing import Optional, Tuple
 
 import numpy as np
@@ -175,11 +177,14 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
         raise ValueError(f"frechet_distance: shapes mu {mu1.shape}/{mu2.shape}, sigma {sigma1.shape}/{sigma2.shape} "
                          "do not match")
     diff = mu1 - mu2
-    covmean = linalg.sqrtm(sigma1 @ sigma2)
-    if not np.isfinite(covmean).all():
-        # The product is (nearly) singular: regularise both covariances, as pytorch-fid does.
-        offset = np.eye(len(mu1)) * eps
-        covmean = linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
+    with warnings.catch_warnings():
+        # A singular product is expected with few samples; frechet_distance_of says so once, in words.
+        warnings.simplefilter("ignore", linalg.LinAlgWarning)
+        covmean = linalg.sqrtm(sigma1 @ sigma2)
+        if not np.isfinite(covmean).all():
+            # The product is (nearly) singular: regularise both covariances, as pytorch-fid does.
+            offset = np.eye(len(mu1)) * eps
+            covmean = linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
     if np.iscomplexobj(covmean):
         if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
             raise ValueError(f"frechet_distance: sqrtm has an imaginary component {np.max(np.abs(covmean.imag)):.3g}")
@@ -187,8 +192,21 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
     return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
 
 
+_warned_few_samples = False
+
+
 def frechet_distance_of(stats1: FeatureStats, stats2: FeatureStats) -> float:
-    """``frechet_distance`` of two ``FeatureStats`` (FID when both hold Inception pool3 features)."""
+    """``frechet_distance`` of two ``FeatureStats`` (FID when both hold Inception pool3 features).
+    With fewer samples than feature dimensions the covariances are singular: the distance is
+    still computed (as pytorch-fid does) and the log says, once per process, why it is unreliable."""
+    global _warned_few_samples
+    count, dim = min(stats1.count, stats2.count), len(stats1.mean)
+    if count <= dim and not _warned_few_samples:
+        _warned_few_samples = True
+        logging.warning("Frechet distance from %d feature vectors of %d dimensions: with no more vectors than "
+                        "dimensions the covariances are singular, so the distance is noisy and biased; compare "
+                        "such numbers only between runs on the same split (FID is usually quoted on thousands "
+                        "of images).", count, dim)
     return frechet_distance(*stats1.mu_sigma(), *stats2.mu_sigma())
 
 

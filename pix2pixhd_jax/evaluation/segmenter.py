@@ -112,7 +112,7 @@ def train_segmenter(config, workdir: str, progress: bool = True, devices=None):
     seg = config.segmenter
     batch_size = int(seg.batch_size)
     mesh = sharding.make_mesh(devices)
-    workdir = loop.prepare(config, workdir, mesh, batch_size)
+    workdir = loop.prepare(config, workdir, mesh, batch_size, "segmenter.batch_size")
     pipeline = InputPipeline(config, "train", batch_size=batch_size, one_hot=False,
                              process_index=jax.process_index(), process_count=jax.process_count())
     tx = _optimizer(config)
@@ -157,14 +157,19 @@ def train_segmenter(config, workdir: str, progress: bool = True, devices=None):
 
 def load_segmenter(workdir: str):
     """(config, module, params) of a train-segmenter workdir."""
+    train_it = (f"run `pix2pixhd-jax train-segmenter --config CONFIG --workdir {workdir}` first, CONFIG being the "
+                "dataset's config (e.g. configs/ablation_synthetic.py:segmenter for the synthetic scenes, with "
+                "--config.data.dataroot=DIR)")
+    if not os.path.isfile(os.path.join(workdir, "config.json")):
+        raise UserError(f"{workdir}: no segmenter here (no config.json); {train_it}.")
     config = checkpoint.read_config(workdir)
     if "segmenter" not in config:
-        raise UserError(f"{workdir}: its config.json has no 'segmenter' group; it is not a train-segmenter workdir.")
+        raise UserError(f"{workdir}: its config.json has no 'segmenter' group; it is not a train-segmenter workdir "
+                        f"({train_it}).")
     module = segmenter_module(config)
     step = checkpoint.latest_step(workdir, "segmenter")
     if step is None:
-        raise UserError(f"{checkpoint.checkpoint_dir(workdir)}: no segmenter checkpoint; run "
-                        f"`pix2pixhd-jax train-segmenter --workdir {workdir}` first.")
+        raise UserError(f"{checkpoint.checkpoint_dir(workdir)}: no segmenter checkpoint; {train_it}.")
     return config, module, checkpoint.restore_to_host(workdir, step, "segmenter")["params"]
 
 

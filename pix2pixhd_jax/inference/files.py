@@ -88,7 +88,7 @@ RESIZE_MODES = ("config", "none")
 
 def synthesize_files(synth: Synthesizer, label: str, out: str, inst: Optional[str] = None, style: str = "random",
                      seed: int = 0, num_samples: int = 1, batch_size: int = 4, progress: bool = True,
-                     resize: str = "config"):
+                     resize: str = "config", unknown_label: Optional[int] = None):
     """Synthesize every label map under `label` into `out`; returns the written paths.
 
     resize 'config': maps (with their instance maps and style photos) are scaled as the reference's
@@ -116,9 +116,13 @@ def synthesize_files(synth: Synthesizer, label: str, out: str, inst: Optional[st
     data = synth.config.data
     channels, bits = decode.photo_format(data)
     unknown = decode.unknown_label_of(data)
+    if unknown_label is not None:
+        if not 0 <= unknown_label < max(synth.label_nc, 1):
+            raise UserError(f"--unknown-label {unknown_label}: not one of the model's classes 0..{synth.label_nc - 1}.")
+        unknown = unknown_label
     groups = collections.OrderedDict()  # one jitted program per size
     for f in labels:
-        lab = decode.decode_label(_read(f), f, synth.label_nc, unknown, data.input_nc)
+        lab = decode.decode_label(_read(f), f, synth.label_nc, unknown, data.input_nc, for_model=True)
         lab = np.asarray(lab) if synth.label_nc == 0 else lab
         ins = decode.decode_instances(_read(insts[f]), insts[f]) if f in insts else None
         if ins is not None and ins.shape != lab.shape[:2]:

@@ -24,6 +24,7 @@ import dataclasses
 import logging
 import os
 import signal
+import tempfile
 import time
 from typing import Any, Callable, Iterable, Optional, Sequence
 
@@ -33,7 +34,7 @@ from jax.experimental import multihost_utils
 from tqdm import tqdm
 
 from pix2pixhd_jax import checkpoint
-from pix2pixhd_jax.errors import NonFiniteLossError
+from pix2pixhd_jax.errors import CheckpointError, NonFiniteLossError
 from pix2pixhd_jax.runtime import distributed, host_memory, sharding
 from pix2pixhd_jax.runtime.metric_writer import MetricWriter
 
@@ -115,15 +116,28 @@ class Preemption:
             signal.signal(signal.SIGTERM, self._previous)
 
 
-def prepare(config, workdir: str, mesh, global_batch: int) -> str:
+def prepare(config, workdir: str, mesh, global_batch: int, batch_setting: str = "train.batch_size") -> str:
     """The start of every run: the same config on every process, a batch the mesh divides,
-    the workdir made; returns the workdir's absolute path."""
+    the workdir made and writable; returns the workdir's absolute path."""
     distributed.check_same_config(config)
-    sharding.check_batch(global_batch, mesh)
+    sharding.check_batch(global_batch, mesh, batch_setting)
     host_memory.keep_freed_memory()
     workdir = os.path.abspath(workdir)
-    os.makedirs(workdir, exist_ok=True)
+    check_writable(workdir)
     return workdir
+
+
+def check_writable(workdir: str):
+    """Make the workdir, and find out now (not after a resume or an hour of training) when
+    nothing can be written there."""
+    try:
+        os.makedirs(workdir, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=workdir, prefix=".write_check_"):
+            pass
+    except OSError as e:
+        raise CheckpointError(f"{workdir}: the workdir cannot be written ({e.strerror or e}); checkpoints, "
+                              "config.json and logs go there. Make it writable, or give another --workdir "
+                              "(copy the old one first to resume from its checkpoints).") from None
 
 
 def run(job: Job, config, workdir: str, mesh, progress: bool = True) -> Result:
@@ -157,7 +171,7 @@ def run(job: Job, config, workdir: str, mesh, progress: bool = True) -> Result:
     step_fn = jax.jit(job.step, in_shardings=(state_sharding, batch_sharding) + (replicated,) * len(extra_args),
                       out_shardings=out_shardings, donate_argnums=(0,))
 
-    writer = MetricWriter(os.path.join(workdir, "tensorboard"), enabled=is_main)
+    writer = MetricWriter(os.path.join(workdir, "tensorboard"), enabled=is_main, resume_step=start or None)
     bar = tqdm(total=job.total_steps, initial=start, disable=not (progress and is_main), unit="step",
                dynamic_ncols=True, desc=job.name)
     last_saved = start if start else None

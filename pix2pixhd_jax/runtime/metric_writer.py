@@ -7,12 +7,36 @@ scalars still go to metrics.jsonl and a warning says how to get TensorBoard file
 import json
 import logging
 import os
+from typing import Optional
 
 import numpy as np
 
+from pix2pixhd_jax import atomic
+
+
+def drop_steps_after(path: str, step: int) -> int:
+    """Rewrite a metrics.jsonl without its records after `step` (those a resumed run writes
+    again); returns how many were dropped."""
+    if not os.path.isfile(path):
+        return 0
+    with open(path) as f:
+        lines = f.readlines()
+    keep = []
+    for line in lines:
+        try:
+            if int(json.loads(line)["step"]) <= step:
+                keep.append(line)
+        except (ValueError, KeyError, TypeError):  # a line cut short by the kill
+            continue
+    if len(keep) != len(lines):
+        atomic.write_text(path, "".join(keep))
+    return len(lines) - len(keep)
+
 
 class MetricWriter:
-    def __init__(self, logdir: str, enabled: bool = True):
+    def __init__(self, logdir: str, enabled: bool = True, resume_step: Optional[int] = None):
+        """resume_step: a run resumed from that step's checkpoint; the records of the steps
+        after it (written before the run stopped) are dropped, so every step has one value."""
         self.logdir = logdir
         self.enabled = enabled
         self._tb = None
@@ -20,11 +44,18 @@ class MetricWriter:
         if not enabled:
             return
         os.makedirs(logdir, exist_ok=True)
-        self._jsonl = open(os.path.join(logdir, "metrics.jsonl"), "a")
+        path = os.path.join(logdir, "metrics.jsonl")
+        if resume_step is not None:
+            dropped = drop_steps_after(path, resume_step)
+            if dropped:
+                logging.info("%s: dropped %d records after step %d (the run resumes there)", path, dropped,
+                             resume_step)
+        self._jsonl = open(path, "a")
         try:
             from tensorboardX import SummaryWriter
 
-            self._tb = SummaryWriter(logdir)
+            # purge_step: TensorBoard discards the old events after the resumed step too.
+            self._tb = SummaryWriter(logdir, purge_step=None if resume_step is None else resume_step + 1)
         except ImportError:
             logging.warning("tensorboardX is not installed: scalars go to %s/metrics.jsonl only "
                             "(pip install tensorboardX for TensorBoard files).", logdir)

@@ -47,11 +47,14 @@ def state_shardings(state, mesh: Mesh, shard_params: bool):
     return jax.tree_util.tree_map(lambda x: _leaf_sharding(x, mesh, shard_params), state)
 
 
-def check_batch(global_batch: int, mesh: Mesh):
+def check_batch(global_batch: int, mesh: Mesh, setting: str = "train.batch_size"):
     n = mesh.shape[DATA]
+    if global_batch < 1:
+        raise UserError(f"{setting}={global_batch}: the global batch must be at least 1 (a multiple of the {n} "
+                        f"device{'s' if n > 1 else ''}); set --config.{setting}={n} or more.")
     if global_batch % n:
         raise UserError(
-            f"train.batch_size={global_batch} is not divisible by the {n} devices of the 'data' mesh axis; "
+            f"{setting}={global_batch} is not divisible by the {n} devices of the 'data' mesh axis; "
             f"use a multiple of {n}."
         )
 

@@ -51,7 +51,7 @@ class EditorHandler(http.server.BaseHTTPRequestHandler):
     page: Dict[str, Tuple[bytes, str]] = {}
     allow_any_host = False
     server_version = "pix2pixhd-jax-editor"
-    timeout = 60  # a stalled client frees its thread
+    timeout = 60  # seconds; make_server sets Limits.request_timeout_s
 
     def log_message(self, fmt, *args):
         logging.debug("%s %s", self.address_string(), fmt % args)
@@ -73,7 +73,8 @@ class EditorHandler(http.server.BaseHTTPRequestHandler):
         self._send(status, json.dumps(obj).encode(), "application/json")
 
     def _error(self, status: int, message: str):
-        self._json(status, {"error": message})
+        extra = {"Allow": "GET, HEAD, POST"} if status == 405 else None
+        self._send(status, json.dumps({"error": message}).encode(), "application/json", extra)
 
     def _host_ok(self) -> bool:
         """Bound to loopback, only loopback Host headers (a DNS-rebinding page cannot reach the API)."""
@@ -90,6 +91,8 @@ class EditorHandler(http.server.BaseHTTPRequestHandler):
                                     "editor at http://127.0.0.1:PORT/.")
             fn()
         except ApiError as e:
+            if e.status in (408, 413):
+                self.close_connection = True  # the rest of the body is not read
             self._error(e.status, str(e))
         except UserError as e:
             self._error(400, str(e))
@@ -107,6 +110,22 @@ class EditorHandler(http.server.BaseHTTPRequestHandler):
 
     def do_POST(self):
         self._dispatch(self._post)
+
+    def _not_allowed(self):
+        raise ApiError(405, f"{self.command} is not an operation of the editor: GET (and HEAD) the page, "
+                            f"/api/info and /api/download/...; POST to {', '.join('/api/' + r for r in POST_ROUTES)}.")
+
+    def do_PUT(self):
+        self._dispatch(self._not_allowed)
+
+    def do_DELETE(self):
+        self._dispatch(self._not_allowed)
+
+    def do_PATCH(self):
+        self._dispatch(self._not_allowed)
+
+    def do_OPTIONS(self):
+        self._dispatch(self._not_allowed)
 
     def _get(self):
         url = urllib.parse.urlsplit(self.path)
@@ -139,15 +158,18 @@ class EditorHandler(http.server.BaseHTTPRequestHandler):
         if ctype != "application/json":
             raise ApiError(415, f"Content-Type {ctype or 'missing'!r}; send the request as application/json.")
         length = self.headers.get("Content-Length")
-        if length is None or not length.isdigit():
+        if length is None:
             raise ApiError(411, "Content-Length is missing; send the JSON body with its length.")
+        if not length.strip().isdigit():
+            self.close_connection = True
+            raise ApiError(400, f"Content-Length {length[:40]!r} is not a byte count (a whole number >= 0); send "
+                                "the JSON body's length in bytes.")
         length = int(length)
         cap = self.service.limits.max_body_bytes
         if length > cap:
-            self.close_connection = True  # the body is not read
             raise ApiError(413, f"the request body is {length / 2 ** 20:.1f} MiB, over the {cap / 2 ** 20:.0f} MiB "
                                 "cap; upload smaller PNGs.")
-        raw = self.rfile.read(length)
+        raw = self._read_body(length)
         try:
             body = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -158,10 +180,28 @@ class EditorHandler(http.server.BaseHTTPRequestHandler):
         self._json(200, getattr(self.service, POST_ROUTES[op])(body))
 
 
+    def _read_body(self, length: int) -> bytes:
+        """The body's `length` bytes; a client that stops sending gets 408 after `timeout` s."""
+        chunks, got = [], 0
+        try:
+            while got < length:
+                chunk = self.rfile.read1(min(length - got, 1 << 20))
+                if not chunk:
+                    raise ApiError(400, f"the request body ended after {got} of its {length} bytes "
+                                        "(Content-Length); send the whole body.")
+                chunks.append(chunk)
+                got += len(chunk)
+        except (TimeoutError, socket.timeout):
+            raise ApiError(408, f"the request body stalled: {got} of its {length} bytes arrived in {self.timeout} s; "
+                                "send the whole body without pausing.") from None
+        return b"".join(chunks)
+
+
 def make_server(service: EditorService, host: str = "127.0.0.1", port: int = 8000):
     """A ThreadingHTTPServer serving the page and the API (port 0: a free port)."""
     handler = type("Handler", (EditorHandler,), {"service": service, "page": load_page(),
-                                                 "allow_any_host": not is_loopback(host)})
+                                                 "allow_any_host": not is_loopback(host),
+                                                 "timeout": service.limits.request_timeout_s})
     server_cls = http.server.ThreadingHTTPServer
     if ":" in host.strip("[]"):
         server_cls = type("ThreadingHTTPServerV6", (server_cls,), {"address_family": socket.AF_INET6})

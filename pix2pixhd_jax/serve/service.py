@@ -72,6 +72,7 @@ class Limits:
     max_history_bytes: int = 128 << 20  # ... fewer for large maps (2048x1024: 16 MiB a scene, so 8)
     max_points: int = 4096  # per brush stroke
     max_radius: int = 256
+    request_timeout_s: float = 60.0  # a client that stops sending frees its thread (408)
 
 
 @dataclasses.dataclass

@@ -41,8 +41,9 @@ SKIPPED_PREFIXES = ("fc.", "AuxLogits.")
 CONVERT_COMMAND = "pix2pixhd-jax convert-inception --pth {pth} --out fid_inception.npz"
 HOW_TO_GET = (
     f"FID/KID need pytorch-fid's FID Inception weights {FID_WEIGHTS_FILE} ({FID_WEIGHTS_URL}); "
-    "none ship with this project and none are downloaded. Pass that file, a .npz converted from it with "
-    f"`{CONVERT_COMMAND.format(pth=FID_WEIGHTS_FILE)}`, or jax-fid's inception_v3_weights_fid.pickle"
+    "none ship with this project and none are downloaded. Give `pix2pixhd-jax evaluate` that file with "
+    f"--inception FILE, or a .npz converted from it with `{CONVERT_COMMAND.format(pth=FID_WEIGHTS_FILE)}`, or "
+    "jax-fid's inception_v3_weights_fid.pickle"
 )
 
 # torch batch-norm names -> (flax collection, flax name)
