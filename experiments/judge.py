@@ -24,9 +24,8 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(ROOT, "configs", "ablation_synthetic.py")
-sys.path.insert(0, ROOT)
 
-from pix2pixhd_jax.data.synthetic import CLASS_IDS  # noqa: E402
+from pix2pixhd_jax.data.synthetic import CLASS_IDS
 
 # (name, what it adds, config variant, overrides); each row keeps the rows above it.
 STEPS = (

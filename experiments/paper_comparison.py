@@ -27,10 +27,9 @@ import numpy as np
 from PIL import Image
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
-from pix2pixhd_jax.data import visualize  # noqa: E402
-from pix2pixhd_jax.data.synthetic import CLASS_IDS  # noqa: E402
+from pix2pixhd_jax.data import visualize
+from pix2pixhd_jax.data.synthetic import CLASS_IDS
 
 METHODS = ("pix2pix", "pix2pixhd", "pix2pixhd_gan_fm")
 LABELS = {"pix2pix": "pix2pix (U-Net, PatchGAN, BCE + 100 L1)",

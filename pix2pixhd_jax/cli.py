@@ -67,8 +67,9 @@ def cmd_make_synthetic(args, overrides):
 def cmd_make_instances(args, overrides):
     things = instances.thing_classes(args.dataset, args.things)
     written = instances.write_instances(args.label, args.out, things)
+    ids = "class*1000+k" if instances.png_numbering(things) == "class" else "1000+n across the image"
     print(f"{len(written)} 16-bit instance maps written to {os.path.abspath(args.out)} (objects of classes "
-          f"{sorted(things)[:12]}{' ...' if len(things) > 12 else ''}: class*1000+k per connected region)")
+          f"{sorted(things)[:12]}{' ...' if len(things) > 12 else ''}: one per connected region, ids {ids})")
 
 
 def cmd_show_batch(args, overrides):
@@ -245,7 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_make_synthetic, takes_config=False)
 
     p = sub.add_parser("make-instances", help="16-bit instance maps from label maps (Cityscapes' convention: a "
-                       "connected region of a thing class is one object, class*1000+k)")
+                       "connected region of a thing class is one object, class*1000+k; 1000+n across the image where a "
+                       "thing class exceeds 64, as ADE20K's do)")
     p.add_argument("--label", required=True, help="a label map or a folder of them")
     p.add_argument("--out", required=True, help="output folder (<scene>_instanceIds.png)")
     p.add_argument("--things", type=_ids, default=None, help="thing class ids, e.g. 24,25,26 (default: the "

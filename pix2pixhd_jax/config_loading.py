@@ -12,8 +12,6 @@ import inspect
 import os
 import sys
 
-import ml_collections
-
 from pix2pixhd_jax.errors import ConfigError
 
 
@@ -76,7 +74,7 @@ def _parse_value(text: str, current, key: str):
 
 def apply_override(config, item: str):
     """Apply one 'a.b.c=value' override, keeping the field's type."""
-    item = item[len("--config."):] if item.startswith("--config.") else item
+    item = item.removeprefix("--config.")
     key, sep, text = item.partition("=")
     if not sep:
         raise ConfigError(f"--config.{item}: expected --config.key=value.")
@@ -89,7 +87,7 @@ def apply_override(config, item: str):
     leaf = parts[-1]
     if leaf not in node:
         raise ConfigError(f"--config.{key}: no field {leaf!r} (known: {', '.join(sorted(node.keys()))}).")
-    if isinstance(node[leaf], ml_collections.ConfigDict):
+    if _is_group(node[leaf]):
         fields = sorted(node[leaf].keys())
         raise ConfigError(f"--config.{key}={text}: {key} is a group of settings, not one; set its fields one by one, "
                           f"e.g. --config.{key}.{fields[0]}=... (its fields: {', '.join(fields)}).")
@@ -97,6 +95,11 @@ def apply_override(config, item: str):
         node[leaf] = _parse_value(text, node[leaf], key)
     except TypeError as e:
         raise ConfigError(f"--config.{key}={text}: {e}") from None
+
+
+def _is_group(value):
+    # Duck-typed so the CLI imports where ml_collections is absent (the accelerator image).
+    return hasattr(value, "keys") and hasattr(value, "items") and not isinstance(value, (str, bytes))
 
 
 def split_config_args(argv):

@@ -12,6 +12,7 @@ from PIL import Image
 
 from conftest import ROOT, block_example, load_test_config, make_model_workdir, save
 from pix2pixhd_jax.cli import main
+from pix2pixhd_jax.config_loading import load_config
 from pix2pixhd_jax.data import decode, instances, readers
 from pix2pixhd_jax.data.pipeline import InputPipeline
 from pix2pixhd_jax.errors import DataError
@@ -166,8 +167,6 @@ def test_ade20k_tree(tmp_path):
 
 
 def test_the_ade20k_config_follows_the_paper_setup():
-    from pix2pixhd_jax.config_loading import load_config
-
     config = load_config(str(ROOT / "configs" / "ade20k_512x512.py"))
     data = config.data
     assert (data.dataset_format, data.label_nc, data.use_instance) == ("ade20k", 151, False)
@@ -209,6 +208,29 @@ def test_instances_made_from_label_maps_follow_cityscapes_and_merge_touching_obj
     assert service.instances_from_labels is instances.instances_from_labels  # the editor's uploads
 
 
+def test_instances_of_classes_above_64_are_numbered_across_the_image_to_fit_16_bits(tmp_path):
+    from pix2pixhd_jax.serve import ApiError, check_instances
+
+    wall, bed, lamp = 1, 8, 37  # ADE20K: stuff, thing, thing (class*1000+k would pass 65535 for lamp)
+    label = np.full((16, 30), wall, np.uint8)
+    label[2:6, 2:8] = bed
+    label[2:6, 20:24] = lamp
+    label[10:14, 20:24] = lamp
+    assert instances.png_numbering(instances.THINGS["ade20k"]) == "image"
+    assert instances.png_numbering(instances.THINGS["cityscapes"]) == "class"
+    save(f"{tmp_path}/labels/ADE_x.png", label)
+    assert main(["make-instances", "--label", str(tmp_path / "labels"), "--out", str(tmp_path / "out"),
+                 "--dataset", "ade20k"]) == 0
+    inst = np.asarray(Image.open(tmp_path / "out" / "ADE_x_instanceIds.png")).astype(np.int32)
+    assert (inst[label == wall] == wall).all()
+    objects = [inst[3, 3], inst[3, 21], inst[11, 21]]
+    assert sorted(objects) == [1000, 1001, 1002]  # three objects, three ids, all >= 1000
+    check_instances(label.astype(np.int32), inst, "here")  # the editor takes them as uploads
+    inst[3, 3:5] = inst[3, 21]  # one lamp's id on two bed pixels
+    with pytest.raises(ApiError, match=rf"instance id {inst[3, 21]} at pixel \(3, 3\) lies on class {bed}"):
+        check_instances(label.astype(np.int32), inst, "here")
+
+
 def test_unknown_label_maps_out_of_range_ids_and_says_how_many(tmp_path, caplog):
     label, _, photo = block_example(W, H)
     label[:4, :10] = 255
@@ -230,3 +252,42 @@ def _png(array):
     buf = io.BytesIO()
     Image.fromarray(array).save(buf, format="PNG")
     return buf.getvalue()
+
+
+@pytest.mark.slow
+def test_ade20k_through_show_batch_and_train_and_made_instances_train_with_boundaries(tmp_path):
+    import shutil
+
+    ade20k_tree(tmp_path / "ade")
+    config = str(ROOT / "configs" / "ade20k_512x512.py")
+    small = [f"--config.data.dataroot={tmp_path / 'ade'}", f"--config.data.load_size={W}",
+             f"--config.data.fine_size={H}", *[f"--config.{o}" for o in TINY], "--config.train.batch_size=2",
+             "--config.train.max_steps=2", "--config.train.display_freq=1", "--config.loss.no_vgg_loss=true"]
+    assert main(["show-batch", "--config", config, *small, "--out", str(tmp_path / "batch.png")]) == 0
+    assert Image.open(tmp_path / "batch.png").size[0] > W
+    assert main(["train", "--config", config, *small, "--workdir", str(tmp_path / "ade_run"), "--quiet"]) == 0
+    assert (tmp_path / "ade_run" / "checkpoints" / "2").is_dir()
+    assert len(list((tmp_path / "ade_run" / "test_results").glob("*_synthesized.png"))) == 2
+
+    # ADE20K has no instance maps: make them (ADE20K's thing classes), lay the data out as the
+    # aligned folders, and train with the instance boundary map.
+    ade = tmp_path / "ade" / "ADEChallengeData2016"
+    aligned = tmp_path / "aligned"
+    for split, phase in (("training", "train"), ("validation", "test")):
+        assert main(["make-instances", "--label", str(ade / "annotations" / split), "--out",
+                     str(aligned / f"{phase}_inst"), "--dataset", "ade20k"]) == 0
+        shutil.copytree(ade / "annotations" / split, aligned / f"{phase}_label")
+        (aligned / f"{phase}_img").mkdir()
+        for jpg in (ade / "images" / split).glob("*.jpg"):
+            Image.open(jpg).save(aligned / f"{phase}_img" / f"{jpg.stem}.png")
+        for made in (aligned / f"{phase}_inst").glob("*_instanceIds.png"):
+            made.rename(made.with_name(made.name.replace("_instanceIds", "")))
+    with_inst = [*small, f"--config.data.dataroot={aligned}", "--config.data.dataset_format=aligned",
+                 "--config.data.use_instance=True"]
+    cfg = load_config(config, with_inst)
+    batch = next(InputPipeline(cfg, "train").iterate(0))
+    assert batch["boundary"].max() == 1.0 and batch["boundary"].mean() < 0.9  # edges between made instances
+    assert main(["train", "--config", config, *with_inst, "--workdir", str(tmp_path / "inst_run"), "--quiet"]) == 0
+    assert (tmp_path / "inst_run" / "checkpoints" / "2").is_dir()
+    saved = json.loads((tmp_path / "inst_run" / "config.json").read_text())
+    assert saved["data"]["use_instance"] is True and saved["data"]["label_nc"] == 151

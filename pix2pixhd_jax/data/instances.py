@@ -5,6 +5,12 @@ becomes an object, id class*1000+k (k = 0, 1, ... in scan order of the region's 
 stuff pixels keep their class id. Objects of one class that touch are one region, so they
 merge into one instance: what the real instance maps tell apart and a label map cannot.
 The editor makes the same maps for uploads without one.
+
+A 16-bit PNG holds class*1000+k only for classes up to 64. For a dataset with thing classes
+above that (ADE20K's run to 150) the written maps number the objects 1000, 1001, ... across
+the image instead: ids >= 1000 still mark objects and still tell them apart, which is all the
+instance boundaries and the feature encoder's pooling read (an object's class always comes
+from the label map, never from its id).
 """
 
 import io
@@ -21,6 +27,7 @@ from pix2pixhd_jax.data.readers import list_images, scene_key
 from pix2pixhd_jax.errors import DataError
 
 MAX_OBJECTS_PER_CLASS = 1000  # class*1000+k: k must stay below 1000
+MAX_CLASS_IN_16_BITS = (np.iinfo(np.uint16).max - MAX_OBJECTS_PER_CLASS + 1) // 1000  # 64: 64999 fits
 THINGS = {
     "cityscapes": frozenset(label.id for label in cityscapes_labels.LABELS if label.has_instances),
     "ade20k": ade20k_labels.THING_IDS,
@@ -35,16 +42,30 @@ def dataset_classes(data_cfg) -> tuple:
     return cityscapes_labels.ID_TO_NAME, THINGS["cityscapes"]
 
 
-def instances_from_labels(label: np.ndarray, things: Iterable[int] = THINGS["cityscapes"]) -> np.ndarray:
-    """(H, W) instance ids (int32) from (H, W) label ids; see the module docstring."""
+def instances_from_labels(label: np.ndarray, things: Iterable[int] = THINGS["cityscapes"],
+                          numbering: str = "class") -> np.ndarray:
+    """(H, W) instance ids (int32) from (H, W) label ids; see the module docstring.
+    numbering 'class': class*1000+k; 'image': 1000+n, n counting the objects of all classes."""
+    if numbering not in ("class", "image"):
+        raise ValueError(f"numbering {numbering!r}: 'class' or 'image'.")
     label = np.asarray(label)
     inst = label.astype(np.int32).copy()
+    first = 1000
     for cls in np.intersect1d(np.unique(label), np.fromiter(things, np.int64)):
         components, n = ndimage.label(label == cls)
         keep = components > 0
-        # Beyond 1000 objects of a class the ids would run into the next class: the rest share k=999.
-        inst[keep] = int(cls) * 1000 + np.minimum(components[keep] - 1, MAX_OBJECTS_PER_CLASS - 1)
+        if numbering == "class":
+            # Beyond 1000 objects of a class the ids would run into the next class: the rest share k=999.
+            inst[keep] = int(cls) * 1000 + np.minimum(components[keep] - 1, MAX_OBJECTS_PER_CLASS - 1)
+        else:
+            inst[keep] = first + components[keep] - 1
+            first += n
     return inst
+
+
+def png_numbering(things: Iterable[int]) -> str:
+    """The numbering a 16-bit PNG can hold for these thing classes (see the module docstring)."""
+    return "class" if max(things, default=0) <= MAX_CLASS_IN_16_BITS else "image"
 
 
 def thing_classes(dataset: Optional[str] = None, things: Optional[Iterable[int]] = None) -> frozenset:
@@ -62,14 +83,15 @@ def write_instances(label: str, out: str, things: frozenset) -> list:
     files = list_images(label, "label maps") if os.path.isdir(label) else [label]
     if not os.path.isfile(files[0]):
         raise DataError(f"{label}: no such file or folder (the label maps).")
-    written = []
+    written, numbering = [], png_numbering(things)
     for path in files:
         with open(path, "rb") as f:
             ids = decode.label_ids(f.read(), path)
-        inst = instances_from_labels(ids, things)
+        inst = instances_from_labels(ids, things, numbering)
         if inst.max() > np.iinfo(np.uint16).max:
-            raise DataError(f"{path}: class {int(ids.max())} gives instance ids above 65535, which a 16-bit PNG "
-                            "cannot hold (class*1000+k needs class <= 65).")
+            culprit = (f"class {int(ids.max())} (a stuff id) is" if ids.max() >= 1000 else
+                       f"{int(inst.max()) - 999} objects are")
+            raise DataError(f"{path}: {culprit} more than a 16-bit instance PNG can number (ids up to 65535).")
         target = os.path.join(out, f"{scene_key(path)}_instanceIds.png")
         atomic.write_bytes(target, _png16(inst))
         written.append(target)

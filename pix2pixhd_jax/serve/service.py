@@ -143,14 +143,30 @@ def _ids(img: Image.Image, where: str, what: str) -> np.ndarray:
 
 
 def check_instances(label: np.ndarray, inst: np.ndarray, where: str):
-    """Instance ids follow Cityscapes: the class id for a stuff region, class*1000+k for an object."""
-    cls = np.where(inst >= 1000, inst // 1000, inst)
-    bad = cls != label
-    if bad.any():
-        y, x = (int(v) for v in np.argwhere(bad)[0])
-        raise ApiError(400, f"{where}: instance id {int(inst[y, x])} at pixel ({x}, {y}) lies on class "
-                            f"{int(label[y, x])}; ids must be the class id (stuff) or class*1000+k (objects), as in "
-                            "Cityscapes' *_gtFine_instanceIds.png. Upload the matching instance map, or none.")
+    """Instance ids: the class id for a stuff region, an id >= 1000 for an object, either
+    Cityscapes' class*1000+k or make-instances' 1000+n (objects numbered across the image,
+    each on one class)."""
+    obj = inst >= 1000
+    cityscapes_bad = inst != np.where(obj, label * 1000 + inst % 1000, label)
+    if not cityscapes_bad.any():
+        return
+    bad = ~obj & (inst != label)
+    if not bad.any():
+        pairs, pixels = np.unique(np.stack([inst[obj], label[obj]], 1), axis=0, return_counts=True)
+        ids, classes = np.unique(pairs[:, 0], return_counts=True)
+        if not (classes > 1).any():
+            return  # numbered across the image, every object on one class
+        if cityscapes_bad[obj].mean() < 0.5:  # mostly class*1000+k: report against that convention
+            bad = cityscapes_bad
+        else:  # an object on two classes: its pixels off its main class are wrong
+            split = ids[classes > 1][0]
+            main = pairs[pairs[:, 0] == split][np.argmax(pixels[pairs[:, 0] == split]), 1]
+            bad = (inst == split) & (label != main)
+    y, x = (int(v) for v in np.argwhere(bad)[0])
+    raise ApiError(400, f"{where}: instance id {int(inst[y, x])} at pixel ({x}, {y}) lies on class "
+                        f"{int(label[y, x])}; ids must be the class id (stuff) or an object's id: class*1000+k, as "
+                        "in Cityscapes' *_gtFine_instanceIds.png, or 1000+n across the image, one class per object "
+                        "(make-instances). Upload the matching instance map, or none.")
 
 
 class EditorService:
