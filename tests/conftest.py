@@ -8,6 +8,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+# The tests' programs use lax's convolutions, the program accelerators run, which XLA:CPU also
+# compiles in about half the time of the CPU path's rewrites. The CPU path has its own tests
+# (tests/test_networks.py, test_step_formulation.py, test_lowering.py), which turn it on;
+# PIX2PIXHD_CPU_CONV=1 runs the whole suite on it.
+os.environ.setdefault("PIX2PIXHD_CPU_CONV", "0")
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 CITYSCAPES_SAMPLES = ROOT.parent / "shared" / "data" / "cityscapes_samples"

@@ -54,6 +54,14 @@ def step_program(overrides, vgg):
     return make_train_step(config, 10, vgg_apply), (state, batch, vgg_vars), config
 
 
+@pytest.fixture(autouse=True, scope="module")
+def cpu_path_on():
+    """The CPU path on, as outside the tests: its CPU programs must differ from the accelerators'."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PIX2PIXHD_CPU_CONV", "1")
+        yield
+
+
 @pytest.fixture(scope="module")
 def step_lowerings():
     """Every step case lowered for cuda, tpu, the CPU (CPU path on) and the CPU with lax's ops only."""
