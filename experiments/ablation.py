@@ -6,7 +6,8 @@ Stages (each skipped when its output exists, so the script resumes after an inte
   1. make the 200 + 20 synthetic scenes at 256x128 (seed 0) if --data is empty;
   2. train every variant of configs/ablation_synthetic.py (600 steps each; pix2pixhd_vgg only
      when --vgg-weights is given, else marked as not run);
-  3. train the evaluation segmenter on the real training photos (train-segmenter);
+  3. train the evaluation segmenter on the real training photos (train-segmenter, the small judge
+     configs/ablation_synthetic.py:segmenter_small these tables were scored by);
   4. evaluate every variant on 100 test scenes (the same generator and seed: the first 20 are the
      training folder's test split) (segmentation score on generated photos and the
      oracle on real ones, segmenter-space Frechet distance, FID/KID with --inception, PSNR/SSIM);
@@ -71,7 +72,7 @@ def main():
             cli("train", "--config", f"{CONFIG}:{v}", "--workdir", workdir, data_flag, *extra, "--quiet")
     segmenter = os.path.join(args.root, "segmenter")
     if "segmenter" in stages and not done(segmenter, "segmenter_done.json"):
-        cli("train-segmenter", "--config", f"{CONFIG}:segmenter", "--workdir", segmenter, data_flag, "--quiet")
+        cli("train-segmenter", "--config", f"{CONFIG}:segmenter_small", "--workdir", segmenter, data_flag, "--quiet")
     results = {}
     out = os.path.abspath(args.out)
     os.makedirs(out, exist_ok=True)
