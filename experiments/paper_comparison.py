@@ -102,7 +102,7 @@ def tables(finals, curves):
     names = {str(i): n for n, i in CLASS_IDS.items()}
     done = {m: r for m, r in finals.items() if r}
     if not done:
-        return "no method evaluated yet"
+        return "no method evaluated yet (the runs go on: `train` resumes them)\n\n" + curve_table(curves)
     any_result = next(iter(done.values()))
     oracle = any_result["segmentation"]["real"]
     lines = ["| method | steps | pixel acc. | mean IoU | segmenter-space FD | PSNR | SSIM |",
@@ -126,10 +126,16 @@ def tables(finals, curves):
         cells += [f"{done[m]['segmentation']['generated']['per_class_iou'].get(str(c), 0.0):.3f}"
                   for m in METHODS if m in done]
         lines.append(f"| {names.get(str(c), c)} | " + " | ".join(cells) + " |")
-    lines += ["", "| step | " + " | ".join(f"{m} mean IoU" for m in METHODS) + " |",
-              "| --- | " + " | ".join("---" for _ in METHODS) + " |"]
+    return "\n".join(lines) + "\n\n" + curve_table(curves)
+
+
+def curve_table(curves):
+    """The judge's mean IoU / pixel accuracy of each method at each scored step."""
+    lines = ["| step | " + " | ".join(f"{m} mean IoU / pixel acc." for m in METHODS) + " |",
+             "| --- | " + " | ".join("---" for _ in METHODS) + " |"]
     for step in sorted({s for c in curves.values() for s in c}):
-        cells = [f"{curves[m][step]['eval/mean_iou']:.4f}" if step in curves.get(m, {}) else "" for m in METHODS]
+        cells = [f"{curves[m][step]['eval/mean_iou']:.4f} / {curves[m][step]['eval/pixel_accuracy']:.4f}"
+                 if step in curves.get(m, {}) else "" for m in METHODS]
         lines.append(f"| {step} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
