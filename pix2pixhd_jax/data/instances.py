@@ -88,10 +88,9 @@ def write_instances(label: str, out: str, things: frozenset) -> list:
         with open(path, "rb") as f:
             ids = decode.label_ids(f.read(), path)
         inst = instances_from_labels(ids, things, numbering)
-        if inst.max() > np.iinfo(np.uint16).max:
-            culprit = (f"class {int(ids.max())} (a stuff id) is" if ids.max() >= 1000 else
-                       f"{int(inst.max()) - 999} objects are")
-            raise DataError(f"{path}: {culprit} more than a 16-bit instance PNG can number (ids up to 65535).")
+        if inst.max() > np.iinfo(np.uint16).max:  # only 1000+n can get there: more than 64536 objects
+            raise DataError(f"{path}: {int(inst.max()) - 999} objects are more than a 16-bit instance PNG can "
+                            "number (ids up to 65535).")
         target = os.path.join(out, f"{scene_key(path)}_instanceIds.png")
         atomic.write_bytes(target, _png16(inst))
         written.append(target)
