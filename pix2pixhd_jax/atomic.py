@@ -45,3 +45,8 @@ def write_bytes(path: str, data: bytes) -> str:
 
 def write_json(path: str, obj, indent: int = 2) -> str:
     return write_text(path, json.dumps(obj, indent=indent))
+
+
+def write_png(path: str, image, **save_options) -> str:
+    """A PIL image as a PNG file (save_options: Pillow's, e.g. compress_level)."""
+    return _replace_via_temp(path, lambda tmp: image.save(tmp, format="PNG", **save_options))
