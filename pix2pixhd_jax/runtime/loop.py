@@ -20,6 +20,7 @@ job in a `Job`: how to initialise a state, the pure step, its batches and when t
   job) saves the current step and exits with 143.
 """
 
+import collections
 import dataclasses
 import logging
 import os
@@ -140,6 +141,29 @@ def check_writable(workdir: str):
                               "(copy the old one first to resume from its checkpoints).") from None
 
 
+def jit_step(step, mesh, state_sharding, n_extra: int, has_outputs: bool):
+    """The step as every run jits it (and `benchmark --topology` compiles it): the state with its
+    shardings, donated; the batch (and the outputs) split over the mesh's 'data' axis; the extra
+    arguments and the metrics replicated."""
+    batch_sharding, replicated = sharding.batch_sharding(mesh), sharding.replicated(mesh)
+    out_shardings = (state_sharding, replicated) + ((batch_sharding,) if has_outputs else ())
+    return jax.jit(step, in_shardings=(state_sharding, batch_sharding) + (replicated,) * n_extra,
+                   out_shardings=out_shardings, donate_argnums=(0,))
+
+
+def device_batches(host_batches: Iterable[dict], mesh, keys, depth: int = 2):
+    """(host batch, the batch on the mesh) pairs, each put on the devices `depth` batches ahead of
+    its use: the copies are asynchronous, so batch N+1's (and N+2's) transfer runs while step N
+    does, and the step finds its inputs there when it starts (depth 0: put when used)."""
+    ahead = collections.deque()
+    for host_batch in host_batches:
+        ahead.append((host_batch, sharding.global_batch(host_batch, mesh, keys)))
+        if len(ahead) > depth:
+            yield ahead.popleft()
+    while ahead:
+        yield ahead.popleft()
+
+
 def run(job: Job, config, workdir: str, mesh, progress: bool = True) -> Result:
     """Train `job` in `workdir` (made by `prepare`) on `mesh` to job.total_steps; returns the
     final state (on device) and step."""
@@ -165,11 +189,8 @@ def run(job: Job, config, workdir: str, mesh, progress: bool = True) -> Result:
     if is_main:
         checkpoint.write_config(workdir, config)
 
-    batch_sharding, replicated = sharding.batch_sharding(mesh), sharding.replicated(mesh)
-    extra_args = jax.device_put(job.extra_args, replicated)
-    out_shardings = (state_sharding, replicated) + ((batch_sharding,) if job.has_outputs else ())
-    step_fn = jax.jit(job.step, in_shardings=(state_sharding, batch_sharding) + (replicated,) * len(extra_args),
-                      out_shardings=out_shardings, donate_argnums=(0,))
+    extra_args = jax.device_put(job.extra_args, sharding.replicated(mesh))
+    step_fn = jit_step(job.step, mesh, state_sharding, len(extra_args), job.has_outputs)
 
     writer = MetricWriter(os.path.join(workdir, "tensorboard"), enabled=is_main, resume_step=start or None)
     bar = tqdm(total=job.total_steps, initial=start, disable=not (progress and is_main), unit="step",
@@ -209,11 +230,11 @@ def run(job: Job, config, workdir: str, mesh, progress: bool = True) -> Result:
             job.on_step(at, metrics, outputs, host_batch, writer)
 
     pending, compiled = None, None
+    depth = int(config.data.device_prefetch)
     with Preemption() as preemption:
-        for host_batch in job.batches(start):
+        for host_batch, batch in device_batches(job.batches(start), mesh, set(job.batch_keys), depth):
             if step >= job.total_steps:
                 break
-            batch = sharding.global_batch(host_batch, mesh, set(job.batch_keys))
             if compiled is None:
                 # Compiled ahead so that no process enters the step's collectives while another
                 # is still compiling it.

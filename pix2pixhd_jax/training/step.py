@@ -193,7 +193,9 @@ def make_train_step(config, steps_per_epoch: int, vgg_apply=None):
                 terms["loss_G_GAN_Feat"] = losses.feature_matching_loss(
                     pred_fake, pred_real, config.model.n_layers_D, loss_cfg.lambda_feat)
             if vgg_apply is not None:
-                terms["loss_G_VGG"] = losses.vgg_loss(vgg_apply, vgg_variables, fake, real) * loss_cfg.lambda_feat
+                # Two passes: the real photo's, under stop_gradient, keeps nothing for the backward pass.
+                terms["loss_G_VGG"] = losses.vgg_loss(vgg_apply, vgg_variables, fake, real,
+                                                      batched=False) * loss_cfg.lambda_feat
             if loss_cfg.lambda_l1 > 0:
                 terms["loss_G_L1"] = losses.l1_loss(fake, real) * loss_cfg.lambda_l1
             return sum(terms.values()), terms

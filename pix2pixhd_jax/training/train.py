@@ -23,7 +23,7 @@ from pix2pixhd_jax.errors import DataError, UserError
 from pix2pixhd_jax.evaluation.evaluate import TrainingEvaluator
 from pix2pixhd_jax.inference.synthesis import Synthesizer
 from pix2pixhd_jax.models.generator import G1
-from pix2pixhd_jax.models.pix2pixhd import Networks, photo_bits, size_divisor
+from pix2pixhd_jax.models.pix2pixhd import Networks, compute_dtype, photo_bits, remat_mode, size_divisor
 from pix2pixhd_jax.runtime import distributed, loop, sharding
 from pix2pixhd_jax.training import schedule
 from pix2pixhd_jax.training.step import init_train_state, make_train_step, merge_g1, split_g1
@@ -125,6 +125,19 @@ def local_rows(array):
     return np.asarray(shards[0].data)
 
 
+class TrainProgram:
+    """What `train` compiles, built from the config alone (so `benchmark --topology` compiles the
+    same program from shapes): the networks, `init(rng)` (a fresh state: the networks initialised
+    on a small probe, the image pool sized for `image_size`), and the pure `step(state, batch,
+    vgg_variables)`. `vgg` is the VGG19Features module when the config's VGG loss is on."""
+
+    def __init__(self, config, image_size, steps_per_epoch: int, vgg=None):
+        self.nets = Networks(config)
+        probe = size_divisor(config.model) * 2
+        self.init = lambda rng: init_train_state(self.nets, rng, probe, probe, image_size=tuple(image_size))
+        self.step = make_train_step(config, steps_per_epoch, None if vgg is None else vgg.apply)
+
+
 def train(config, workdir: str, devices=None, progress: bool = True):
     """Train per `config` in `workdir`; returns the final state (on device)."""
     mesh = sharding.make_mesh(devices)
@@ -140,10 +153,10 @@ def train(config, workdir: str, devices=None, progress: bool = True):
     width, height = pipeline.output_size
     train_cfg = config.train
 
-    nets = Networks(config)
-    init_size = size_divisor(config.model) * 2
-    vgg = vgg_from_config(config.loss, nets.G.dtype)  # in the step's compute dtype, as G and D
-    vgg_apply, vgg_vars = (None, {}) if vgg is None else (vgg[0].apply, vgg[1])
+    # VGG19 in the step's compute dtype and remat policy, as G and D.
+    vgg = vgg_from_config(config.loss, compute_dtype(config.train), remat_mode(config.train))
+    program = TrainProgram(config, (height, width), steps_per_epoch, None if vgg is None else vgg[0])
+    nets = program.nets
     is_main = jax.process_index() == 0
     samples_dir = os.path.join(workdir, "samples")
     os.makedirs(samples_dir, exist_ok=True)
@@ -170,8 +183,7 @@ def train(config, workdir: str, devices=None, progress: bool = True):
 
     job = loop.Job(
         name="train", item="state", seed=config.seed,
-        init=lambda rng: init_train_state(nets, rng, init_size, init_size, image_size=(height, width)),
-        step=make_train_step(config, steps_per_epoch, vgg_apply), extra_args=(vgg_vars,), has_outputs=True,
+        init=program.init, step=program.step, extra_args=({} if vgg is None else vgg[1],), has_outputs=True,
         batches=pipeline.iterate, batch_keys=sorted(required_keys(config)), global_batch=train_cfg.batch_size,
         steps_per_epoch=steps_per_epoch, total_steps=total, save_due=save_due, print_freq=train_cfg.print_freq,
         keep_checkpoints=train_cfg.keep_checkpoints, shard_params=train_cfg.shard_params,
