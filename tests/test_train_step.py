@@ -22,8 +22,9 @@ import pytest
 from conftest import ROOT, load_test_config
 from pix2pixhd_jax.models.pix2pixhd import Networks, generate, model_inputs
 from pix2pixhd_jax.training import image_pool, losses, schedule
-from pix2pixhd_jax.training.step import init_train_state, make_train_step, split_g1
-from step_helpers import H, LABEL_NC, TINY, W, fast_state, leaf_name, make_batch, photo
+from pix2pixhd_jax.models.generator import G1
+from pix2pixhd_jax.training.step import FIXED, TRAINED, init_train_state, make_train_step, stage_labels
+from step_helpers import H, LABEL_NC, TINY, W, d_adam, fast_state, g_adam, leaf_name, make_batch, photo
 
 STEPS_PER_EPOCH = 10
 
@@ -44,6 +45,12 @@ def changed_fraction(a, b):
     return sum(flags) / len(flags)
 
 
+def g1_and_rest(g_params):
+    """(G1's params, everything else) of a local generator(+encoder) tree."""
+    gen = g_params["generator"]
+    return gen[G1], dict(g_params, generator={k: v for k, v in gen.items() if k != G1})
+
+
 def scalars(metrics):
     return {k: float(v) for k, v in jax.device_get(metrics).items()}
 
@@ -60,7 +67,8 @@ SHARDED_SCRIPT = textwrap.dedent("""
     from pix2pixhd_jax.models.pix2pixhd import Networks
     from pix2pixhd_jax.runtime import sharding
     from pix2pixhd_jax.training.step import make_train_step
-    from step_helpers import SHARDED_CONFIG, fast_state, make_batch
+    from pix2pixhd_jax.training.step import TRAINED
+    from step_helpers import SHARDED_CONFIG, d_adam, fast_state, g_adam, make_batch
 
     assert len(jax.devices()) == 4, jax.devices()
     HEIGHT, WIDTH, NC = 32, 32, 8
@@ -90,7 +98,7 @@ SHARDED_SCRIPT = textwrap.dedent("""
 
     base_state, base_metrics, base_fake = run(jax.devices()[:1], False)
     base = {{k: np.asarray(v) for k, v in flat(base_state).items()}}
-    moments = {{"g_params": base_state.g_opt["rest"].mu, "d_params": base_state.d_opt.mu}}
+    moments = {{"g_params": g_adam(base_state.g_opt, TRAINED).mu, "d_params": d_adam(base_state.d_opt).mu}}
     base_grad_scale = {{jax.tree_util.keystr(p): float(np.abs(np.asarray(x)).max())
                         for p, x in jax.tree_util.tree_leaves_with_path(moments)}}
     out = {{"metrics": {{"1 device": base_metrics}}, "mismatches": {{}}, "fake_close": {{}}, "fake_shards": {{}},
@@ -243,16 +251,14 @@ LOCAL = ("model.netG=local", "model.n_local_enhancers=1", "model.n_blocks_local=
 def test_with_two_enhancers_only_the_outermost_trains_during_the_fixed_stage():
     """The reference trains only 'model2*' (the outermost enhancer) for niter_fix_global epochs
     with two enhancers; G1 and enhancer_1 stay fixed, then all of G trains."""
-    from pix2pixhd_jax.training.step import fixed_stage, split_fixed
-
     config = load_test_config(*TINY, "model.netG=local", "model.n_local_enhancers=2", "model.n_blocks_local=1",
                               "train.niter_fix_global=1")
     nets = Networks(config)
     state0 = fast_state(nets, H, W)
     gen0 = state0.g_params["generator"]
-    assert fixed_stage(gen0) == ["global_generator", "enhancer_1"] and "enhancer_2" in gen0
-    fixed0, rest0 = split_fixed(state0.g_params)
-    assert set(fixed0) == {"global_generator", "enhancer_1"} and set(rest0["generator"]) == {"enhancer_2"}
+    labels = stage_labels(state0.g_params)
+    stages = {name: set(jax.tree_util.tree_leaves(tree)) for name, tree in labels["generator"].items()}
+    assert stages == {"global_generator": {FIXED}, "enhancer_1": {FIXED}, "enhancer_2": {TRAINED}}
     step = jax.jit(make_train_step(config, 2))
     states = [state0]
     for i in range(3):  # epochs 0, 0, 1
@@ -273,9 +279,9 @@ def test_local_stage_freezes_g1_then_trains_it_with_a_fresh_adam():
     spe = 2
     step = jax.jit(make_train_step(config, spe))
     state0 = fast_state(nets, H, W)
-    g1_0, rest_0 = split_g1(state0.g_params)
+    g1_0, rest_0 = g1_and_rest(state0.g_params)
     assert g1_0 is not None and "enhancer_1" in rest_0["generator"]
-    g1_opt_0 = state0.g_opt["global"]
+    g1_opt_0 = g_adam(state0.g_opt, FIXED)
     assert int(g1_opt_0.count) == 0
 
     states, metrics = [state0], []
@@ -291,18 +297,18 @@ def test_local_stage_freezes_g1_then_trains_it_with_a_fresh_adam():
     assert [m["global_generator_frozen"] for m in metrics] == [1.0, 1.0] + [0.0] * 6
 
     for i in (1, 2):  # epoch 0: G1 and its Adam state untouched, the enhancer and D train
-        g1, rest = split_g1(states[i].g_params)
+        g1, rest = g1_and_rest(states[i].g_params)
         assert trees_equal(g1, g1_0), f"G1 moved in frozen step {i}"
-        assert trees_equal(states[i].g_opt["global"], g1_opt_0)
-        assert changed_fraction(rest, split_g1(states[i - 1].g_params)[1]) > 0.9
+        assert trees_equal(g_adam(states[i].g_opt, FIXED), g1_opt_0)
+        assert changed_fraction(rest, g1_and_rest(states[i - 1].g_params)[1]) > 0.9
         assert changed_fraction(states[i].d_params, states[i - 1].d_params) > 0.9
-        assert int(states[i].g_opt["rest"].count) == i
+        assert int(g_adam(states[i].g_opt, TRAINED).count) == i
     # Epoch 1: G1 trains, its Adam starting fresh (count 1 after its first update).
-    g1_3, _ = split_g1(states[3].g_params)
+    g1_3, _ = g1_and_rest(states[3].g_params)
     assert changed_fraction(g1_3, g1_0) > 0.9
-    assert int(states[3].g_opt["global"].count) == 1
-    assert int(states[4].g_opt["global"].count) == 2
-    assert int(states[4].g_opt["rest"].count) == 4
+    assert int(g_adam(states[3].g_opt, FIXED).count) == 1
+    assert int(g_adam(states[4].g_opt, FIXED).count) == 2
+    assert int(g_adam(states[4].g_opt, TRAINED).count) == 4
     # Epoch 3: lr 0, nothing moves.
     assert trees_equal(states[8].g_params, states[6].g_params)
     assert trees_equal(states[8].d_params, states[6].d_params)
@@ -355,8 +361,8 @@ def test_g_and_d_are_updated_from_the_same_pre_update_params(tiny):
     assert not np.allclose(np.asarray(fake_new), np.asarray(fake_old), atol=1e-4)
 
     # G's update used its loss gradient with D's old params, not D's updated ones.
-    assert first_moment_is(state1.g_opt["rest"].mu, g_grads_old_d, rtol=1e-4)
-    assert not first_moment_is(state1.g_opt["rest"].mu, g_grads_new_d, rtol=1e-2)
+    assert first_moment_is(g_adam(state1.g_opt, TRAINED).mu, g_grads_old_d, rtol=1e-4)
+    assert not first_moment_is(g_adam(state1.g_opt, TRAINED).mu, g_grads_new_d, rtol=1e-2)
     loss_d, d_grads_old_g, loss_g_gan = d_terms(state0.d_params, fake_old)
     assert float(metrics["loss_G_GAN"]) == pytest.approx(float(loss_g_gan), rel=1e-5)
     assert float(metrics["loss_G_GAN"]) != pytest.approx(float(d_terms(state1.d_params, fake_old)[2]), rel=1e-3)
@@ -364,8 +370,8 @@ def test_g_and_d_are_updated_from_the_same_pre_update_params(tiny):
     # D's update used its loss gradient at the old G's output, not the updated G's: first
     # moment, and the params moved by -lr * g / (|g| + eps).
     assert float(metrics["loss_D"]) == pytest.approx(float(loss_d), rel=1e-5)
-    assert first_moment_is(state1.d_opt.mu, d_grads_old_g, rtol=1e-4)
-    assert not first_moment_is(state1.d_opt.mu, d_terms(state0.d_params, fake_new)[1], rtol=1e-2)
+    assert first_moment_is(d_adam(state1.d_opt).mu, d_grads_old_g, rtol=1e-4)
+    assert not first_moment_is(d_adam(state1.d_opt).mu, d_terms(state0.d_params, fake_new)[1], rtol=1e-2)
     moved = [np.isclose(np.asarray(new), np.asarray(old) - lr * np.asarray(g) / (np.abs(g) + eps), rtol=0,
                         atol=lr * 1e-2).ravel()
              for new, old, g in zip(jax.tree_util.tree_leaves(state1.d_params),
