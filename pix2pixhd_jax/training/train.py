@@ -25,7 +25,7 @@ from pix2pixhd_jax.inference.synthesis import Synthesizer
 from pix2pixhd_jax.models.generator import G1
 from pix2pixhd_jax.models.pix2pixhd import Networks, photo_bits, size_divisor
 from pix2pixhd_jax.runtime import distributed, loop, sharding
-from pix2pixhd_jax.training import schedule
+from pix2pixhd_jax.training import old_checkpoints, schedule
 from pix2pixhd_jax.training.step import init_train_state, make_train_step
 from pix2pixhd_jax.weights.vgg19 import vgg_from_config
 
@@ -179,7 +179,7 @@ def train(config, workdir: str, devices=None, progress: bool = True):
         keep_checkpoints=train_cfg.keep_checkpoints, shard_params=train_cfg.shard_params,
         finite_keys=("loss", "grad_norm"),  # a finite loss with non-finite gradients has spoiled the state too
         fix_hint="lower train.lr, or try train.dtype=float32, and run again.",
-        after_init=initial_weights, on_step=samples,
+        after_init=initial_weights, convert_old=old_checkpoints.restore_two_adam_state, on_step=samples,
         periodic=[(train_cfg.eval_every, TrainingEvaluator(config))] if train_cfg.get("eval_every", 0) > 0 else [],
         postfix=lambda m: {"G": f"{m['loss_G']:.3f}", "D": f"{m['loss_D']:.3f}"})
     result = loop.run(job, config, workdir, mesh, progress)
