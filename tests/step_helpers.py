@@ -55,6 +55,18 @@ def fast_state(nets, height, width, seed=0):
     return jax.tree_util.tree_map_with_path(fill, shapes)
 
 
+def trees_equal(a, b):
+    return all(np.array_equal(np.asarray(x), np.asarray(y))
+               for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True))
+
+
+def changed_fraction(a, b):
+    """Fraction of parameter leaves whose values changed at all."""
+    flags = [not np.array_equal(np.asarray(x), np.asarray(y))
+             for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True)]
+    return sum(flags) / len(flags)
+
+
 def g_adam(g_opt, stage):
     """The Adam state (count, mu, nu) of G's FIXED or TRAINED stage in a train state's g_opt."""
     inner = g_opt[0].inner_states[stage].inner_state

@@ -1,4 +1,4 @@
-"""The train step, the lr schedule, the G1 freeze, the image pool and data-parallel sharding.
+"""The train step, the image pool and data-parallel sharding (the optimizers: test_optimizer.py).
 
 XLA compiles slowly on small CPUs, so the models are tiny, initial states are filled from
 numpy by parameter name (shapes from jax.eval_shape of init_train_state: no init program is
@@ -21,34 +21,16 @@ import pytest
 
 from conftest import ROOT, load_test_config
 from pix2pixhd_jax.models.pix2pixhd import Networks, generate, model_inputs
-from pix2pixhd_jax.training import image_pool, losses, schedule
-from pix2pixhd_jax.models.generator import G1
-from pix2pixhd_jax.training.step import FIXED, TRAINED, init_train_state, make_train_step, stage_labels
-from step_helpers import H, LABEL_NC, TINY, W, d_adam, fast_state, g_adam, leaf_name, make_batch, photo
+from pix2pixhd_jax.training import image_pool, losses
+from pix2pixhd_jax.training.step import TRAINED, init_train_state, make_train_step
+from step_helpers import (H, LABEL_NC, TINY, W, changed_fraction, d_adam, fast_state, g_adam, leaf_name, make_batch,
+                          photo)
 
 STEPS_PER_EPOCH = 10
 
 
 def leaves(tree):
     return jax.tree_util.tree_leaves_with_path(tree)
-
-
-def trees_equal(a, b):
-    return all(np.array_equal(np.asarray(x), np.asarray(y))
-               for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True))
-
-
-def changed_fraction(a, b):
-    """Fraction of parameter leaves whose values changed at all."""
-    flags = [not np.array_equal(np.asarray(x), np.asarray(y))
-             for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True)]
-    return sum(flags) / len(flags)
-
-
-def g1_and_rest(g_params):
-    """(G1's params, everything else) of a local generator(+encoder) tree."""
-    gen = g_params["generator"]
-    return gen[G1], dict(g_params, generator={k: v for k, v in gen.items() if k != G1})
 
 
 def scalars(metrics):
@@ -202,120 +184,7 @@ def test_overfitting_one_batch_lowers_the_l1_to_the_photo(tiny):
 
 
 # ---------------------------------------------------------------------------------------
-# 2. The learning-rate schedule
-
-
-def test_lr_is_constant_then_decays_linearly_per_epoch():
-    cfg = types.SimpleNamespace(lr=2e-4, niter=3, niter_decay=4, lr_decay_per_step=False)
-    spe = 5
-    got = np.array([float(schedule.learning_rate(s, spe, cfg)) for s in range(9 * spe)])
-    for s, value in enumerate(got):
-        k = s // spe
-        want = cfg.lr if k < cfg.niter else max(cfg.lr * (1 - (k - cfg.niter) / cfg.niter_decay), 0.0)
-        assert value == pytest.approx(want, rel=1e-6, abs=1e-12), (s, k)
-    per_epoch = got[::spe]
-    assert list(per_epoch[:3]) == pytest.approx([2e-4] * 3)
-    # Last epoch of the schedule (k = niter + niter_decay - 1 = 6): lr / niter_decay; then 0.
-    assert per_epoch[6] == pytest.approx(cfg.lr / cfg.niter_decay)
-    assert per_epoch[7] == per_epoch[8] == 0.0
-    assert schedule.total_steps(spe, cfg) == 7 * spe
-    # Constant within an epoch.
-    assert all(len(set(got[k * spe:(k + 1) * spe])) == 1 for k in range(9))
-
-
-def test_lr_decay_per_step_is_linear_within_epochs():
-    cfg = types.SimpleNamespace(lr=2e-4, niter=3, niter_decay=4, lr_decay_per_step=True)
-    epoch_cfg = types.SimpleNamespace(**dict(vars(cfg), lr_decay_per_step=False))
-    spe = 5
-    total = schedule.total_steps(spe, cfg)
-    got = np.array([float(schedule.learning_rate(s, spe, cfg)) for s in range(total + 3)])
-    start = cfg.niter * spe
-    assert np.all(got[:start + 1] == np.float32(cfg.lr))
-    for s in range(start, total + 3):
-        want = max(cfg.lr * (1 - (s - start) / (cfg.niter_decay * spe)), 0.0)
-        assert got[s] == pytest.approx(want, rel=1e-5, abs=1e-12), s
-    assert np.all(np.diff(got[start:total + 1]) < 0)  # strictly decreasing, step by step
-    assert got[total] == 0.0 and got[-1] == 0.0
-    # At epoch starts it agrees with the per-epoch schedule.
-    for k in range(cfg.niter + cfg.niter_decay):
-        assert got[k * spe] == pytest.approx(float(schedule.learning_rate(k * spe, spe, epoch_cfg)), rel=1e-5)
-
-
-# ---------------------------------------------------------------------------------------
-# 3. The local stage: G1 frozen for niter_fix_global epochs (and the step's lr metric)
-
-LOCAL = ("model.netG=local", "model.n_local_enhancers=1", "model.n_blocks_local=1", "train.niter_fix_global=1",
-         "train.niter=1", "train.niter_decay=2")
-
-
-def test_with_two_enhancers_only_the_outermost_trains_during_the_fixed_stage():
-    """The reference trains only 'model2*' (the outermost enhancer) for niter_fix_global epochs
-    with two enhancers; G1 and enhancer_1 stay fixed, then all of G trains."""
-    config = load_test_config(*TINY, "model.netG=local", "model.n_local_enhancers=2", "model.n_blocks_local=1",
-                              "train.niter_fix_global=1")
-    nets = Networks(config)
-    state0 = fast_state(nets, H, W)
-    gen0 = state0.g_params["generator"]
-    labels = stage_labels(state0.g_params)
-    stages = {name: set(jax.tree_util.tree_leaves(tree)) for name, tree in labels["generator"].items()}
-    assert stages == {"global_generator": {FIXED}, "enhancer_1": {FIXED}, "enhancer_2": {TRAINED}}
-    step = jax.jit(make_train_step(config, 2))
-    states = [state0]
-    for i in range(3):  # epochs 0, 0, 1
-        states.append(step(states[-1], make_batch(2, H, W, LABEL_NC, seed=40 + i), {})[0])
-    for i in (1, 2):
-        gen, prev = states[i].g_params["generator"], states[i - 1].g_params["generator"]
-        assert trees_equal(gen["global_generator"], gen0["global_generator"])
-        assert trees_equal(gen["enhancer_1"], gen0["enhancer_1"])
-        assert changed_fraction(gen["enhancer_2"], prev["enhancer_2"]) > 0.9
-    gen3 = states[3].g_params["generator"]
-    for name in ("global_generator", "enhancer_1", "enhancer_2"):
-        assert changed_fraction(gen3[name], states[2].g_params["generator"][name]) > 0.9, name
-
-
-def test_local_stage_freezes_g1_then_trains_it_with_a_fresh_adam():
-    config = load_test_config(*TINY, *LOCAL)
-    nets = Networks(config)
-    spe = 2
-    step = jax.jit(make_train_step(config, spe))
-    state0 = fast_state(nets, H, W)
-    g1_0, rest_0 = g1_and_rest(state0.g_params)
-    assert g1_0 is not None and "enhancer_1" in rest_0["generator"]
-    g1_opt_0 = g_adam(state0.g_opt, FIXED)
-    assert int(g1_opt_0.count) == 0
-
-    states, metrics = [state0], []
-    for i in range(8):  # epochs 0, 0, 1, 1, 2, 2, 3, 3
-        state, m, _ = step(states[-1], make_batch(2, H, W, LABEL_NC, seed=i), {})
-        states.append(state)
-        metrics.append(scalars(m))
-
-    lr = config.train.lr
-    assert [m["lr"] for m in metrics] == pytest.approx([lr, lr, lr, lr, lr / 2, lr / 2, 0.0, 0.0])
-    for i, m in enumerate(metrics):
-        assert m["lr"] == pytest.approx(float(schedule.learning_rate(i, spe, config.train)))
-    assert [m["global_generator_frozen"] for m in metrics] == [1.0, 1.0] + [0.0] * 6
-
-    for i in (1, 2):  # epoch 0: G1 and its Adam state untouched, the enhancer and D train
-        g1, rest = g1_and_rest(states[i].g_params)
-        assert trees_equal(g1, g1_0), f"G1 moved in frozen step {i}"
-        assert trees_equal(g_adam(states[i].g_opt, FIXED), g1_opt_0)
-        assert changed_fraction(rest, g1_and_rest(states[i - 1].g_params)[1]) > 0.9
-        assert changed_fraction(states[i].d_params, states[i - 1].d_params) > 0.9
-        assert int(g_adam(states[i].g_opt, TRAINED).count) == i
-    # Epoch 1: G1 trains, its Adam starting fresh (count 1 after its first update).
-    g1_3, _ = g1_and_rest(states[3].g_params)
-    assert changed_fraction(g1_3, g1_0) > 0.9
-    assert int(g_adam(states[3].g_opt, FIXED).count) == 1
-    assert int(g_adam(states[4].g_opt, FIXED).count) == 2
-    assert int(g_adam(states[4].g_opt, TRAINED).count) == 4
-    # Epoch 3: lr 0, nothing moves.
-    assert trees_equal(states[8].g_params, states[6].g_params)
-    assert trees_equal(states[8].d_params, states[6].d_params)
-
-
-# ---------------------------------------------------------------------------------------
-# 4. G and D both updated from the pre-update parameters
+# 2. G and D both updated from the pre-update parameters
 
 
 def test_g_and_d_are_updated_from_the_same_pre_update_params(tiny):
@@ -381,7 +250,7 @@ def test_g_and_d_are_updated_from_the_same_pre_update_params(tiny):
 
 
 # ---------------------------------------------------------------------------------------
-# 5. Data parallelism: 1 device == 4 devices == 4 devices with sharded params
+# 3. Data parallelism: 1 device == 4 devices == 4 devices with sharded params
 
 
 def test_sharded_step_matches_one_device(sharded_run):
@@ -418,7 +287,7 @@ def test_sharded_step_matches_one_device(sharded_run):
 
 
 # ---------------------------------------------------------------------------------------
-# 6. The image pool
+# 4. The image pool
 
 
 def _pool_ids(images):
@@ -466,7 +335,7 @@ def test_image_pool_fills_then_swaps_half_the_time():
 
 
 # ---------------------------------------------------------------------------------------
-# 7. The VGG loss in the step
+# 5. The VGG loss in the step
 
 
 def test_vgg_loss_is_added_to_g_loss(tiny):
@@ -501,7 +370,7 @@ def test_vgg_loss_is_added_to_g_loss(tiny):
 
 
 # ---------------------------------------------------------------------------------------
-# 8. bfloat16 compute
+# 6. bfloat16 compute
 
 
 def test_bfloat16_step_keeps_float32_params_and_close_losses(tiny):
@@ -526,7 +395,7 @@ def test_bfloat16_step_keeps_float32_params_and_close_losses(tiny):
 
 
 # ---------------------------------------------------------------------------------------
-# 9. The pix2pix baseline path: U-Net, PatchGAN, batch norm, dropout, BCE + L1
+# 7. The pix2pix baseline path: U-Net, PatchGAN, batch norm, dropout, BCE + L1
 
 
 def test_pix2pix_path_with_batch_norm_and_dropout():

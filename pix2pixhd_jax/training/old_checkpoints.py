@@ -24,7 +24,9 @@ from pix2pixhd_jax.training.step import FIXED, TRAINED, TrainState, stage_labels
 
 def is_two_adam(saved_tree) -> bool:
     """Whether a saved state (its metadata or its arrays) is in the two-part layout."""
-    g_opt = saved_tree["g_opt"] if "g_opt" in saved_tree else None
+    if not hasattr(saved_tree, "keys") or "g_opt" not in saved_tree.keys():  # None: no metadata to read
+        return False
+    g_opt = saved_tree["g_opt"]
     return hasattr(g_opt, "keys") and set(g_opt.keys()) == {"global", "rest"}
 
 
@@ -68,13 +70,22 @@ def restore_two_adam_state(workdir: str, step: int, like, item: str = "state"):
     """The workdir's state at `step` in today's layout (host arrays) when it was saved in the
     two-part layout; None when it was not (restore it as it is). `like`: today's state for this
     config (shapes suffice), which the converted one must match."""
-    if not is_two_adam(checkpoint.item_metadata(workdir, step, item)):
+    try:
+        saved_tree = checkpoint.item_metadata(workdir, step, item)
+    except (ValueError, KeyError, TypeError, OSError):
+        return None  # unreadable: the plain restore reports it
+    if not is_two_adam(saved_tree):
         return None
-    state = from_two_adam(checkpoint.restore_to_host(workdir, step, item))
+    where = os.path.join(checkpoint.checkpoint_dir(workdir), str(step))
+    try:
+        saved = checkpoint.restore_to_host(workdir, step, item)
+    except (ValueError, KeyError, TypeError, OSError) as e:
+        raise CheckpointError(f"{where}: the checkpoint cannot be read ({e}). Resume from another step's checkpoint "
+                              "(move this one away), or start in a new --workdir.") from None
+    state = from_two_adam(saved)
     if _shapes(state) != _shapes(like):
-        raise CheckpointError(
-            f"{os.path.join(checkpoint.checkpoint_dir(workdir), str(step))}: the checkpoint does not fit this config. "
-            "Train with the config saved beside it (config.json), or start in a new --workdir.")
+        raise CheckpointError(f"{where}: the checkpoint does not fit this config. Train with the config saved beside "
+                              "it (config.json), or start in a new --workdir.")
     logging.info("step %d of %s holds G's Adam state in two parts (global, rest): converted to one optimizer "
                  "state per network", step, checkpoint.checkpoint_dir(workdir))
     return state
