@@ -92,17 +92,28 @@ def restore_to_host(workdir: str, step: int, item: str):
     leave processes without a shard of arrays saved from one device)."""
     path = os.path.join(checkpoint_dir(workdir), str(step), item)
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    absl = logging.getLogger("absl")
     with ocp.StandardCheckpointer() as ckptr:
-        level = absl.level
-        absl.setLevel(logging.ERROR)  # a manager's items have no item-level _CHECKPOINT_METADATA: Orbax warns
-        try:
-            tree = ckptr.metadata(path).item_metadata
-        finally:
-            absl.setLevel(level)
+        tree = _item_metadata(ckptr, path)
         abstract = jax.tree_util.tree_map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), tree)
         restored = ckptr.restore(path, abstract)
     return jax.tree_util.tree_map(np.asarray, restored)
+
+
+def item_metadata(workdir: str, step: int, item: str):
+    """The tree one item of a checkpoint was saved as, each array's shape and dtype in its place
+    (no array is read): which layout a saved state has."""
+    with ocp.StandardCheckpointer() as ckptr:
+        return _item_metadata(ckptr, os.path.join(checkpoint_dir(workdir), str(step), item))
+
+
+def _item_metadata(ckptr: ocp.StandardCheckpointer, path: str):
+    absl = logging.getLogger("absl")
+    level = absl.level
+    absl.setLevel(logging.ERROR)  # a manager's items have no item-level _CHECKPOINT_METADATA: Orbax warns
+    try:
+        return ckptr.metadata(path).item_metadata
+    finally:
+        absl.setLevel(level)
 
 
 def load_models(workdir: str, step: Optional[int] = None) -> dict:

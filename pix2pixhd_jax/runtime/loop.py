@@ -7,8 +7,9 @@ job in a `Job`: how to initialise a state, the pure step, its batches and when t
 `run` then, the same way for every job:
 
 - restores the workdir's newest checkpoint of the job's item (process 0's view of the shared
-  disk decides the step) or initialises the state under jit with its shardings, and only then
-  writes config.json, so a checkpoint that fails to restore keeps the config it was made with;
+  disk decides the step; one in an older layout through the job's conversion) or initialises
+  the state under jit with its shardings, and only then writes config.json, so a checkpoint
+  that fails to restore keeps the config it was made with;
 - jits the step with the state's shardings, the batch split over the mesh's 'data' axis and
   the state donated;
 - reads a step's metrics one step late, once the next step is dispatched, so the device does
@@ -71,6 +72,9 @@ class Job:
     extra_args: tuple = ()  # the step's further arguments, replicated (e.g. VGG19's weights)
     has_outputs: bool = False
     after_init: Optional[Callable[[Any], Any]] = None  # fresh state -> state (initial weights)
+    # (workdir, step, the state's shapes) -> that step's checkpoint converted from an older layout
+    # (host arrays), or None when it is in the current one.
+    convert_old: Optional[Callable[[str, int, Any], Any]] = None
     # (every, fn(step, state) -> scalars): run at every `every`-th step and the last, on every
     # process, after the step's own metrics are read; its scalars go to TensorBoard and metrics.jsonl.
     periodic: Sequence[tuple] = ()
@@ -177,9 +181,13 @@ def run(job: Job, config, workdir: str, mesh, progress: bool = True) -> Result:
     latest = checkpoint.latest_step(workdir, job.item)
     start = distributed.broadcast_from_main(-1 if latest is None else latest)
     if start >= 0:
-        abstract = jax.tree_util.tree_map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
-                                          shapes, state_sharding)
-        state = checkpoint.restore_state(mngr, start, abstract, job.item)
+        converted = None if job.convert_old is None else job.convert_old(workdir, start, shapes)
+        if converted is None:
+            abstract = jax.tree_util.tree_map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
+                                              shapes, state_sharding)
+            state = checkpoint.restore_state(mngr, start, abstract, job.item)
+        else:
+            state = jax.device_put(converted, state_sharding)
         logging.info("resuming from %s at step %d", checkpoint.checkpoint_dir(workdir), start)
     else:
         start = 0

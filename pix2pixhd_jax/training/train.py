@@ -25,8 +25,8 @@ from pix2pixhd_jax.inference.synthesis import Synthesizer
 from pix2pixhd_jax.models.generator import G1
 from pix2pixhd_jax.models.pix2pixhd import Networks, compute_dtype, photo_bits, remat_mode, size_divisor
 from pix2pixhd_jax.runtime import distributed, loop, sharding
-from pix2pixhd_jax.training import schedule
-from pix2pixhd_jax.training.step import init_train_state, make_train_step, merge_g1, split_g1
+from pix2pixhd_jax.training import old_checkpoints, schedule
+from pix2pixhd_jax.training.step import init_train_state, make_train_step
 from pix2pixhd_jax.weights.vgg19 import vgg_from_config
 
 # Config fields that change the networks' shapes: a checkpoint made with other values cannot be resumed.
@@ -78,6 +78,11 @@ def graft(params, source, path="", mismatched=None):
     return out
 
 
+def graft_into_g1(generator_tree, source):
+    """A local generator's params (or batch statistics) with a global generator's grafted into G1."""
+    return dict(generator_tree, **{G1: graft(generator_tree[G1], source)})
+
+
 def load_initial_weights(state, nets: Networks, source_workdir: str):
     """Start from another workdir's networks (train.init_from: the global stage for the local
     stage) or from imported reference weights. A global generator goes into the local
@@ -86,13 +91,10 @@ def load_initial_weights(state, nets: Networks, source_workdir: str):
     loaded = checkpoint.load_network_params(source_workdir)
     g_params, g_stats = dict(state.g_params), dict(state.g_stats)
     gen = loaded["generator"]
-    if G1 in state.g_params["generator"] and G1 not in gen["params"]:
-        g1, rest = split_g1(g_params)
-        g1 = graft(g1, gen["params"])
-        g_params = merge_g1(g1, rest)
+    if G1 in g_params["generator"] and G1 not in gen["params"]:
+        g_params["generator"] = graft_into_g1(g_params["generator"], gen["params"])
         if G1 in g_stats["generator"]:  # norm=batch: G1's running statistics too
-            g_stats["generator"] = dict(g_stats["generator"], **{G1: graft(g_stats["generator"][G1],
-                                                                            gen.get("batch_stats", {}))})
+            g_stats["generator"] = graft_into_g1(g_stats["generator"], gen.get("batch_stats", {}))
     else:
         g_params["generator"] = graft(g_params["generator"], gen["params"])
         g_stats["generator"] = graft(g_stats["generator"], gen.get("batch_stats", {}))
@@ -189,7 +191,7 @@ def train(config, workdir: str, devices=None, progress: bool = True):
         keep_checkpoints=train_cfg.keep_checkpoints, shard_params=train_cfg.shard_params,
         finite_keys=("loss", "grad_norm"),  # a finite loss with non-finite gradients has spoiled the state too
         fix_hint="lower train.lr, or try train.dtype=float32, and run again.",
-        after_init=initial_weights, on_step=samples,
+        after_init=initial_weights, convert_old=old_checkpoints.restore_two_adam_state, on_step=samples,
         periodic=[(train_cfg.eval_every, TrainingEvaluator(config))] if train_cfg.get("eval_every", 0) > 0 else [],
         postfix=lambda m: {"G": f"{m['loss_G']:.3f}", "D": f"{m['loss_D']:.3f}"})
     result = loop.run(job, config, workdir, mesh, progress)
