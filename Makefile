@@ -33,7 +33,7 @@ demo: venv
 	    --config.data.dataroot=$(DEMO_DIR)/synthetic
 
 test: venv browser
-	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
+	$(PY) -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR)

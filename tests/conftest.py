@@ -13,6 +13,9 @@ from PIL import Image
 # (tests/test_networks.py, test_step_formulation.py, test_lowering.py), which turn it on;
 # PIX2PIXHD_CPU_CONV=1 runs the whole suite on it.
 os.environ.setdefault("PIX2PIXHD_CPU_CONV", "0")
+# The tests run on the CPU. With libtpu installed (for the TPU compile tests) JAX would otherwise
+# probe for a TPU in every process, print libtpu's start-up lines and hold its lockfile.
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))

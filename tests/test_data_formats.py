@@ -18,7 +18,7 @@ from pix2pixhd_jax.data.pipeline import InputPipeline
 from pix2pixhd_jax.errors import DataError
 from pix2pixhd_jax.inference import export
 from pix2pixhd_jax.inference.synthesis import Synthesizer
-from pix2pixhd_jax.models.pix2pixhd import Networks
+from pix2pixhd_jax.models.pix2pixhd import Networks, model_inputs
 from pix2pixhd_jax.models.vgg19 import VGG19Features
 from pix2pixhd_jax.training.benchmark import fill_like
 from pix2pixhd_jax.training.step import make_train_step
@@ -56,12 +56,14 @@ def test_16_bit_one_channel_photos_keep_their_16_bits_through_the_pipeline(depth
     root, made = depth_data
     config = load_test_config(f"data.dataroot={root}", *ONE_CHANNEL_16, "data.no_flip=True")
     batch = next(InputPipeline(config, "train").iterate(0))
-    assert batch["image"].shape == (2, H, W, 1) and batch["image"].dtype == np.float32
+    assert batch["image"].shape == (2, H, W, 1) and batch["image"].dtype == np.uint16
+    photos = model_inputs(batch, config, xp=np)["image"]
     for i, name in enumerate(batch["name"]):
         photo = made[("train", name.decode())][2]
-        np.testing.assert_allclose(batch["image"][i, ..., 0], photo / 32767.5 - 1.0, atol=1e-6)
+        np.testing.assert_array_equal(batch["image"][i, ..., 0], photo)
+        np.testing.assert_allclose(photos[i, ..., 0], photo / 32767.5 - 1.0, atol=1e-6)
     # 8-bit rounding would have merged levels 256 apart; here neighbouring levels stay apart.
-    assert len(np.unique(batch["image"])) > 40
+    assert len(np.unique(photos)) > 40
 
 
 def test_the_config_and_the_photos_must_agree(depth_data, tmp_path):
@@ -156,7 +158,8 @@ def test_ade20k_tree(tmp_path):
     assert len(train) == 3 and len(test) == 2 and "validation" in test.description
     assert all(ex.label.endswith(ex.name + ".png") and ex.image.endswith(ex.name + ".jpg") for ex in train.examples)
     batch = next(InputPipeline(config, "train").iterate(0))
-    assert batch["label"].shape == (2, H, W, 151) and int(batch["label_ids"].max()) <= 150 and "inst" not in batch
+    assert batch["label_ids"].shape == (2, H, W) and int(batch["label_ids"].max()) <= 150 and "inst" not in batch
+    assert model_inputs(batch, config, xp=np)["label"].shape == (2, H, W, 151)
     with pytest.raises(DataError, match="data.use_instance=False"):
         readers.read_source(load_test_config(f"data.dataroot={tmp_path}", "data.dataset_format=ade20k",
                                              "data.label_nc=151").data, "train")
@@ -286,7 +289,8 @@ def test_ade20k_through_show_batch_and_train_and_made_instances_train_with_bound
                  "--config.data.use_instance=True"]
     cfg = load_config(config, with_inst)
     batch = next(InputPipeline(cfg, "train").iterate(0))
-    assert batch["boundary"].max() == 1.0 and batch["boundary"].mean() < 0.9  # edges between made instances
+    boundary = model_inputs(batch, cfg, xp=np)["label"][..., -1]
+    assert boundary.max() == 1.0 and boundary.mean() < 0.9  # edges between made instances
     assert main(["train", "--config", config, *with_inst, "--workdir", str(tmp_path / "inst_run"), "--quiet"]) == 0
     assert (tmp_path / "inst_run" / "checkpoints" / "2").is_dir()
     saved = json.loads((tmp_path / "inst_run" / "config.json").read_text())

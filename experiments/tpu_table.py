@@ -1,0 +1,120 @@
+"""XLA:TPU's own figures for the Cityscapes recipes, compiled ahead of time on this machine
+(experiments/benchmarks.md "TPU (compiled ahead of time)").
+
+    python experiments/tpu_table.py [--out experiments/tpu/compiles.json] [--only v5e]
+
+Every entry is one `pix2pixhd-jax benchmark --topology` record (training/aot.py): the train step
+`train` runs for a slice's chips, bf16, VGG on, a per-chip batch. For v5e:2x2 (the 16 GiB chip)
+both configs with the remat policies none, blocks, dots_saveable and full at batch 1; for every
+topology (v5e:2x2, v4:2x2x1, v5p:2x2x1, v6e:2x2) the configs as shipped (their own train.remat)
+at batch 1 and the largest batch per chip that XLA:TPU compiles within the chip's HBM, found by
+compiling (from the line through batches 1 and 2, then one batch up or down until the boundary
+is seen); and synthesis at 2048x1024. Resumable: entries already in --out are not compiled again
+(each compile takes minutes here). Prints the tables experiments/benchmarks.md shows.
+"""
+
+import argparse
+import json
+import os
+
+from pix2pixhd_jax import atomic
+from pix2pixhd_jax.config_loading import load_config
+from pix2pixhd_jax.runtime import topology
+from pix2pixhd_jax.training import aot
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIGS = {"global_1024x512": ("cityscapes_1024x512.py", 512, 1024),
+           "local_2048x1024": ("cityscapes_2048x1024.py", 1024, 2048)}
+TOPOLOGIES = ("v5e:2x2", "v4:2x2x1", "v5p:2x2x1", "v6e:2x2")
+POLICIES = ("none", "blocks", "dots_saveable", "full")
+GIB = 2 ** 30
+
+
+class Table:
+    def __init__(self, path):
+        self.path = path
+        self.entries = json.load(open(path)) if os.path.isfile(path) else {}
+
+    def get(self, topo, key, remat, batch, what="train_step", shard=None):
+        config_file, height, width = CONFIGS[key]
+        overrides = ["--config.loss.no_vgg_loss=false", "--config.train.dtype=bfloat16"]
+        if remat is not None:
+            overrides.append(f"--config.train.remat={remat}")
+        if shard is not None:
+            overrides.append(f"--config.train.shard_params={str(shard).lower()}")
+        config = load_config(os.path.join(ROOT, "configs", config_file), overrides)
+        name = (f"{topo}/{key}/{what}/{config.train.remat}/{'sharded' if config.train.shard_params else 'replicated'}"
+                f"/b{batch}")
+        if name not in self.entries:
+            print("compiling", name, flush=True)
+            self.entries[name] = aot.compile_for_topology(config, topo, height, width, batch, what)
+            atomic.write_json(self.path, self.entries)
+            rec = self.entries[name]
+            print(name, rec.get("per_chip_gib"), "GiB" if rec["compiles"] else rec.get("error", "")[:200],
+                  rec["compile_s"], "s", flush=True)
+        return self.entries[name]
+
+    def largest_batch(self, topo, key):
+        """The largest per-chip batch XLA:TPU compiles for the shipped config within a chip's HBM."""
+        one, two = self.get(topo, key, None, 1), self.get(topo, key, None, 2)
+        if not one["compiles"]:
+            return 0
+        if not two["compiles"]:
+            return 1
+        hbm = topology.CHIPS[one["device_kind"]].hbm_bytes
+        per_image = two["per_chip_bytes"] - one["per_chip_bytes"]
+        b = max(2, int((hbm - (one["per_chip_bytes"] - per_image)) // max(per_image, 1)))
+        if self.get(topo, key, None, b)["compiles"]:
+            while self.get(topo, key, None, b + 1)["compiles"]:
+                b += 1
+            return b
+        while b > 2 and not self.get(topo, key, None, b - 1)["compiles"]:
+            b -= 1
+        return b - 1
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=os.path.join(ROOT, "experiments", "tpu", "compiles.json"))
+    parser.add_argument("--only", default=None, help="only topologies whose name starts so (e.g. v5e)")
+    args = parser.parse_args()
+    table = Table(args.out)
+    topologies = [t for t in TOPOLOGIES if not args.only or t.startswith(args.only)]
+    if "v5e:2x2" in topologies:
+        for key in CONFIGS:
+            for policy in POLICIES:
+                table.get("v5e:2x2", key, policy, 1)
+    largest = {(t, k): table.largest_batch(t, k) for t in topologies for k in CONFIGS}
+    for t in topologies:
+        table.get(t, "local_2048x1024", None, 1, what="synthesis")
+
+    print("\n| config | remat | per chip (v5e:2x2, batch 1) | arguments | temporaries | FLOPs per chip | compiles |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for key in CONFIGS:
+        for policy in POLICIES:
+            name = f"v5e:2x2/{key}/train_step/{policy}/replicated/b1"
+            rec = table.entries.get(name)
+            if rec is None:
+                continue
+            if rec["compiles"]:
+                print(f"| {key} | {policy} | {rec['per_chip_gib']:.2f} GiB | {rec['argument_bytes'] / GIB:.2f} GiB | "
+                      f"{rec['temp_bytes'] / GIB:.2f} GiB | {rec['flops_per_chip_step'] / 1e12:.2f} TFLOP | yes |")
+            else:
+                print(f"| {key} | {policy} | over 16 GiB | | | | no: {rec['error'][:120]} |")
+    print("\n| topology | config | remat | per chip, batch 1 | largest batch per chip | FLOPs per chip and step | "
+          "roofline bound, batch 1 | roofline images/s per chip |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for (t, key), b in largest.items():
+        one = [r for n, r in table.entries.items() if n.startswith(f"{t}/{key}/train_step/") and n.endswith("/b1")
+               and r["remat"] == load_config(os.path.join(ROOT, "configs", CONFIGS[key][0])).train.remat]
+        if not one or not one[0]["compiles"]:
+            continue
+        rec = one[0]
+        rf = rec["roofline"]
+        print(f"| {t} | {key} | {rec['remat']} | {rec['per_chip_gib']:.2f} GiB | {b} | "
+              f"{rec['flops_per_chip_step'] / 1e12:.2f} TFLOP | {rf['step_time_bound_s'] * 1e3:.1f} ms | "
+              f"{rf['images_per_s_per_chip_bound']:.1f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,144 @@
+"""The train step compiled by XLA:TPU for TPU slices, on this CPU machine (runtime/topology.py,
+training/aot.py): the demo's step fits the memory its state and activations need and splits its
+batch over a 4-chip and a 2-chip mesh; the data-parallel program's only cross-chip traffic is the
+gradients' all-reduce; with train.shard_params each chip holds its share of the state.
+
+Each XLA:TPU compile takes a minute or more on two cores and up to ~11 GB of host memory, so the
+compiles are shared within the module and the module runs on one xdist worker (xdist_group).
+"""
+
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from conftest import ROOT, load_test_config
+from pix2pixhd_jax.config_loading import load_config
+from pix2pixhd_jax.errors import UserError
+from pix2pixhd_jax.models.pix2pixhd import Networks, model_inputs, size_divisor
+from pix2pixhd_jax.runtime import sharding, topology
+from pix2pixhd_jax.training import aot
+from pix2pixhd_jax.training.benchmark import random_batch
+from pix2pixhd_jax.training.step import init_train_state
+
+pytest.importorskip("libtpu", reason="libtpu (XLA:TPU's compiler) is not installed here: pip install '.[tpu]'")
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("xla_tpu")]
+
+SIZE = 128  # the demo's crops
+
+
+def tree_bytes(tree) -> int:
+    return sum(int(np.prod(x.shape)) * np.dtype(x.dtype).itemsize for x in jax.tree_util.tree_leaves(tree))
+
+
+def layer_output_bytes(config, per_chip_batch: int) -> int:
+    """Every layer's output of G (with its input) and of D on the fake and the real photo, for one
+    chip's batch, in float32: the activations a training step makes."""
+    nets = Networks(config)
+    batch = jax.eval_shape(lambda: random_batch(config, per_chip_batch, SIZE, SIZE))
+    g_params, _, d_params, _ = jax.eval_shape(lambda r: nets.init(r, 32, 32), jax.random.PRNGKey(0))
+
+    def forward(g, d, b):
+        label = model_inputs(b, config)["label"]
+        fake, g_mid = nets.G.apply({"params": g}, label, train=True, capture_intermediates=True)
+        _, d_mid = nets.D.apply({"params": d}, jnp.concatenate([label, fake.astype(jnp.float32)], -1), train=True,
+                                capture_intermediates=True)
+        return label, g_mid, d_mid
+
+    label, g_mid, d_mid = jax.eval_shape(forward, g_params["generator"], d_params, batch)
+    f32 = lambda tree: sum(int(np.prod(x.shape)) * 4 for x in jax.tree_util.tree_leaves(tree))  # noqa: E731
+    return f32(label) + f32(g_mid) + 2 * f32(d_mid)
+
+
+@pytest.fixture(scope="module")
+def v5e():
+    devices = topology.devices("v5e:2x2")
+    return devices, topology.chip(devices[0])
+
+
+@pytest.fixture(scope="module")
+def demo(v5e):
+    devices, chip = v5e
+    config = load_config(str(ROOT / "configs" / "synthetic_demo.py"))
+    assert config.train.batch_size == len(devices)  # the demo's batch: one image per chip
+    return config, aot.compile_program(config, devices, SIZE, SIZE, per_chip_batch=1)
+
+
+def test_the_demos_step_fits_its_state_and_activations_on_each_chip(v5e, demo):
+    (devices, chip), (config, compiled) = v5e, demo
+    figures = aot.per_chip_figures(compiled, chip, 1)
+    nets = Networks(config)
+    d = size_divisor(config.model) * 2
+    state = jax.eval_shape(lambda r: init_train_state(nets, r, d, d), jax.random.PRNGKey(0))
+    params = tree_bytes(state.g_params) + tree_bytes(state.d_params)
+    # Replicated: every chip holds the whole state (parameters and both Adam moments) ...
+    assert figures["argument_bytes"] >= tree_bytes(state) >= 3 * params
+    # ... and needs at most the state, the gradients and a few times one chip's activations. A
+    # chip computing the whole global batch (4 images) would need four times those.
+    activations = layer_output_bytes(config, 1)
+    bound = tree_bytes(state) + params + 3 * activations + figures["generated_code_bytes"]
+    assert figures["per_chip_bytes"] <= bound, (figures, bound)
+    assert figures["fits_hbm"] and figures["flops_per_chip_step"] > 0
+    rf = figures["roofline"]
+    assert rf["step_time_bound_s"] == max(rf["compute_bound_s"], rf["memory_bound_s"]) > 0
+
+
+def test_the_demos_step_compiles_for_two_chips_with_twice_the_images_each(v5e, demo):
+    (devices, chip), (config, four) = v5e, demo
+    two = aot.compile_program(config, devices[:2], SIZE, SIZE, per_chip_batch=2)
+    assert two.memory_analysis().temp_size_in_bytes > four.memory_analysis().temp_size_in_bytes
+    flops = lambda c: aot.per_chip_figures(c, chip, 1)["flops_per_chip_step"]  # noqa: E731
+    assert flops(two) == pytest.approx(2 * flops(four), rel=0.05)  # FLOPs per chip follow its images
+
+
+def collectives(compiled) -> dict:
+    """{op: [operand bytes of each]} of the cross-chip operations in a compiled module's HLO."""
+    found = {}
+    sizes = {"f32": 4, "bf16": 2, "s32": 4, "u32": 4, "pred": 1, "u8": 1, "u16": 2, "f16": 2, "s8": 1}
+    for line in compiled.as_text().splitlines():
+        match = re.search(r"= (\(.*?\)|\S+) (all-reduce|all-gather|reduce-scatter|all-to-all|collective-permute)"
+                          r"(-start)?\(", line)
+        if match:
+            shapes = re.findall(r"(f32|bf16|s32|u32|pred|u8|u16|f16|s8)\[([\d,]*)\]", match.group(1))
+            total = sum(sizes[t] * int(np.prod([int(n) for n in dims.split(",") if n] or [1])) for t, dims in shapes)
+            found.setdefault(match.group(2), []).append(total)
+    return found
+
+
+def test_the_data_parallel_step_exchanges_only_the_gradients(demo):
+    config, compiled = demo
+    found = collectives(compiled)
+    assert set(found) == {"all-reduce"}, {k: len(v) for k, v in found.items()}
+    nets = Networks(config)
+    g_params, _, d_params, _ = jax.eval_shape(lambda r: nets.init(r, 32, 32), jax.random.PRNGKey(0))
+    gradients = tree_bytes(g_params) + tree_bytes(d_params)
+    reduced = sum(found["all-reduce"])
+    # The gradients once (XLA combines them into few all-reduces), plus the losses and norms.
+    assert gradients <= reduced <= gradients + 2 ** 16, (reduced, gradients)
+
+
+def test_shard_params_divides_each_chips_state_on_v5e_4x4():
+    devices = topology.devices("v5e:4x4")
+    assert len(devices) == 16
+    config = load_test_config("model.ngf=32", "model.n_downsample_global=2", "model.n_blocks_global=1",
+                              "model.ndf=16", "model.num_D=1", "model.n_layers_D=1", "data.label_nc=8",
+                              "train.batch_size=16", "train.shard_params=True")
+    compiled = aot.compile_program(config, devices, 32, 32, per_chip_batch=1)
+    nets = Networks(config)
+    state = jax.eval_shape(lambda r: init_train_state(nets, r, 16, 16), jax.random.PRNGKey(0))
+    mesh = sharding.make_mesh(devices)
+    shards = sharding.state_shardings(state, mesh, True)
+    per_chip = sum(int(np.prod(s.shape)) * np.dtype(s.dtype).itemsize // (16 if sh.spec and sh.spec[-1] else 1)
+                   for s, sh in zip(jax.tree_util.tree_leaves(state), jax.tree_util.tree_leaves(shards)))
+    batch = tree_bytes(jax.eval_shape(lambda: random_batch(config, 1, 32, 32)))
+    args = compiled.memory_analysis().argument_size_in_bytes
+    assert per_chip < tree_bytes(state) / 6  # most of the state is in arrays big enough to split
+    assert abs(args - (per_chip + batch)) <= 0.02 * args, (args, per_chip, batch)
+    assert "all-gather" in collectives(compiled)  # the layers gather their parameters where they run
+
+
+def test_a_topology_jax_does_not_know_is_a_clear_error():
+    with pytest.raises(UserError, match=r"--topology v5e:3x3: .*v5e:2x2"):
+        topology.devices("v5e:3x3")
