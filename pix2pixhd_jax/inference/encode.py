@@ -21,7 +21,7 @@ from pix2pixhd_jax.data.pipeline import InputPipeline
 from pix2pixhd_jax.data.transforms import inference_config
 from pix2pixhd_jax.errors import UserError
 from pix2pixhd_jax.inference import features as features_lib
-from pix2pixhd_jax.inference.synthesis import instance_classes
+from pix2pixhd_jax.inference.synthesis import instance_classes, load_generator
 from pix2pixhd_jax.models.pix2pixhd import Networks, apply_inference
 from pix2pixhd_jax.runtime import distributed, sharding
 
@@ -104,9 +104,7 @@ def encode_features(workdir: str, split: str = "train", n_clusters=None, batch_s
     if not (config.model.instance_feat or config.model.label_feat):
         raise UserError(f"{workdir}: the model was trained without the feature encoder (model.instance_feat and "
                         "model.label_feat are off); there are no features to cluster.")
-    variables = checkpoint.load_network_params(workdir)
-    if "encoder" not in variables:
-        raise UserError(f"{workdir}: the checkpoint has no encoder weights.")
+    variables = load_generator(workdir, config)
     n_clusters = n_clusters or config.model.n_clusters
     rows = collect_instance_features(config, variables["encoder"], split, batch_size, progress=progress)
     centers, counts, assignment = features_lib.cluster_features(rows["label"], rows["feature"], rows["area"],

@@ -6,9 +6,10 @@ would otherwise fail alone and leave the others waiting in a collective), then d
 job in a `Job`: how to initialise a state, the pure step, its batches and when to save.
 `run` then, the same way for every job:
 
-- restores the workdir's newest checkpoint of the job's item (process 0's view of the shared
-  disk decides the step) or initialises the state under jit with its shardings, and only then
-  writes config.json, so a checkpoint that fails to restore keeps the config it was made with;
+- restores the workdir's newest readable checkpoint of the job's item (runtime/resume.py: process
+  0's view of the shared disk decides; an unreadable newer step is skipped, said so and set aside)
+  or initialises the state under jit with its shardings, and only then writes config.json, so a
+  checkpoint that fails to restore keeps the config it was made with;
 - jits the step with the state's shardings, the batch split over the mesh's 'data' axis and
   the state donated;
 - reads a step's metrics one step late, once the next step is dispatched, so the device does
@@ -35,7 +36,7 @@ from tqdm import tqdm
 
 from pix2pixhd_jax import checkpoint
 from pix2pixhd_jax.errors import CheckpointError, NonFiniteLossError
-from pix2pixhd_jax.runtime import distributed, host_memory, sharding
+from pix2pixhd_jax.runtime import distributed, host_memory, resume, sharding
 from pix2pixhd_jax.runtime.metric_writer import MetricWriter
 
 SIGTERM_EXIT = 143
@@ -149,21 +150,18 @@ def run(job: Job, config, workdir: str, mesh, progress: bool = True) -> Result:
     rng = jax.random.PRNGKey(job.seed)
     shapes = jax.eval_shape(job.init, rng)
     state_sharding = sharding.state_shardings(shapes, mesh, job.shard_params)
-    mngr = checkpoint.train_manager(workdir, job.keep_checkpoints)
-    latest = checkpoint.latest_step(workdir, job.item)
-    start = distributed.broadcast_from_main(-1 if latest is None else latest)
-    if start >= 0:
-        abstract = jax.tree_util.tree_map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
-                                          shapes, state_sharding)
-        state = checkpoint.restore_state(mngr, start, abstract, job.item)
-        logging.info("resuming from %s at step %d", checkpoint.checkpoint_dir(workdir), start)
-    else:
+    abstract = jax.tree_util.tree_map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
+                                      shapes, state_sharding)
+    state, start = resume.restore_newest(workdir, job.item, abstract)
+    if state is None:
         start = 0
         state = jax.jit(job.init, out_shardings=state_sharding)(rng)
         if job.after_init is not None:
             state = jax.device_put(job.after_init(state), state_sharding)
     if is_main:
         checkpoint.write_config(workdir, config)
+    # Made after the restore, which may have set unreadable steps aside: the manager counts only the others.
+    mngr = checkpoint.train_manager(workdir, job.keep_checkpoints)
 
     batch_sharding, replicated = sharding.batch_sharding(mesh), sharding.replicated(mesh)
     extra_args = jax.device_put(job.extra_args, replicated)
@@ -171,7 +169,7 @@ def run(job: Job, config, workdir: str, mesh, progress: bool = True) -> Result:
     step_fn = jax.jit(job.step, in_shardings=(state_sharding, batch_sharding) + (replicated,) * len(extra_args),
                       out_shardings=out_shardings, donate_argnums=(0,))
 
-    writer = MetricWriter(os.path.join(workdir, "tensorboard"), enabled=is_main, resume_step=start or None)
+    writer = MetricWriter(os.path.join(workdir, "tensorboard"), enabled=is_main, resume_step=start)
     bar = tqdm(total=job.total_steps, initial=start, disable=not (progress and is_main), unit="step",
                dynamic_ncols=True, desc=job.name)
     last_saved = start if start else None

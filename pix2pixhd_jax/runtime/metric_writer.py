@@ -35,8 +35,9 @@ def drop_steps_after(path: str, step: int) -> int:
 
 class MetricWriter:
     def __init__(self, logdir: str, enabled: bool = True, resume_step: Optional[int] = None):
-        """resume_step: a run resumed from that step's checkpoint; the records of the steps
-        after it (written before the run stopped) are dropped, so every step has one value."""
+        """resume_step: the step the run starts from (0 for a fresh start): the records of the
+        steps after it, written by a run that stopped before or after its last checkpoint, are
+        dropped from metrics.jsonl and TensorBoard, so every step has one value."""
         self.logdir = logdir
         self.enabled = enabled
         self._tb = None
@@ -69,6 +70,8 @@ class MetricWriter:
         if self._tb is not None:
             for key, value in values.items():
                 self._tb.add_scalar(key, value, int(step))
+            # Scalars come every train.print_freq steps: on disk by then, not after tensorboardX's 2 minutes.
+            self._tb.flush()
 
     def image(self, step: int, tag: str, image: np.ndarray):
         """(H, W, 3) uint8."""
