@@ -76,6 +76,11 @@ class ExportError(UserError):
     """An export that cannot be made as asked (size, platform, dtype, workdir)."""
 
 
+class OutputError(UserError):
+    """An output path that cannot be written: a file where a folder goes, a folder where a file
+    goes, no permission."""
+
+
 class NonFiniteLossError(RuntimeError):
     """A training step gave a non-finite loss or gradient norm; the run stopped before saving it."""
 

@@ -228,8 +228,11 @@ def run(job: Job, config, workdir: str, mesh, progress: bool = True) -> Result:
                 finish(pending)
                 pending = None
             for fn in periodic:
-                writer.scalars(step, fn(step, state))
+                scores = fn(step, state)
+                writer.scalars(step, scores)
                 writer.flush()
+                if is_main:  # above the progress bar, which stays at the bottom
+                    tqdm.write(f"{job.name} step {step}: " + ", ".join(f"{k} {float(v):.4g}" for k, v in scores.items()))
             if save_due:
                 save(step)
             if stop:
