@@ -83,8 +83,7 @@ def _json_problem(path: str) -> Optional[str]:
     try:
         json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        where = f" at position {e.pos} of its {len(raw)} bytes" if isinstance(e, json.JSONDecodeError) else ""
-        return f"is not valid JSON, cut short or overwritten ({getattr(e, 'msg', e)}{where})"
+        return f"is not valid JSON, cut short or overwritten ({e}; the file has {len(raw)} bytes)"
     return ""
 
 
@@ -263,12 +262,19 @@ def _saved_tree(item_dir: str):
         absl.setLevel(level)
 
 
+def _network_arrays_first(key: str):
+    """G's, then D's arrays before the optimizers': their paths say what differs in a config's words."""
+    ranks = [i for i, p in enumerate(("g_params", "generator", "d_params", "discriminator")) if key.startswith(p)]
+    return (ranks[0] if ranks else 4, key)
+
+
 def check_fit(saved, wanted, where: str, fix: str):
     """A CheckpointError naming the first difference when the saved tree's shapes are not the wanted ones."""
     saved, wanted = _shapes(saved), _shapes(wanted)
-    missing = sorted(set(wanted) - set(saved))
-    extra = sorted(set(saved) - set(wanted))
-    differ = sorted(k for k in set(saved) & set(wanted) if saved[k] != wanted[k])
+    order = _network_arrays_first
+    differ = sorted((k for k in set(saved) & set(wanted) if saved[k] != wanted[k]), key=order)
+    missing = sorted(set(wanted) - set(saved), key=order)
+    extra = sorted(set(saved) - set(wanted), key=order)
     if not (missing or extra or differ):
         return
     if differ:

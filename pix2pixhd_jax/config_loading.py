@@ -19,7 +19,7 @@ import traceback
 from pix2pixhd_jax.errors import ConfigError
 
 # The folder holding the project's `configs` package (a clone, or an editable install).
-PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
 
 
 def _failure(path: str, error: BaseException) -> ConfigError:

@@ -99,10 +99,6 @@ def synthesize_files(synth: Synthesizer, label: str, out: str, inst: Optional[st
     if resize not in RESIZE_MODES:
         raise UserError(f"--resize {resize!r}: expected one of {', '.join(RESIZE_MODES)}.")
     labels = _files(label, "label maps", "--label")
-    if synth.use_instance and not inst:
-        logging.warning("the model was trained with instance maps (data.use_instance) and no --inst was given: each "
-                        "class's region is taken as one object, so touching objects of a class blur into one; give "
-                        "--inst (e.g. from `pix2pixhd-jax make-instances`) for their boundaries.")
     insts = _pair_by_scene(labels, _files(inst, "instance maps", "--inst"), "instance map") if inst else {}
     photos, style_json = {}, {}
     if style != "random":
@@ -145,6 +141,10 @@ def synthesize_files(synth: Synthesizer, label: str, out: str, inst: Optional[st
             styles = synth.encode_styles(photo, lab, ins)
         groups.setdefault(lab.shape, []).append((f, lab, ins, styles))
 
+    if synth.use_instance and not inst:
+        logging.warning("the model was trained with instance maps (data.use_instance) and no --inst was given: each "
+                        "class's region is taken as one object, so touching objects of a class blur into one; give "
+                        "--inst (e.g. from `pix2pixhd-jax make-instances`) for their boundaries.")
     written = []
     bar = tqdm(total=len(labels) * num_samples, disable=not progress, desc="synthesizing", unit="image")
     for items in groups.values():

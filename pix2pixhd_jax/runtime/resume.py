@@ -28,7 +28,6 @@ def _first_checked(workdir: str, item: str, candidates: list, skipped: list) -> 
         try:
             checkpoint.check_step(workdir, step, item)
         except UnreadableCheckpointError as e:
-            logging.warning("checkpoint step %d cannot be read: %s; trying an older step.", step, e)
             skipped.append((step, str(e)))
             continue
         return step
@@ -59,9 +58,7 @@ def restore_newest(workdir: str, item: str, abstract) -> Tuple[Optional[Any], Op
         if not failed:
             break
         if is_main:
-            reason = failure or "another process could not read it"
-            logging.warning("checkpoint step %d cannot be read: %s; trying an older step.", step, reason)
-            skipped.append((step, reason))
+            skipped.append((step, failure or "another process could not read it"))
             candidates = [s for s in candidates if s < step]
     where = checkpoint.checkpoint_dir(workdir)
     if step < 0:
@@ -70,10 +67,10 @@ def restore_newest(workdir: str, item: str, abstract) -> Tuple[Optional[Any], Op
                               "backup, move the damaged step folders aside to start again from the newest that "
                               "remains, or train in a new --workdir.")
     if is_main:
-        for s, _ in skipped:
+        for s, reason in skipped:
             moved = checkpoint.set_aside(workdir, s)
-            logging.warning("skipped step %d (unreadable): moved to %s, nothing deleted; resuming from step %d.",
-                            s, moved, step)
+            logging.warning("checkpoint step %d cannot be read: %s. Skipped: moved to %s (nothing is deleted); "
+                            "resuming from step %d.", s, reason, moved, step)
     distributed.wait_for_all(f"resume/{step}")
     logging.info("resuming from %s at step %d", where, step)
     return state, step
