@@ -87,8 +87,11 @@ def _json_problem(path: str) -> Optional[str]:
     return ""
 
 
-def config_problem(workdir: str) -> str:
-    """Why the workdir's config.json cannot be used ('' when it can)."""
+MODEL_GROUPS = ("data", "model", "train")  # what a model's config.json holds (a segmenter's has more)
+
+
+def config_problem(workdir: str, groups=("data",)) -> str:
+    """Why the workdir's config.json cannot be used ('' when it can): unreadable, or without `groups`."""
     path = os.path.join(os.path.abspath(workdir), "config.json")
     if not os.path.isfile(path):
         return f"{path}: not found"
@@ -97,18 +100,19 @@ def config_problem(workdir: str) -> str:
         return f"{path} {problem}"
     with open(path) as f:
         raw = json.load(f)
-    if not isinstance(raw, dict) or not all(isinstance(raw.get(k), dict) for k in ("data", "model", "train")):
-        return f"{path}: not a pix2pixhd-jax config (it has no data, model and train groups)"
+    if not isinstance(raw, dict) or not all(isinstance(raw.get(k), dict) for k in groups):
+        return f"{path}: not a pix2pixhd-jax model's config (it has no {', '.join(groups)} groups)"
     return ""
 
 
-def read_config(workdir: str):
+def read_config(workdir: str, groups=("data",)):
     """The workdir's config: an ml_collections.ConfigDict, or a read-only attribute dict where
-    ml_collections is not installed (inference and benchmarks need no more)."""
+    ml_collections is not installed (inference and benchmarks need no more). groups: the groups
+    it must hold (MODEL_GROUPS for a model's)."""
     path = os.path.join(os.path.abspath(workdir), "config.json")
     if not os.path.isfile(path):
         raise CheckpointError(f"{path}: not found; {workdir} is not a pix2pixhd-jax workdir.")
-    problem = config_problem(workdir)
+    problem = config_problem(workdir, groups)
     if problem:
         raise CheckpointError(f"{problem}. It records the model the checkpoints beside it were trained as: copy it "
                               "back from a backup, or resume training there with the --config the model was trained "

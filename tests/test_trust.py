@@ -428,3 +428,27 @@ def test_check_step_names_the_file_and_reads_only_the_parts_asked_for(tmp_path):
         checkpoint.check_step(str(tmp_path), 5, "models", parts=("discriminator",))
     assert caught.value.step == 5 and "discriminator.params.w" in str(caught.value)
     assert "No older step" in checkpoint.unreadable_message(str(tmp_path), caught.value, "models")
+
+
+def test_the_editor_binds_its_port_before_it_loads_the_model(tmp_path, monkeypatch):
+    import socket
+
+    from pix2pixhd_jax.errors import UserError
+    from pix2pixhd_jax.serve import http
+
+    loaded = []
+
+    def from_workdir(*args, **kwargs):
+        loaded.append(args)
+        raise RuntimeError("the model was loaded")
+
+    monkeypatch.setattr(http.Synthesizer, "from_workdir", from_workdir)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        with pytest.raises(UserError, match=f"cannot listen on 127.0.0.1:{busy}"):
+            http.create(str(tmp_path), "127.0.0.1", busy)
+    with pytest.raises(UserError, match="--port 70000: not a TCP port"):
+        http.create(str(tmp_path), "127.0.0.1", 70000)
+    assert not loaded

@@ -100,7 +100,7 @@ def _gather_rows(rows):
 
 def encode_features(workdir: str, split: str = "train", n_clusters=None, batch_size=None, progress=True):
     """Encode, cluster, write both files; returns (clusters, rows with their 'cluster' column)."""
-    config = checkpoint.read_config(workdir)
+    config = checkpoint.read_config(workdir, checkpoint.MODEL_GROUPS)
     if not (config.model.instance_feat or config.model.label_feat):
         raise UserError(f"{workdir}: the model was trained without the feature encoder (model.instance_feat and "
                         "model.label_feat are off); there are no features to cluster.")
@@ -126,7 +126,7 @@ def encode_features(workdir: str, split: str = "train", n_clusters=None, batch_s
 
 
 def import_reference(workdir: str, npy_path: str):
-    config = checkpoint.read_config(workdir)
+    config = checkpoint.read_config(workdir, checkpoint.MODEL_GROUPS)
     clusters = features_lib.import_reference_clusters(npy_path, int(config.model.feat_num))
     path = features_lib.save_clusters(os.path.join(workdir, features_lib.CLUSTERS_FILE), clusters)
     return clusters, path

@@ -147,7 +147,7 @@ class Synthesizer:
     @classmethod
     def from_workdir(cls, workdir: str, clusters_path: Optional[str] = None, dtype: Optional[str] = None):
         """The newest networks of a workdir (training state or imported), with its clusters if present."""
-        config = checkpoint.read_config(workdir)
+        config = checkpoint.read_config(workdir, checkpoint.MODEL_GROUPS)
         variables = load_generator(workdir, config)
         clusters = None
         path = clusters_path or os.path.join(workdir, features_lib.CLUSTERS_FILE)

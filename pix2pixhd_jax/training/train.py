@@ -133,7 +133,7 @@ def train(config, workdir: str, devices=None, progress: bool = True):
     mesh = sharding.make_mesh(devices)
     workdir = loop.prepare(config, workdir, mesh, config.train.batch_size)
     if os.path.isfile(os.path.join(workdir, "config.json")):
-        problem = checkpoint.config_problem(workdir)
+        problem = checkpoint.config_problem(workdir, checkpoint.MODEL_GROUPS)
         if problem:
             # The restore compares the checkpoint's own shapes with this config's; config.json is written anew.
             logging.warning("%s; resuming checks the checkpoints' shapes against --config instead and writes it "
