@@ -84,7 +84,7 @@ def evict(root: str):
 def index_bytes(workdir: str, parts) -> int:
     item = os.path.join(checkpoint.step_dir(workdir, STEP), "state")
     return sum(n for key, _, _, n in checkpoint.stored_values(item)
-               if key and (parts is None or checkpoint._key_part(key) in parts))
+               if key and (parts is None or checkpoint.key_part(key) in parts))
 
 
 def restore_once(workdir: str, parts) -> dict:

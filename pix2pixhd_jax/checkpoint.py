@@ -27,7 +27,7 @@ import tensorstore as ts
 from pix2pixhd_jax import atomic
 from pix2pixhd_jax.errors import CheckpointError, UnreadableCheckpointError
 
-# The JSON files Orbax reads to restore a step: (path under the step folder, required).
+# The JSON files Orbax reads to restore a step: in the step's folder, and in an item's.
 _STEP_JSON = ("_CHECKPOINT_METADATA",)
 _ITEM_JSON = ("_METADATA", "_sharding")
 # The parts of each item that inference uses (G, and E where the model has one).
@@ -171,7 +171,7 @@ def _parse_location(location: str, base_dir: str):
     return os.path.join(base_dir, base, rel), int(offset), int(length)
 
 
-def _key_part(key) -> str:
+def key_part(key) -> str:
     """The top-level name an OCDBT key belongs to: b'g_params.generator.conv_in.conv.bias/0' -> 'g_params'."""
     key = key.decode("utf-8", "replace") if isinstance(key, bytes) else str(key)
     return key.split("/", 1)[0].split(".", 1)[0]
@@ -210,11 +210,11 @@ def check_step(workdir: str, step: int, item: str, parts: Optional[Sequence[str]
     read, or an array whose bytes lie past the end of its file (a copy or a disk cut short)."""
     where = step_dir(workdir, step)
     item_dir = os.path.join(where, item)
-    files = [os.path.join(where, name) for name in _STEP_JSON] + [os.path.join(item_dir, n) for n in _ITEM_JSON]
-    for path in files:
-        if path.endswith("_METADATA") and item_dir in path and not os.path.isfile(path):
-            raise UnreadableCheckpointError(f"{path}: missing; step {step} was not written whole.", step=step,
-                                            path=path)
+    required = os.path.join(item_dir, "_METADATA")  # the tree of arrays: nothing restores without it
+    if not os.path.isfile(required):
+        raise UnreadableCheckpointError(f"{required}: missing; step {step} was not written whole.", step=step,
+                                        path=required)
+    for path in [os.path.join(where, name) for name in _STEP_JSON] + [os.path.join(item_dir, n) for n in _ITEM_JSON]:
         problem = _json_problem(path) if os.path.isfile(path) else ""
         if problem:
             raise UnreadableCheckpointError(f"{path} {problem}", step=step, path=path)
@@ -225,7 +225,7 @@ def check_step(workdir: str, step: int, item: str, parts: Optional[Sequence[str]
                                         step=step, path=item_dir) from None
     sizes, short = {}, {}
     for key, path, offset, length in values:
-        if parts is not None and key and _key_part(key) not in parts:
+        if parts is not None and key and key_part(key) not in parts:
             continue
         if path not in sizes:
             sizes[path] = os.path.getsize(path) if os.path.isfile(path) else -1

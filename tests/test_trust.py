@@ -102,7 +102,7 @@ def values(workdir, step):
     from pix2pixhd_jax import checkpoint
 
     item = workdir / "checkpoints" / str(step) / "state"
-    return [(checkpoint._key_part(k), path, off, n) for k, path, off, n in checkpoint.stored_values(str(item)) if k]
+    return [(checkpoint.key_part(k), path, off, n) for k, path, off, n in checkpoint.stored_values(str(item)) if k]
 
 
 def cut_g_file(workdir, step):
@@ -412,7 +412,7 @@ def test_check_step_names_the_file_and_reads_only_the_parts_asked_for(tmp_path):
     variables = {"generator": {"params": {"w": g}}, "discriminator": {"params": {"w": d}}}
     checkpoint.save_models(str(tmp_path), 5, variables)
     item = str(tmp_path / "checkpoints" / "5" / "models")
-    rows = [(checkpoint._key_part(k), p, off, n) for k, p, off, n in checkpoint.stored_values(item) if k]
+    rows = [(checkpoint.key_part(k), p, off, n) for k, p, off, n in checkpoint.stored_values(item) if k]
     assert {part for part, *_ in rows} == {"generator", "discriminator"}
     part, path, off, n = next(r for r in rows if r[0] == "discriminator")
     with open(path, "r+b") as f:  # D's bytes overwritten in place: only a read of D finds it
