@@ -10,6 +10,7 @@ a data file cut short, Orbax's _METADATA cut to 10 bytes, config.json cut to 300
 for training, an array's bytes overwritten, which only the restore itself finds).
 """
 
+import gc
 import importlib.util
 import json
 import os
@@ -114,16 +115,18 @@ def cut_g_file(workdir, step):
 
 
 def cut_d_file(workdir, step):
-    """Cut a data file short where only D's and the optimizers' arrays are lost: the one with the
-    most bytes after G's last array (Orbax packs arrays into files as its writes go), to half its
-    size or to the end of G's arrays in it, whichever is later; returns it."""
+    """Cut a data file short where only D's and the optimizers' arrays are lost (Orbax packs
+    arrays into files as its writes go): the file with the most of them after G's last array,
+    cut to half its size, but not into G's arrays and not past the last of D's; returns it."""
     rows = values(workdir, step)
     g_end = {}
     for part, path, off, n in rows:
         g_end[path] = max(g_end.get(path, 0), off + n if part in G_PARTS else 0)
-    path = max(g_end, key=lambda p: os.path.getsize(p) - g_end[p])
-    assert os.path.getsize(path) > g_end[path], "G's arrays end every data file"
-    os.truncate(path, max(g_end[path], os.path.getsize(path) // 2))
+    after_g = {p: [off for part, q, off, _ in rows if q == p and part not in G_PARTS and off >= g_end[p]]
+               for p in g_end}
+    path = max(after_g, key=lambda p: len(after_g[p]))
+    assert after_g[path], "no data file holds D's arrays after G's"
+    os.truncate(path, max(g_end[path], min(os.path.getsize(path) // 2, max(after_g[path]))))
     return path
 
 
@@ -401,6 +404,8 @@ def test_the_editor_refuses_to_download_ids_past_16_bits(tmp_path):
 # ----- the checks before a restore ----------------------------------------------------------
 
 
+# The failed read leaves one of Orbax's coroutines unawaited; it says so when collected.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_check_step_names_the_file_and_reads_only_the_parts_asked_for(tmp_path):
     """An imported checkpoint (item 'models'): a file cut short is found by its size before any
     array is read; when only G's file is whole, a restore of G's part still works."""
@@ -423,6 +428,7 @@ def test_check_step_names_the_file_and_reads_only_the_parts_asked_for(tmp_path):
     assert "discriminator" not in restored
     with pytest.raises(UnreadableCheckpointError, match=f"{item}: Orbax cannot read step 5"):
         checkpoint.restore_to_host(str(tmp_path), 5, "models")
+    gc.collect()  # here, under this test's filter
     os.truncate(path, off)
     with pytest.raises(UnreadableCheckpointError, match=f"{path}: cut short: {off} bytes") as caught:
         checkpoint.check_step(str(tmp_path), 5, "models", parts=("discriminator",))
