@@ -35,6 +35,9 @@ def get_config():
     data.prefetch = 2  # host batches prepared ahead
     data.tfds_shuffle_buffer = 256  # dataset_format='tfds' only: sequential reads + a shuffle buffer
     data.max_dataset_size = -1  # -1 = all
+    # A folder written by `pix2pixhd-jax prepare-data` for this config (its fixed resize done once):
+    # training reads it instead of the dataset's files. "" = read the dataset's files.
+    data.prepared_dir = ""
 
     model = config.model = ml_collections.ConfigDict()
     model.netG = "global"  # global | local | unet_256 | unet_128

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 from step_setup import parse, step_inputs
 
-from pix2pixhd_jax.models.pix2pixhd import apply_variables, generate, label_input
+from pix2pixhd_jax.models.pix2pixhd import apply_variables, generate, model_inputs
 from pix2pixhd_jax.training import benchmark
 from pix2pixhd_jax.training.step import make_train_step
 
@@ -37,9 +37,10 @@ def main(argv=None):
         "step_flops": flops(lambda s, b: step(s, b, {}), state, data),
         "d_forward_flops": flops(lambda p, s, x: apply_variables(nets.D, p, s, x, train=True), state.d_params,
                                  state.d_stats, x),
-        "g_forward_flops": flops(lambda p, s, b: generate(nets, p, s, b, train=True, rng=jax.random.PRNGKey(0))[0],
+        "g_forward_flops": flops(lambda p, s, b: generate(nets, p, s, model_inputs(b, config), train=True,
+                                                          rng=jax.random.PRNGKey(0))[0],
                                  state.g_params, state.g_stats, data),
-        "label_channels": int(label_input(data, config).shape[-1]),
+        "label_channels": int(model_inputs(data, config)["label"].shape[-1]),
         "git": os.popen("git rev-parse --short HEAD 2>/dev/null").read().strip(),
     }
     print(json.dumps(out))

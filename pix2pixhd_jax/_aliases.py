@@ -36,7 +36,7 @@ ALIASES = {
     "distributed": ("runtime.distributed", "errors"),
     "host_memory": ("runtime.host_memory",),
     "metric_writer": ("runtime.metric_writer",),
-    "visualize": ("data.visualize", "data.pixels"),
+    "visualize": ("data.visualize", "models.pixels"),
     "data.errors": ("errors",),
     "models.vgg": ("models.vgg19", "weights.vgg19", "training.losses", "errors"),
     "models.unet": ("models.unet_generator", "weights.pix2pix"),

@@ -49,6 +49,11 @@ def write_json(path: str, obj, indent: int = 2) -> str:
     return write_text(path, json.dumps(obj, indent=indent))
 
 
+def write_png(path: str, image, **save_options) -> str:
+    """A PIL image as a PNG file (save_options: Pillow's, e.g. compress_level)."""
+    return _replace_via_temp(path, lambda tmp: image.save(tmp, format="PNG", **save_options))
+
+
 def _blocking_file(path: str):
     """The existing file (not folder) at `path` or above it, if any."""
     path = os.path.abspath(path)

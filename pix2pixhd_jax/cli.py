@@ -22,7 +22,7 @@ import jax
 
 from pix2pixhd_jax import atomic, checkpoint
 from pix2pixhd_jax.config_loading import load_config, split_config_args
-from pix2pixhd_jax.data import decode, instances, synthetic, visualize
+from pix2pixhd_jax.data import instances, prepared, synthetic, visualize
 from pix2pixhd_jax.data.pipeline import InputPipeline
 from pix2pixhd_jax.errors import InteropError, NonFiniteLossError, UserError
 from pix2pixhd_jax.evaluation import evaluate, segmenter
@@ -96,10 +96,25 @@ def cmd_show_batch(args, overrides):
           f"batches per epoch; first batch in {time.time() - start:.2f}s")
     for key, shape in shapes.items():
         print(f"  {key:10s} {shape}")
-    image = visualize.grid(visualize.batch_panels(batch, bits=decode.photo_format(config.data)[1]))
+    data = config.data
+    per_example = sum(v.nbytes for k, v in batch.items() if k != "name") // len(batch["name"])
+    built = [f"one-hot labels ({data.label_nc} channels)" if data.label_nc else "the label image in [-1, 1]"]
+    built += ["the instance boundary map"] if data.use_instance else []
+    print(f"{per_example} bytes per example; the programs build on the device: {', '.join(built)}, the photo in "
+          "[-1, 1]")
+    image = visualize.grid(visualize.batch_panels(batch))
     visualize.save_png(args.out, image)
     print(f"picture of the batch (label colours | instances | boundaries | photo) written to "
           f"{os.path.abspath(args.out)}")
+
+
+def cmd_prepare_data(args, overrides):
+    atomic.output_folder(args.out)
+    config = load_config(args.config, overrides)
+    counts = prepared.write(config, args.out, splits=args.split, workers=args.workers, progress=not args.quiet)
+    where = os.path.abspath(args.out)
+    print(f"{', '.join(f'{split}: {n} examples' for split, n in counts.items())} prepared in {where}; train with "
+          f"--config.data.prepared_dir={where}")
 
 
 def cmd_prepare_tfds(args, overrides):
@@ -255,7 +270,7 @@ def _add_distributed(parser):
 
 
 # Commands that never start a JAX backend, and those that read data through TensorFlow.
-NO_DEVICE = {"make-synthetic", "make-instances", "prepare-tfds", "convert-inception", "convert-vgg19"}
+NO_DEVICE = {"make-synthetic", "make-instances", "prepare-data", "prepare-tfds", "convert-inception", "convert-vgg19"}
 TENSORFLOW = {"show-batch", "prepare-tfds", "train", "encode-features", "train-segmenter", "evaluate",
               "evaluate-segmenter"}
 
@@ -297,6 +312,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="train")
     p.add_argument("--out", default="batch.png")
     p.set_defaults(fn=cmd_show_batch, takes_config=True)
+
+    p = sub.add_parser("prepare-data", help="decode, check and resize a dataset once for a config whose resize is "
+                       "fixed; training reads the result with --config.data.prepared_dir=OUT")
+    p.add_argument("--config", required=True, help="configs/X.py[:arg], the config that will train on it")
+    p.add_argument("--out", required=True, help="output folder (one subfolder per split)")
+    p.add_argument("--split", nargs="+", default=["train", "test"], help="splits (default: train test)")
+    p.add_argument("--workers", type=int, default=0, help="threads (default: one per core)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(fn=cmd_prepare_data, takes_config=True)
 
     p = sub.add_parser("prepare-tfds", help="prepare a TFDS dataset (synthetic_scenes/WxH, cityscapes_instances)")
     p.add_argument("--name", required=True, help="e.g. synthetic_scenes/512x256 or cityscapes_instances")

@@ -6,7 +6,7 @@ The train-step tests, the step-formulation tests and the 4-device subprocess sha
 import jax
 import numpy as np
 
-from pix2pixhd_jax.models.pix2pixhd import instance_boundaries, one_hot_labels
+from pix2pixhd_jax.models.pixels import from_levels
 from pix2pixhd_jax.training.step import init_train_state
 
 LABEL_NC = 8
@@ -57,17 +57,22 @@ def fast_state(nets, height, width, seed=0):
 
 def make_batch(batch_size, height, width, label_nc, seed=0, use_instance=True):
     """Block label maps (8x8 blocks) and a photo whose colour is a fixed function of the
-    label plus a little noise: learnable from the labels, different for every seed."""
+    label plus a little noise: learnable from the labels, different for every seed. As the input
+    pipeline carries a batch (data/pipeline.py): uint8 label ids, uint16 instance ids, the photo's
+    uint8 levels."""
     rng = np.random.default_rng(seed)
     ids = rng.integers(0, label_nc, (batch_size, height // 8, width // 8))
-    label_ids = np.kron(ids, np.ones((1, 8, 8), np.int64)).astype(np.int32)
+    label_ids = np.kron(ids, np.ones((1, 8, 8), np.int64))
     blocks = np.arange(ids[0].size).reshape(ids[0].shape)
-    inst = (label_ids * 1000 + np.kron(blocks, np.ones((8, 8), np.int64))[None]).astype(np.int32)
+    inst = label_ids * 1000 + np.kron(blocks, np.ones((8, 8), np.int64))[None]
     colours = np.random.default_rng(1234).uniform(-0.9, 0.9, (label_nc, 3))
-    image = colours[label_ids] + rng.normal(0.0, 0.05, label_ids.shape + (3,))
-    batch = {"label": one_hot_labels(label_ids, label_nc), "label_ids": label_ids,
-             "image": np.clip(image, -1, 1).astype(np.float32)}
+    image = np.clip(colours[label_ids] + rng.normal(0.0, 0.05, label_ids.shape + (3,)), -1, 1)
+    batch = {"label_ids": label_ids.astype(np.uint8), "image": np.floor((image + 1) * 127.5 + 0.5).astype(np.uint8)}
     if use_instance:
-        batch["inst"] = inst
-        batch["boundary"] = instance_boundaries(inst)[..., None]
+        batch["inst"] = inst.astype(np.uint16)
     return batch
+
+
+def photo(batch):
+    """The batch's photo as the networks see it: float32 in [-1, 1]."""
+    return from_levels(batch["image"], 8)

@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from pix2pixhd_jax.models.pix2pixhd import Networks, apply_variables, generate, label_input
+from pix2pixhd_jax.models.pix2pixhd import Networks, apply_variables, generate, model_inputs
 from pix2pixhd_jax.training import image_pool, losses
 from pix2pixhd_jax.training.step import TrainState, apply_gradients
 
@@ -24,15 +24,15 @@ def four_pass_step(config, steps_per_epoch: int, vgg_apply=None):
 
     def step_fn(state: TrainState, batch, vgg_variables):
         rng, k_drop, k_pool = jax.random.split(state.rng, 3)
-        label = label_input(batch, config)
-        real = batch["image"].astype(jnp.float32)
+        inputs = model_inputs(batch, config)
+        label, real = inputs["label"], inputs["image"]
         real_input = jnp.concatenate([label, real], axis=-1)
 
         def d_apply(params, x, stats):
             return apply_variables(nets.D, params, stats, x, train=True)
 
         def g_loss_fn(g_params):
-            fake, g_stats = generate(nets, g_params, state.g_stats, batch, train=True, rng=k_drop)
+            fake, g_stats = generate(nets, g_params, state.g_stats, inputs, train=True, rng=k_drop)
             pred_fake, _ = d_apply(state.d_params, jnp.concatenate([label, fake], axis=-1), state.d_stats)
             terms = {"loss_G_GAN": losses.gan_loss(pred_fake, True, use_lsgan)}
             if not loss_cfg.no_ganFeat_loss:

@@ -2,24 +2,31 @@
 
 import json
 
+import numpy as np
 import pytest
 
 from conftest import ROOT, load_test_config
 from pix2pixhd_jax.cli import main
 from pix2pixhd_jax.errors import UserError
+from pix2pixhd_jax.models.pix2pixhd import model_inputs
 from pix2pixhd_jax.training.benchmark import benchmark, random_batch
 
 TINY = ("--config.model.ngf=4", "--config.model.n_downsample_global=2", "--config.model.n_blocks_global=1",
         "--config.model.ndf=4", "--config.model.num_D=1", "--config.model.n_layers_D=1")
 
 
-def test_random_batch_has_what_the_step_reads():
+def test_random_batch_is_what_the_pipeline_carries_and_builds_the_step_inputs():
     config = load_test_config()
     batch = random_batch(config, 2, 32, 48)
-    assert batch["label"].shape == (2, 32, 48, config.data.label_nc)
-    assert batch["boundary"].shape == (2, 32, 48, 1) and batch["inst"].shape == (2, 32, 48)
-    assert float(batch["boundary"].max()) == 1.0  # 16x16 blocks: boundaries exist
-    assert (batch["label"].sum(-1) == 1).all()
+    assert set(batch) == {"label_ids", "inst", "image"}
+    assert batch["label_ids"].dtype == np.uint8 and batch["inst"].dtype == np.uint16 and batch["image"].dtype == np.uint8
+    assert batch["image"].shape == (2, 32, 48, 3) and batch["inst"].shape == (2, 32, 48)
+    assert int(batch["label_ids"].max()) < config.data.label_nc
+    inputs = model_inputs(batch, config)
+    label_nc = config.data.label_nc
+    assert inputs["label"].shape == (2, 32, 48, label_nc + 1)
+    assert float(inputs["label"][..., label_nc].max()) == 1.0  # 16x16 blocks: boundaries exist
+    assert (inputs["label"][..., :label_nc].sum(-1) == 1).all()
 
 
 def test_benchmark_with_vgg_and_bf16_reports_consistent_figures():

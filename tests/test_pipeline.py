@@ -5,7 +5,7 @@ import pytest
 
 from conftest import load_test_config, make_aligned
 from pix2pixhd_jax.data.pipeline import InputPipeline, epoch_order, process_indices
-from pix2pixhd_jax.models.pix2pixhd import instance_boundaries
+from pix2pixhd_jax.models.pix2pixhd import instance_boundaries, model_inputs
 
 
 @pytest.fixture(scope="module")
@@ -16,39 +16,43 @@ def dataset(tmp_path_factory):
     return root, {name: rest for name, *rest in made}
 
 
+def make_config(root, *overrides):
+    return load_test_config(f"data.dataroot={root}", "data.load_size=128", "train.batch_size=2", *overrides)
+
+
 def make(root, *overrides, split="train", **kwargs):
-    cfg = load_test_config(f"data.dataroot={root}", "data.load_size=128", "train.batch_size=2", *overrides)
-    return InputPipeline(cfg, split, **kwargs)
+    return InputPipeline(make_config(root, *overrides), split, **kwargs)
 
 
 def names(batches):
     return [n.decode() for b in batches for n in b["name"]]
 
 
-def test_batch_contents(dataset):
+def test_batch_carries_ids_and_levels_and_the_networks_input_is_built_from_them(dataset):
     root, made = dataset
-    batch = next(make(root, "data.no_flip=True").iterate(0))
-    assert batch["label"].shape == (2, 64, 128, 35) and batch["label"].dtype == np.float32
-    assert batch["label_ids"].shape == (2, 64, 128) and batch["label_ids"].dtype == np.int32
-    assert batch["inst"].dtype == np.int32 and batch["boundary"].shape == (2, 64, 128, 1)
-    assert batch["image"].shape == (2, 64, 128, 3)
+    pipe = make(root, "data.no_flip=True")
+    batch = next(pipe.iterate(0))
+    assert set(batch) == {"name", "label_ids", "inst", "image"}
+    assert batch["label_ids"].shape == (2, 64, 128) and batch["label_ids"].dtype == np.uint8
+    assert batch["inst"].shape == (2, 64, 128) and batch["inst"].dtype == np.uint16
+    assert batch["image"].shape == (2, 64, 128, 3) and batch["image"].dtype == np.uint8
+    # An example's bytes: a byte per id, two per instance id, three per pixel of photo.
+    assert sum(v.nbytes for k, v in batch.items() if k != "name") == 2 * 64 * 128 * (1 + 2 + 3)
+    inputs = model_inputs(batch, make_config(root, "data.no_flip=True"), xp=np)
     for i, name in enumerate(batch["name"]):
         label, inst, photo = made[name.decode()]
-        np.testing.assert_array_equal(batch["label"][i].argmax(-1), label)
-        np.testing.assert_array_equal(batch["label"][i].sum(-1), 1)
+        np.testing.assert_array_equal(batch["label_ids"][i], label)
         np.testing.assert_array_equal(batch["inst"][i], inst)
-        np.testing.assert_array_equal(batch["boundary"][i, ..., 0], instance_boundaries(inst))
-        np.testing.assert_allclose(batch["image"][i], photo / 127.5 - 1, atol=1e-6)
+        np.testing.assert_array_equal(batch["image"][i], photo)
+        np.testing.assert_array_equal(inputs["label"][i, ..., :35].argmax(-1), label)
+        np.testing.assert_array_equal(inputs["label"][i, ..., :35].sum(-1), 1)
+        np.testing.assert_array_equal(inputs["label"][i, ..., 35], instance_boundaries(inst))
+        np.testing.assert_allclose(inputs["image"][i], photo / 127.5 - 1, atol=1e-6)
 
 
-def test_one_hot_can_be_left_to_the_device(dataset):
-    batch = next(make(dataset[0], one_hot=False).iterate(0))
-    assert "label" not in batch and "label_ids" in batch
-
-
-def test_without_instances_there_is_no_boundary_channel(dataset):
+def test_without_instances_there_are_no_instance_ids(dataset):
     batch = next(make(dataset[0], "data.use_instance=False").iterate(0))
-    assert "inst" not in batch and "boundary" not in batch
+    assert "inst" not in batch
 
 
 def test_order_is_fixed_by_seed_and_epoch(dataset):
@@ -142,4 +146,4 @@ def test_cityscapes_samples_through_the_pipeline(cityscapes_samples):
     big = batch["inst"] >= 1000
     assert big.any()
     np.testing.assert_array_equal(batch["inst"][big] // 1000, batch["label_ids"][big])
-    np.testing.assert_array_equal(batch["boundary"][..., 0], instance_boundaries(batch["inst"]))
+    assert batch["inst"].dtype == np.uint16 and int(batch["inst"].max()) > 26000  # car ids 26xxx

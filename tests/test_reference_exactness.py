@@ -14,10 +14,10 @@ from PIL import Image
 
 from conftest import ROOT, random_variables
 from pix2pixhd_jax.config_loading import load_config
-from pix2pixhd_jax.data.pixels import to_uint8
+from pix2pixhd_jax.models.pixels import to_uint8
 from pix2pixhd_jax.errors import ConfigError
 from pix2pixhd_jax.inference.synthesis import Synthesizer
-from pix2pixhd_jax.models.pix2pixhd import Networks, build_generator
+from pix2pixhd_jax.models.pix2pixhd import Networks, build_generator, label_input
 
 TINY_G = ["--config.model.ngf=8", "--config.model.n_downsample_global=2", "--config.model.n_blocks_global=1",
           "--config.model.ndf=4", "--config.model.num_D=1", "--config.model.n_layers_D=1"]
@@ -75,9 +75,7 @@ def test_pictures_are_the_references_tensor2im_of_the_same_float_output(cityscap
 
 
 def synth_input(synth, label, inst):
-    from pix2pixhd_jax.models.pix2pixhd import label_batch, label_input
-
-    return label_input(label_batch(label[None], inst[None], synth.config, xp=np), synth.config)
+    return label_input(label[None], inst[None], synth.config, xp=np)
 
 
 def test_synthesize_on_raw_cityscapes_maps_writes_the_references_pngs(cityscapes_samples, tmp_path):

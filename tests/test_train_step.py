@@ -20,10 +20,10 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, load_test_config
-from pix2pixhd_jax.models.pix2pixhd import Networks, generate
+from pix2pixhd_jax.models.pix2pixhd import Networks, generate, model_inputs
 from pix2pixhd_jax.training import image_pool, losses, schedule
 from pix2pixhd_jax.training.step import init_train_state, make_train_step, split_g1
-from step_helpers import H, LABEL_NC, TINY, W, fast_state, leaf_name, make_batch
+from step_helpers import H, LABEL_NC, TINY, W, fast_state, leaf_name, make_batch, photo
 
 STEPS_PER_EPOCH = 10
 
@@ -180,7 +180,7 @@ def tiny():
 
 def test_overfitting_one_batch_lowers_the_l1_to_the_photo(tiny):
     def l1(fake):
-        return float(np.abs(np.asarray(fake) - tiny.batch["image"]).mean())
+        return float(np.abs(np.asarray(fake) - photo(tiny.batch)).mean())
 
     state, metrics, fake = tiny.first  # fake = G's output before any update
     start = l1(fake)
@@ -316,14 +316,15 @@ def test_g_and_d_are_updated_from_the_same_pre_update_params(tiny):
     config, nets, state0, batch = tiny.config, tiny.nets, tiny.state, tiny.batch
     state1, metrics, step_fake = tiny.first
     lr, eps, b1 = config.train.lr, 1e-8, config.train.beta1
-    label = np.concatenate([batch["label"], batch["boundary"]], axis=-1)
-    real_in = np.concatenate([label, batch["image"]], axis=-1)
+    inputs = model_inputs(batch, config, xp=np)
+    label = inputs["label"]
+    real_in = np.concatenate([label, inputs["image"]], axis=-1)
 
     @jax.jit
     def g_terms(g_params, d_params):
         """(G's loss gradient, G's output) by hand: GAN + feature matching."""
         def g_loss(p):
-            fake, _ = generate(nets, p, state0.g_stats, batch, train=True, rng=jax.random.PRNGKey(0))
+            fake, _ = generate(nets, p, state0.g_stats, inputs, train=True, rng=jax.random.PRNGKey(0))
             pred_fake = nets.D.apply({"params": d_params}, jnp.concatenate([label, fake], -1), train=True)
             pred_real = nets.D.apply({"params": d_params}, real_in, train=True)
             return losses.gan_loss(pred_fake, True) + losses.feature_matching_loss(
@@ -538,7 +539,7 @@ def test_pix2pix_path_with_batch_norm_and_dropout():
     m = scalars(m)
     assert np.all(np.isfinite(list(m.values())))
     assert "loss_G_L1" in m and "loss_G_GAN_Feat" not in m
-    assert m["loss_G_L1"] == pytest.approx(100 * float(np.abs(np.asarray(fake) - batch["image"]).mean()), rel=1e-4)
+    assert m["loss_G_L1"] == pytest.approx(100 * float(np.abs(np.asarray(fake) - photo(batch)).mean()), rel=1e-4)
     assert m["loss_G"] == pytest.approx(m["loss_G_GAN"] + m["loss_G_L1"], rel=1e-5)
     assert changed_fraction(state1.g_stats, state0.g_stats) > 0.9  # running statistics move
     assert changed_fraction(state1.d_stats, state0.d_stats) > 0.9
@@ -566,7 +567,8 @@ def test_training_with_the_encoder_feeds_pooled_features_to_g_only_and_trains_e(
     assert label_nc_in + 3 in d_in and label_nc_in + 3 + feat_num not in d_in
 
     # What G receives: E's output averaged over each instance.
-    feats = np.asarray(nets.E.apply({"params": state.g_params["encoder"]}, batch["image"], batch["inst"], train=False))
+    feats = np.asarray(nets.E.apply({"params": state.g_params["encoder"]}, photo(batch), batch["inst"].astype(np.int32),
+                                    train=False))
     for b in range(2):
         for inst_id in np.unique(batch["inst"][b]):
             values = feats[b][batch["inst"][b] == inst_id]
@@ -578,9 +580,11 @@ def test_training_with_the_encoder_feeds_pooled_features_to_g_only_and_trains_e(
     # E has no loss of its own: it learns through G's loss, with G's optimizer.
     assert changed_fraction(state.g_params["encoder"], new_state.g_params["encoder"]) > 0.5
     # Another photo with the same labels changes G's output only through E.
-    other = dict(batch, image=-batch["image"])
-    out_a, _ = generate(nets, new_state.g_params, new_state.g_stats, batch, train=False, rng=jax.random.PRNGKey(0))
-    out_b, _ = generate(nets, new_state.g_params, new_state.g_stats, other, train=False, rng=jax.random.PRNGKey(0))
+    other = dict(batch, image=255 - batch["image"])
+    out_a, _ = generate(nets, new_state.g_params, new_state.g_stats, model_inputs(batch, config), train=False,
+                        rng=jax.random.PRNGKey(0))
+    out_b, _ = generate(nets, new_state.g_params, new_state.g_stats, model_inputs(other, config), train=False,
+                        rng=jax.random.PRNGKey(0))
     assert float(jnp.abs(out_a - out_b).mean()) > 1e-4
 
 

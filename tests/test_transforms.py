@@ -33,7 +33,7 @@ def assert_aligned(label, inst, photo):
         for dx in range(-m, m + 1):
             interior &= pad[m + dy: m + dy + label.shape[0], m + dx: m + dx + label.shape[1]] == label
     assert interior.mean() > 0.2  # enough pixels checked for the test to mean something
-    colour = (photo + 1) * 127.5
+    colour = photo.astype(np.float32)
     err = np.abs(colour[interior] - COLOURS[label[interior]].astype(np.float32))
     assert err.max() < 2.0
 
@@ -50,8 +50,7 @@ def test_every_mode_keeps_maps_and_photo_aligned(mode, load, fine, size, flip):
     params = TransformParams(crop_x=16, crop_y=8, flip=flip)
     label, inst, photo = run(mode, load, fine, params)
     assert label.shape == size[::-1] and inst.shape == size[::-1] and photo.shape == size[::-1] + (3,)
-    assert label.dtype == np.int32 and photo.dtype == np.float32
-    assert -1.0 <= photo.min() and photo.max() <= 1.0
+    assert label.dtype == np.int32 and photo.dtype == np.uint8  # the photo's levels, as the batch carries them
     assert_aligned(label, inst, photo)
 
 
@@ -80,7 +79,7 @@ def test_crop_takes_the_window_at_the_crop_position_from_all_three():
         label, inst, Image.fromarray(photo), TransformParams(40, 24, False), cfg("crop", 0, 64), 8, True, "x")
     np.testing.assert_array_equal(out_label, label[24:88, 40:104])
     np.testing.assert_array_equal(out_inst, inst[24:88, 40:104])
-    np.testing.assert_allclose(out_photo, photo[24:88, 40:104] / 127.5 - 1, atol=1e-6)
+    np.testing.assert_array_equal(out_photo, photo[24:88, 40:104])
 
 
 def test_none_rounds_to_the_size_divisor_like_the_reference():

@@ -1,12 +1,19 @@
-"""The tf.data input pipeline: host batches exactly as the reference feeds its model.
+"""The tf.data input pipeline: host batches of exactly what the reference feeds its model,
+in the smallest form that holds it.
 
 Each batch is a dict of numpy arrays:
-  label      (B, H, W, label_nc) float32 one-hot, or (B, H, W, input_nc) in [-1, 1] when label_nc == 0
-  label_ids  (B, H, W) int32 label ids (label_nc > 0)
-  inst       (B, H, W) int32 instance ids (data.use_instance), for the encoder's pooling
-  boundary   (B, H, W, 1) float32 instance boundary map (data.use_instance)
-  image      (B, H, W, output_nc) float32 photo in [-1, 1] (8- or 16-bit levels: data.image_bit_depth)
+  label_ids  (B, H, W) label ids, uint8 (uint16 when label_nc > 256) (label_nc > 0)
+  label      (B, H, W, input_nc) uint8 label image (label_nc == 0)
+  inst       (B, H, W) uint16 instance ids (data.use_instance)
+  image      (B, H, W, output_nc) the photo's levels, uint8 (uint16 for data.image_bit_depth=16)
   name       (B,) bytes, the examples' names
+Nothing derived travels: the one-hot labels, the instance boundaries and the [-1, 1] scaling
+are built on the device, inside the programs, by `models.pix2pixhd.model_inputs` (at 1024x512
+an example is 3 MB instead of the 86 MB of its float32 network input).
+
+Two ways to make an example: from the dataset's files (Pillow decodes, validates and applies
+the reference's transforms, `process`), or from a dataset prepared for the config once
+(`data.prepared_dir`, data/prepared.py), where only TensorFlow ops run per example.
 
 Order: an epoch's order depends only on (seed, epoch), and each example's crop
 and flip only on (seed, epoch, name), so training resumes at an exact step by
@@ -18,6 +25,7 @@ is: the training, evaluation and encoding modules import this one at their top a
 import where TensorFlow is not installed (the accelerator images have none).
 """
 
+import dataclasses
 import math
 import os
 import re
@@ -25,9 +33,9 @@ import zlib
 
 import numpy as np
 
-from pix2pixhd_jax.data import decode, readers, transforms
+from pix2pixhd_jax.data import decode, prepared, readers, transforms
 from pix2pixhd_jax.errors import DataError
-from pix2pixhd_jax.models.pix2pixhd import instance_boundaries, size_divisor
+from pix2pixhd_jax.models.pix2pixhd import size_divisor
 
 _DATA_ERROR = re.compile(r"DataError: (.*?)(?:\n|$)", re.DOTALL)
 
@@ -87,16 +95,14 @@ class InputPipeline:
       train: random crops/flips, shuffling and dropping the last incomplete batch;
         defaults to split == 'train'.
       batch_size: global batch size (all processes); defaults to config.train.batch_size.
-      one_hot: also yield the one-hot `label`; False leaves it to the device.
     """
 
     def __init__(self, config, split="train", *, train=None, batch_size=None, process_index=0,
-                 process_count=1, one_hot=True, seed=None):
+                 process_count=1, seed=None):
         self.data_cfg = data = config.data
         self.split = split
         self.train = split == "train" if train is None else train
         self.seed = config.seed if seed is None else seed
-        self.one_hot = one_hot
         self.process_index, self.process_count = process_index, process_count
         self.divisor = size_divisor(config.model)
         transforms.check_mode(data.resize_or_crop)
@@ -111,17 +117,18 @@ class InputPipeline:
                 "choose a global batch size that is a multiple of the process count."
             )
         self.batch = self.global_batch // process_count
-        self._tfds = data.dataset_format == "tfds"
+        self.label_dtype = np.dtype(np.uint8 if data.label_nc <= 256 else np.uint16)
+        self.image_dtype = np.dtype(np.uint8 if self.bit_depth == 8 else np.uint16)
+        self._prepared = prepared.read(config, split) if data.get("prepared_dir") else None
+        self._tfds = self._prepared is None and data.dataset_format == "tfds"
         if self._tfds:
             self._init_tfds()
         else:
-            self.source = readers.read_source(data, split)
+            source = self._prepared or readers.read_source(data, split)
             if data.max_dataset_size > 0:
-                self.source = readers.Source(self.source.description,
-                                             self.source.examples[: data.max_dataset_size],
-                                             self.source.ab_direction)
-            self.num_examples = len(self.source)
-            self._ab = self.source.ab_direction
+                source = dataclasses.replace(source, examples=source.examples[: data.max_dataset_size])
+            self.source, self.num_examples = source, len(source)
+            self._ab = getattr(source, "ab_direction", None)
         if self.train and self.num_examples < self.global_batch:
             raise DataError(
                 f"{self.description}: {self.num_examples} examples, fewer than one batch of "
@@ -175,7 +182,8 @@ class InputPipeline:
         return ex.label or "", ex.inst or "", ex.image
 
     def _records_for_epoch(self, epoch: int, skip_examples: int):
-        """Encoded records of this process for one epoch, in order (a tf.data.Dataset)."""
+        """Encoded records of this process for one epoch, in order (a tf.data.Dataset); for a
+        prepared dataset, with each example's crop and flip (crop_x, crop_y, flip) beside it."""
         tf = _tensorflow()
         if self._tfds:
             return self._tfds_records(epoch, skip_examples)
@@ -190,6 +198,13 @@ class InputPipeline:
             "inst_file": tf.constant([f[1] for f in files], tf.string),
             "image_file": tf.constant([f[2] for f in files], tf.string),
         }
+        if self._prepared is not None:
+            params = [self.params(self.source.examples[i].name, *self.source.examples[i].source_size, epoch)
+                      for i in idx]
+            columns.update(crop_x=tf.constant([p.crop_x for p in params], tf.int32),
+                           crop_y=tf.constant([p.crop_y for p in params], tf.int32),
+                           flip=tf.constant([p.flip for p in params], tf.bool))
+            return tf.data.Dataset.from_tensor_slices(columns)
         ds = tf.data.Dataset.from_tensor_slices(columns)
 
         def read(r):
@@ -236,67 +251,128 @@ class InputPipeline:
         return _tensorflow().data.AUTOTUNE if n is None or n < 0 else n
 
     # ----- decoding --------------------------------------------------------
+    def params(self, name, width: int, height: int, epoch: int) -> transforms.TransformParams:
+        """An example's random crop and flip: a function of (seed, epoch, name) and its size."""
+        data = self.data_cfg
+        rng = np.random.default_rng([self.seed, epoch, _name_key(name.encode() if isinstance(name, str) else name)])
+        return transforms.get_params(rng, width, height, data.resize_or_crop, data.load_size, data.fine_size)
+
     def process(self, record: dict, epoch: int):
-        """Decode, validate and transform one record (numpy in, numpy out)."""
+        """Decode, validate and transform one record (numpy in, numpy out): (label ids in the batch's
+        dtype or the label image's uint8 levels, uint16 instance ids or None, the photo's levels)."""
         data = self.data_cfg
         text = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in record.items() if k.endswith("_file")}
         rec = dict(record, **text)
         label, inst, photo = decode.decode_example(rec, data.label_nc, data.use_instance and not self._ab,
                                                    self._ab, channels=self.channels, bit_depth=self.bit_depth,
                                                    unknown_label=self.unknown_label, input_nc=data.input_nc)
-        w, h = photo.size
-        rng = np.random.default_rng([self.seed, epoch, _name_key(record["name"])])
-        params = transforms.get_params(rng, w, h, data.resize_or_crop, data.load_size, data.fine_size)
+        params = self.params(record["name"], *photo.size, epoch)
         label, inst, image = transforms.transform_example(label, inst, photo, params, data, self.divisor,
                                                           self.train, rec["image_file"])
-        expected = getattr(self, "output_size", None)
-        if expected is not None and image.shape[:2] != expected[::-1]:
+        if getattr(self, "output_size", None) is not None:  # set once the first example is probed
+            self._check_size(image.shape[1], image.shape[0], rec["image_file"], self.output_size)
+        if data.label_nc:
+            label = label.astype(self.label_dtype)
+        if inst is not None:
+            prepared.check_instance_ids(inst, rec["inst_file"])
+            inst = inst.astype(np.uint16)
+        return label, inst, image
+
+    def _check_size(self, w: int, h: int, where: str, expected):
+        if (w, h) != tuple(expected):
+            data = self.data_cfg
             raise DataError(
-                f"{rec['image_file']}: becomes {image.shape[1]}x{image.shape[0]} after "
-                f"'{data.resize_or_crop}', but the first example of {self.description} became "
-                f"{expected[0]}x{expected[1]}; examples in a batch must match. Use "
+                f"{where}: becomes {w}x{h} after '{data.resize_or_crop}', but the first example of "
+                f"{self.description} became {expected[0]}x{expected[1]}; examples in a batch must match. Use "
                 "resize_and_crop or scale_width_and_crop, or give all images one aspect ratio."
             )
-        if inst is None:
-            inst = np.zeros((0, 0), np.int32)
-            boundary = np.zeros((0, 0, 1), np.float32)
-        else:
-            boundary = instance_boundaries(inst)[..., None]
-        return label, inst, boundary, image
 
     def _probe_output_size(self):
         """(w, h) of the first example after transforms: every example must match it."""
+        if self._prepared is not None:
+            return self._prepared_sizes()
         first = next(iter(self._records_for_epoch(0, 0).take(1)), None)
         if first is None:
             raise DataError(f"{self.description}: no examples.")
         record = {k: v.numpy() for k, v in first.items()}
-        _, _, _, image = self.process(record, 0)
+        image = self.process(record, 0)[2]
         return image.shape[1], image.shape[0]
 
+    def _prepared_sizes(self):
+        """A prepared split's output size, every example's checked (their sizes are in the manifest)."""
+        data = self.data_cfg
+        if not self.source.examples:
+            raise DataError(f"{self.description}: no examples.")
+        size, self._crops = None, False
+        for ex in self.source.examples:
+            window = transforms.crop_window(*ex.size, transforms.TransformParams(0, 0, False), data.resize_or_crop,
+                                            data.fine_size, ex.image)
+            out = tuple(ex.size if window is None else window[2:])
+            transforms.check_divisible(*out, self.divisor, data.resize_or_crop, ex.image)
+            size = size or out
+            self._check_size(*out, ex.image, size)
+            self._crops = self._crops or window is not None
+        return size
+
     def _decode_map(self, epoch: int):
+        """Record -> example through `process` (Pillow, in tf.numpy_function)."""
         tf = _tensorflow()
         data = self.data_cfg
         w, h = self.output_size
-        rgb_label = data.label_nc == 0
         keys = ("label", "inst", "image", "label_file", "inst_file", "image_file", "name")
+        with_inst = data.use_instance and not self._ab
+        label_type = tf.as_dtype(self.label_dtype if data.label_nc else np.uint8)
 
         def py(*values):
-            label, inst, boundary, image = self.process(dict(zip(keys, values)), epoch)
-            return (label.astype(np.float32 if rgb_label else np.int32), inst, boundary, image)
+            label, inst, image = self.process(dict(zip(keys, values)), epoch)
+            return label, (np.zeros((0, 0), np.uint16) if inst is None else inst), image
 
         def fn(r):
-            label, inst, boundary, image = tf.numpy_function(
-                py, [r[k] for k in keys],
-                [tf.float32 if rgb_label else tf.int32, tf.int32, tf.float32, tf.float32],
-                stateful=False)
+            label, inst, image = tf.numpy_function(py, [r[k] for k in keys],
+                                                   [label_type, tf.uint16, tf.as_dtype(self.image_dtype)],
+                                                   stateful=False)
             out = {"name": r["name"], "image": tf.ensure_shape(image, [h, w, self.channels])}
-            if rgb_label:
-                out["label"] = tf.ensure_shape(label, [h, w, data.input_nc])
-            else:
+            if data.label_nc:
                 out["label_ids"] = tf.ensure_shape(label, [h, w])
-            if data.use_instance and not self._ab:
+            else:
+                out["label"] = tf.ensure_shape(label, [h, w, data.input_nc])
+            if with_inst:
                 out["inst"] = tf.ensure_shape(inst, [h, w])
-                out["boundary"] = tf.ensure_shape(boundary, [h, w, 1])
+            return out
+
+        return fn
+
+    def _prepared_map(self):
+        """Prepared record -> example with TensorFlow ops only: PNG decode, crop, flip (no Python
+        per example, so tf.data's threads run it in parallel)."""
+        tf = _tensorflow()
+        data = self.data_cfg
+        w, h = self.output_size
+        crops = self._crops
+        flips = self.train and not data.no_flip
+
+        def png(path, channels, dtype):
+            return tf.io.decode_png(tf.io.read_file(path), channels=channels, dtype=dtype)
+
+        def place(image, r):
+            if crops:
+                image = image[r["crop_y"]:r["crop_y"] + h, r["crop_x"]:r["crop_x"] + w]
+            if flips:
+                image = tf.cond(r["flip"], lambda: tf.reverse(image, axis=[1]), lambda: image)
+            return image
+
+        def fn(r):
+            image = place(png(r["image_file"], self.channels, tf.as_dtype(self.image_dtype)), r)
+            out = {"name": r["name"], "image": tf.ensure_shape(image, [h, w, self.channels])}
+            if data.label_nc:
+                label = place(png(r["label_file"], 1, tf.as_dtype(self.label_dtype)), r)
+                out["label_ids"] = tf.ensure_shape(label[..., 0], [h, w])
+            else:
+                label = place(png(r["label_file"], data.input_nc, tf.uint8), r)
+                out["label"] = tf.ensure_shape(label, [h, w, data.input_nc])
+            if data.use_instance:
+                inst = place(png(r["inst_file"], 1, tf.uint16), r)
+                out["inst"] = tf.ensure_shape(inst[..., 0], [h, w])
             return out
 
         return fn
@@ -305,15 +381,13 @@ class InputPipeline:
         """Batches of one epoch for this process, starting after `skip_batches` (a tf.data.Dataset)."""
         tf = _tensorflow()
         ds = self._records_for_epoch(epoch, skip_batches * self.batch)
-        ds = ds.map(self._decode_map(epoch), num_parallel_calls=self._parallel, deterministic=True)
+        make = self._prepared_map() if self._prepared is not None else self._decode_map(epoch)
+        ds = ds.map(make, num_parallel_calls=self._parallel, deterministic=True)
         ds = ds.batch(self.batch, drop_remainder=self.train)
-        if self.one_hot and self.data_cfg.label_nc > 0:
-            label_nc = self.data_cfg.label_nc
-            ds = ds.map(lambda b: dict(b, label=tf.one_hot(b["label_ids"], label_nc, dtype=tf.float32)),
-                        num_parallel_calls=self._parallel, deterministic=True)
         options = tf.data.Options()
         options.deterministic = True
-        options.threading.private_threadpool_size = max(2, os.cpu_count() or 2)
+        n = self.data_cfg.num_parallel_calls
+        options.threading.private_threadpool_size = n if n and n > 0 else max(2, os.cpu_count() or 2)
         return ds.with_options(options).prefetch(self.data_cfg.prefetch)
 
     def iterate(self, start_step: int = 0, num_epochs=None):

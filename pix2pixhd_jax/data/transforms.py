@@ -15,7 +15,6 @@ import dataclasses
 import numpy as np
 from PIL import Image
 
-from pix2pixhd_jax.data.pixels import from_levels
 from pix2pixhd_jax.errors import DataError
 
 MODES = ("resize_and_crop", "scale_width", "scale_width_and_crop", "crop", "none")
@@ -64,39 +63,59 @@ def output_size(w: int, h: int, mode: str, load_size: int, fine_size: int, divis
     return w2, h2
 
 
-def apply(img: Image.Image, params: TransformParams, mode: str, load_size: int, fine_size: int,
-          divisor: int, flip: bool, method, where: str) -> Image.Image:
-    """Resize, crop, round to the size divisor (mode 'none') and flip one image."""
+def resize_step(img: Image.Image, mode: str, load_size: int, divisor: int, method) -> Image.Image:
+    """The deterministic part of a mode: its resize, and for 'none' the rounding of the size to
+    the generator's factor (no mode both crops and rounds, so this part can run first and once:
+    data/prepared.py writes its result)."""
     w, h = img.size
     new_w, new_h = resized_size(w, h, mode, load_size)
     if (new_w, new_h) != (w, h):
         img = img.resize((new_w, new_h), method)
-    if "crop" in mode and (new_w > fine_size or new_h > fine_size):
-        if new_w < fine_size or new_h < fine_size:
-            # The reference would pad the crop with zeros (label 0, black photo) here.
-            raise DataError(
-                f"{where}: after '{mode}' the image is {new_w}x{new_h}, smaller than the "
-                f"{fine_size}x{fine_size} crop (data.fine_size) in one direction. Lower "
-                "data.fine_size or raise data.load_size."
-            )
-        img = img.crop((params.crop_x, params.crop_y, params.crop_x + fine_size, params.crop_y + fine_size))
     if mode == "none":
         w2, h2 = _make_multiple(*img.size, divisor)
         if (w2, h2) != img.size:
             img = img.resize((w2, h2), method)
+    return img
+
+
+def crop_window(w: int, h: int, params: TransformParams, mode: str, fine_size: int, where: str):
+    """(x, y, w, h) of the random crop of a resized (w, h) image, or None when the mode does not
+    crop it (no crop in the mode, or the image fits the crop)."""
+    if "crop" not in mode or (w <= fine_size and h <= fine_size):
+        return None
+    if w < fine_size or h < fine_size:
+        # The reference would pad the crop with zeros (label 0, black photo) here.
+        raise DataError(
+            f"{where}: after '{mode}' the image is {w}x{h}, smaller than the "
+            f"{fine_size}x{fine_size} crop (data.fine_size) in one direction. Lower "
+            "data.fine_size or raise data.load_size."
+        )
+    return params.crop_x, params.crop_y, fine_size, fine_size
+
+
+def apply(img: Image.Image, params: TransformParams, mode: str, load_size: int, fine_size: int,
+          divisor: int, flip: bool, method, where: str) -> Image.Image:
+    """Resize, crop, round to the size divisor (mode 'none') and flip one image."""
+    img = resize_step(img, mode, load_size, divisor, method)
+    window = crop_window(*img.size, params, mode, fine_size, where)
+    if window is not None:
+        x, y, cw, ch = window
+        img = img.crop((x, y, x + cw, y + ch))
     if flip and params.flip:
         img = img.transpose(Image.FLIP_LEFT_RIGHT)
     return img
 
 
-def image_floats(img: Image.Image) -> np.ndarray:
-    """(H, W, C) float32 in [-1, 1] of a photo or label image: mode RGB or L (8-bit levels) or F
-    (16-bit levels as floats; BICUBIC's overshoot clipped to the range, as 8-bit images clip)."""
+def image_levels(img: Image.Image) -> np.ndarray:
+    """(H, W, C) integer levels of a photo or label image, as the model's input carries them: uint8
+    for modes RGB and L, uint16 for mode F (a 16-bit image's levels as floats: BICUBIC's overshoot
+    clipped to the range, as 8-bit images clip, and its values between levels rounded to the
+    nearest level)."""
     arr = np.asarray(img)
     if img.mode == "F":
-        arr = from_levels(np.clip(arr, 0, 65535), 16)
+        arr = np.floor(np.clip(arr, 0, 65535) + 0.5).astype(np.uint16)
     else:
-        arr = from_levels(arr, 8)
+        arr = arr.astype(np.uint8, copy=False)
     return arr[..., None] if arr.ndim == 2 else arr
 
 
@@ -116,7 +135,7 @@ def transform_example(label, inst, photo, params: TransformParams, cfg, divisor:
 
     label: (H, W) int ids or a PIL image (label_nc == 0); inst: (H, W) int ids or None;
     photo: PIL RGB, L or F (16-bit). Returns numpy arrays: label (H, W) int32 ids or (H, W, C)
-    float32 in [-1, 1]; inst (H, W) int32 or None; photo (H, W, C) float32 in [-1, 1].
+    uint8 levels; inst (H, W) int32 or None; photo (H, W, C) uint8 levels (uint16 for 16-bit photos).
     """
     args = dict(mode=cfg.resize_or_crop, load_size=cfg.load_size, fine_size=cfg.fine_size,
                 divisor=divisor, flip=train and not cfg.no_flip, where=where)
@@ -127,7 +146,7 @@ def transform_example(label, inst, photo, params: TransformParams, cfg, divisor:
 
     def image(img):
         out = apply(img, params, method=Image.BICUBIC, **args)
-        return image_floats(out)
+        return image_levels(out)
 
     out_photo = image(photo)
     out_label = image(label) if isinstance(label, Image.Image) else ids(label)

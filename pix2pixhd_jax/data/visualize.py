@@ -7,7 +7,8 @@ import numpy as np
 from PIL import Image
 
 from pix2pixhd_jax.data.cityscapes_labels import palette
-from pix2pixhd_jax.data.pixels import back_to_levels, back_to_uint8, to_levels, view_uint8
+from pix2pixhd_jax.models.pix2pixhd import instance_boundaries
+from pix2pixhd_jax.models.pixels import to_levels, view_uint8
 
 
 def colorize_labels(label_ids: np.ndarray) -> np.ndarray:
@@ -46,24 +47,30 @@ def label_panel(batch: dict, i: int) -> np.ndarray:
     """Row i's label as a picture: Cityscapes colours of its ids, or the label image."""
     if "label_ids" in batch:
         return colorize_labels(batch["label_ids"][i])
-    return view_uint8(back_to_uint8(batch["label"][i]))
+    return view_uint8(batch["label"][i])
 
 
-def photo_panel(image: np.ndarray, bits: int = 8, generated: bool = False) -> np.ndarray:
-    """A [-1, 1] photo (any channels, 8- or 16-bit levels) as an 8-bit RGB picture: generated ones
-    as they are written (truncated), real ones back to the levels they were read as."""
-    return view_uint8(to_levels(image, bits) if generated else back_to_levels(image, bits))
+def photo_panel(image: np.ndarray, bits: int = 8) -> np.ndarray:
+    """A photo (any channels) as an 8-bit RGB picture: integer levels (8 or 16 bits) as they are, a
+    generated [-1, 1] image as it is written (to_levels: truncated)."""
+    image = np.asarray(image)
+    return view_uint8(image if np.issubdtype(image.dtype, np.integer) else to_levels(image, bits))
 
 
-def batch_panels(batch: dict, max_rows: int = 8, bits: int = 8):
+def boundary_panel(inst: np.ndarray) -> np.ndarray:
+    """The instance boundary map G and D see (built on the device from the ids), as a picture."""
+    return gray(instance_boundaries(np.asarray(inst)))
+
+
+def batch_panels(batch: dict, max_rows: int = 8):
     """Rows of (label colours | instances | boundaries | photo) for a pipeline batch."""
     n = min(len(batch["image"]), max_rows)
     rows = []
     for i in range(n):
         row = [label_panel(batch, i)]
         if "inst" in batch:
-            row += [colorize_instances(batch["inst"][i]), gray(batch["boundary"][i])]
-        row.append(photo_panel(batch["image"][i], bits))
+            row += [colorize_instances(batch["inst"][i]), boundary_panel(batch["inst"][i])]
+        row.append(photo_panel(batch["image"][i]))
         rows.append(row)
     return rows
 

@@ -40,13 +40,13 @@ from tqdm import tqdm
 from pix2pixhd_jax import atomic, checkpoint
 from pix2pixhd_jax.data import visualize
 from pix2pixhd_jax.data.pipeline import InputPipeline
-from pix2pixhd_jax.data.pixels import back_to_levels
 from pix2pixhd_jax.data.transforms import inference_config
 from pix2pixhd_jax.errors import UserError
 from pix2pixhd_jax.evaluation import metrics
 from pix2pixhd_jax.evaluation.segmenter import confusion_summary, load_segmenter, segment_fn
-from pix2pixhd_jax.inference.synthesis import Synthesizer, bit_depth, pad_to_multiple
+from pix2pixhd_jax.inference.synthesis import Synthesizer, pad_to_multiple
 from pix2pixhd_jax.models import inception as inception_lib
+from pix2pixhd_jax.models.pix2pixhd import photo_bits
 from pix2pixhd_jax.runtime import distributed
 from pix2pixhd_jax.weights.inception import load_fid_inception, missing_weights_message
 
@@ -78,7 +78,7 @@ class Evaluation:
             raise UserError(f"{segmenter_dir}: the segmenter predicts {self.seg_module.num_classes} classes, the "
                             f"model's label_nc is {config.data.label_nc}; train a segmenter on this dataset.")
         self.config, self.segmenter_dir, self.split = config, segmenter_dir, split
-        self.bits = bit_depth(config)
+        self.bits = photo_bits(config)
         self.segment = segment_fn(self.seg_module, seg_params, self.bits)
         self.seg_divisor = 2 ** self.seg_module.depth
         self.incept = None
@@ -92,7 +92,7 @@ class Evaluation:
             data_config.data.dataroot = dataroot
         self.dataroot = data_config.data.dataroot
         count, index = jax.process_count(), jax.process_index()
-        self.pipeline = InputPipeline(data_config, split, train=False, batch_size=batch_size * count, one_hot=False,
+        self.pipeline = InputPipeline(data_config, split, train=False, batch_size=batch_size * count,
                                       process_index=index, process_count=count)
 
     def run(self, synth: Synthesizer, style: str = "auto", num_samples: int = 3, samples_dir=None,
@@ -121,7 +121,7 @@ class Evaluation:
         for batch in self.pipeline.iterate(0, num_epochs=1):
             labels = list(batch["label_ids"])
             insts = list(batch["inst"]) if "inst" in batch else None
-            reals = back_to_levels(batch["image"], self.bits)
+            reals = batch["image"]
             styles = None
             if style == "encode":
                 styles = [synth.encode_styles(r, l, None if insts is None else i)

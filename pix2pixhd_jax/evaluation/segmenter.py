@@ -21,13 +21,13 @@ import optax
 from pix2pixhd_jax import atomic, checkpoint
 from pix2pixhd_jax.data import decode
 from pix2pixhd_jax.data.pipeline import InputPipeline
-from pix2pixhd_jax.data.pixels import back_to_levels, from_levels
+from pix2pixhd_jax.models.pixels import from_levels
 from pix2pixhd_jax.errors import DataError, UserError
 from pix2pixhd_jax.data.readers import read_source
 from pix2pixhd_jax.data.transforms import inference_config
 from pix2pixhd_jax.evaluation import metrics
-from pix2pixhd_jax.inference.synthesis import bit_depth
 from pix2pixhd_jax.models.segmenter import Segmenter
+from pix2pixhd_jax.models.pix2pixhd import photo_bits
 from pix2pixhd_jax.runtime import distributed, loop, sharding
 
 DONE_FILE = "segmenter_done.json"
@@ -91,16 +91,19 @@ def label_counts(config) -> np.ndarray:
     return counts
 
 
-def make_train_step(module, tx, num_classes, weights=None):
+def make_train_step(module, tx, num_classes, weights=None, bits: int = 8):
+    """The segmenter's step on a pipeline batch (the photo's levels of `bits` bits, label ids)."""
     def step(state, batch):
+        images, label_ids = from_levels(batch["image"], bits, xp=jnp), batch["label_ids"].astype(jnp.int32)
+
         def loss_fn(params):
-            logits, _ = module.apply({"params": params}, batch["image"])
-            return cross_entropy(logits, batch["label_ids"], num_classes, weights), logits
+            logits, _ = module.apply({"params": params}, images)
+            return cross_entropy(logits, label_ids, num_classes, weights), logits
 
         (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
         updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
         params = optax.apply_updates(state["params"], updates)
-        accuracy = jnp.mean(jnp.argmax(logits, -1) == batch["label_ids"])
+        accuracy = jnp.mean(jnp.argmax(logits, -1) == label_ids)
         return {"params": params, "opt_state": opt_state, "step": state["step"] + 1}, {"loss": loss,
                                                                                         "pixel_accuracy": accuracy}
     return step
@@ -113,7 +116,7 @@ def train_segmenter(config, workdir: str, progress: bool = True, devices=None):
     batch_size = int(seg.batch_size)
     mesh = sharding.make_mesh(devices)
     workdir = loop.prepare(config, workdir, mesh, batch_size, "segmenter.batch_size")
-    pipeline = InputPipeline(config, "train", batch_size=batch_size, one_hot=False,
+    pipeline = InputPipeline(config, "train", batch_size=batch_size,
                              process_index=jax.process_index(), process_count=jax.process_count())
     tx = _optimizer(config)
     size = 2 ** int(seg.depth) * 2
@@ -130,7 +133,7 @@ def train_segmenter(config, workdir: str, progress: bool = True, devices=None):
     recent = collections.deque(maxlen=50)
     job = loop.Job(
         name="segmenter", item="segmenter", seed=config.seed, init=init,
-        step=make_train_step(module, tx, module.num_classes, weights), batches=pipeline.iterate,
+        step=make_train_step(module, tx, module.num_classes, weights, photo_bits(config)), batches=pipeline.iterate,
         batch_keys=("image", "label_ids"), global_batch=batch_size, steps_per_epoch=pipeline.steps_per_epoch,
         total_steps=total, save_due=lambda step: step % save_freq == 0, print_freq=50,
         keep_checkpoints=2, fix_hint="lower segmenter.lr and run again.",
@@ -204,10 +207,10 @@ def score_real_photos(segmenter_dir: str, dataroot=None, split: str = "test", ba
     data_config = inference_config(config)
     if dataroot:
         data_config.data.dataroot = dataroot
-    bits = bit_depth(data_config)
+    bits = photo_bits(data_config)
     segment = segment_fn(module, params, bits)
     count, index = jax.process_count(), jax.process_index()
-    pipeline = InputPipeline(data_config, split, train=False, batch_size=batch_size * count, one_hot=False,
+    pipeline = InputPipeline(data_config, split, train=False, batch_size=batch_size * count,
                              process_index=index, process_count=count)
     n = module.num_classes
     conf = metrics.ConfusionMatrix(n)
@@ -215,7 +218,7 @@ def score_real_photos(segmenter_dir: str, dataroot=None, split: str = "test", ba
     d = 2 ** module.depth
     images = 0
     for batch in pipeline.iterate(0, num_epochs=1):
-        photos = back_to_levels(batch["image"], bits)
+        photos = batch["image"]
         h, w = photos.shape[1:3]
         pad = ((0, 0), (0, -h % d), (0, -w % d), (0, 0))
         pred, _ = segment(np.pad(photos, pad, mode="edge"))

@@ -13,6 +13,7 @@ import logging
 import os
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
@@ -22,7 +23,8 @@ from pix2pixhd_jax.data.transforms import inference_config
 from pix2pixhd_jax.errors import UserError
 from pix2pixhd_jax.inference import features as features_lib
 from pix2pixhd_jax.inference.synthesis import instance_classes, load_generator
-from pix2pixhd_jax.models.pix2pixhd import Networks, apply_inference
+from pix2pixhd_jax.models.pix2pixhd import Networks, apply_inference, photo_bits
+from pix2pixhd_jax.models.pixels import from_levels
 from pix2pixhd_jax.runtime import distributed, sharding
 
 
@@ -34,12 +36,14 @@ def collect_instance_features(config, e_vars, split="train", batch_size=None, de
     n_dev = mesh.shape[sharding.DATA]
     batch_size = batch_size or max(config.train.batch_size, n_dev)
     batch_size = -(-batch_size // n_dev) * n_dev
-    pipeline = InputPipeline(config, split, train=False, batch_size=batch_size, one_hot=False,
+    pipeline = InputPipeline(config, split, train=False, batch_size=batch_size,
                              process_index=jax.process_index(), process_count=jax.process_count())
     if config.data.label_nc == 0:
         raise UserError("encode-features needs label ids (data.label_nc > 0) to group instances by class.")
     e_vars = jax.device_put(e_vars, sharding.replicated(mesh))
-    encode = jax.jit(lambda v, x: apply_inference(nets.E, v, x), out_shardings=sharding.replicated(mesh))
+    bits = photo_bits(config)
+    encode = jax.jit(lambda v, x: apply_inference(nets.E, v, from_levels(x, bits, jnp)),
+                     out_shardings=sharding.replicated(mesh))
     local = pipeline.batch
     rows = {"name": [], "pool_id": [], "label": [], "area": [], "feature": []}
     bar = tqdm(total=pipeline.steps_per_epoch, disable=not progress or jax.process_index() != 0,

@@ -29,12 +29,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from pix2pixhd_jax import checkpoint
-from pix2pixhd_jax.data.pixels import from_levels, from_uint8, to_levels
+from pix2pixhd_jax.models.pixels import from_levels, to_levels
 from pix2pixhd_jax.data.transforms import test_size, test_transform
 from pix2pixhd_jax.errors import SynthesisError
 from pix2pixhd_jax.inference import features as features_lib
 from pix2pixhd_jax.models.pix2pixhd import (INFERENCE_DTYPES, Networks, apply_inference, cast_for_inference, generate,
-                                           label_batch, size_divisor)
+                                           model_inputs, photo_bits, size_divisor)
 from pix2pixhd_jax.runtime import host_memory
 
 Style = Union[int, np.ndarray, list, tuple]
@@ -56,27 +56,23 @@ def instance_classes(label: np.ndarray, inst: np.ndarray) -> Dict[int, int]:
 
 
 def photo_program(nets: Networks):
-    """(G's variables, labels (B, H, W) int32 ids or (B, H, W, input_nc) uint8 label images when
-    label_nc == 0, instance ids (B, H, W) int32 or None, features (B, H, W, feat_num) or None) ->
+    """(G's variables, labels (B, H, W) integer ids or (B, H, W, input_nc) uint8 label images when
+    label_nc == 0, instance ids (B, H, W) integers or None, features (B, H, W, feat_num) or None) ->
     (B, H, W, output_nc) photos in the config's levels (uint8, or uint16 for
-    data.image_bit_depth=16). Pure: jit it, or export it with the variables bound."""
+    data.image_bit_depth=16). Pure: jit it, or export it with the variables bound. G's input is
+    built by the train step's function (models.pix2pixhd.model_inputs)."""
     config = nets.config
-    bits = bit_depth(config)
+    bits = photo_bits(config)
 
     def run(g_vars, label, inst, features):
-        if not config.data.label_nc:
-            label = from_uint8(label, xp=jnp)
-        batch = label_batch(label, inst, config)
+        batch = {"label_ids" if config.data.label_nc else "label": label}
+        if inst is not None:
+            batch["inst"] = inst
         fake, _ = generate(nets, {"generator": g_vars["params"]}, {"generator": g_vars.get("batch_stats", {})},
-                           batch, train=False, rng=jax.random.PRNGKey(0), features=features)
+                           model_inputs(batch, config), train=False, rng=jax.random.PRNGKey(0), features=features)
         return to_levels(fake, bits, xp=jnp)
 
     return run
-
-
-def bit_depth(config) -> int:
-    """The photos' bit depth (data.image_bit_depth; 8 for workdirs from before the setting)."""
-    return int(getattr(config.data, "image_bit_depth", 8))
 
 
 def random_style_index(seed: int, sample: int, pool_id: int, num_styles: int) -> int:
@@ -126,7 +122,7 @@ class Synthesizer:
         self.label_nc = int(config.data.label_nc)
         self.use_instance = bool(config.data.use_instance)
         self.output_nc = int(config.data.output_nc)
-        self.bit_depth = bit_depth(config)
+        self.bit_depth = photo_bits(config)
         self.divisor = size_divisor(config.model)
         self.clusters = clusters
         if clusters is not None and self.has_encoder and clusters.feat_num != self.feat_num:

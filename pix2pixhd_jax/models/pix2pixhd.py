@@ -22,6 +22,7 @@ from pix2pixhd_jax.errors import ConfigError, UserError
 from pix2pixhd_jax.models.discriminator import MultiscaleDiscriminator, PatchDiscriminator
 from pix2pixhd_jax.models.encoder import FeatureEncoder
 from pix2pixhd_jax.models.generator import GlobalGenerator, LocalEnhancer
+from pix2pixhd_jax.models.pixels import from_levels
 from pix2pixhd_jax.models.unet_generator import UnetGenerator
 
 GENERATORS = ("global", "local", "unet_256", "unet_128")
@@ -85,27 +86,49 @@ def discriminator_input_nc(config) -> int:
     return label_channels(config) + config.data.output_nc
 
 
-def label_batch(label, inst, config, xp=jnp):
-    """The batch G and D read, from label ids (B, H, W) (or RGB labels (B, H, W, 3) in [-1, 1]
-    when label_nc == 0) and instance ids (B, H, W): 'label' (one-hot), 'label_ids', 'boundary'."""
+def label_input(label, inst, config, xp=jnp):
+    """G's and D's label part (paper sec. 3.3), built from what the data carries: label ids
+    (..., H, W) of any integer dtype -> one-hot (label_nc channels), or, when label_nc == 0, an
+    8-bit label image (..., H, W, input_nc) -> [-1, 1]; then the instance boundary map from the
+    instance ids (..., H, W) when data.use_instance. float32 (..., H, W, label_channels).
+
+    The one definition: the train step, synthesis, export and the editor all build their input
+    with it, inside their programs (so only ids and 8-bit levels travel to the device)."""
     data = config.data
-    batch = {}
     if data.label_nc:
-        batch["label"] = one_hot_labels(label, int(data.label_nc), xp)
-        batch["label_ids"] = label
+        parts = [one_hot_labels(label, int(data.label_nc), xp)]
     else:
-        batch["label"] = label
+        parts = [from_levels(label, 8, xp)]
     if data.use_instance:
-        batch["boundary"] = instance_boundaries(inst, xp)[..., None]
-    return batch
+        parts.append(instance_boundaries(inst, xp)[..., None])
+    return xp.concatenate(parts, axis=-1) if len(parts) > 1 else parts[0]
 
 
-def label_input(batch, config):
-    """One-hot labels (or RGB labels) + the instance boundary map, as G and D see them."""
-    parts = [batch["label"]]
-    if config.data.use_instance:
-        parts.append(batch["boundary"])
-    return jnp.concatenate(parts, axis=-1) if len(parts) > 1 else parts[0]
+def model_inputs(batch, config, xp=jnp):
+    """What the networks read, from a batch as the data carries it (`data/pipeline.py`: label ids
+    or an 8-bit label image, instance ids, the photo in its integer levels):
+    {'label': label_input(...), 'image': the photo in [-1, 1] float32 (when the batch has one),
+    'label_ids' and 'inst': int32 ids (when the batch has them), for E's pooling}."""
+    data = config.data
+    ids = batch["label_ids"] if data.label_nc else batch["label"]
+    inst = batch.get("inst")
+    out = {"label": label_input(ids, inst, config, xp)}
+    if "image" in batch:
+        image = batch["image"]
+        if not np.issubdtype(image.dtype, np.integer):
+            raise ValueError(f"batch['image'] is {image.dtype}: the photo travels as its integer levels (uint8, "
+                             "or uint16 for data.image_bit_depth=16) and is scaled here")
+        out["image"] = from_levels(image, photo_bits(config), xp)
+    if data.label_nc:
+        out["label_ids"] = ids.astype(xp.int32)
+    if inst is not None:
+        out["inst"] = inst.astype(xp.int32)
+    return out
+
+
+def photo_bits(config) -> int:
+    """The photos' bit depth (data.image_bit_depth; 8 for workdirs from before the setting)."""
+    return int(getattr(config.data, "image_bit_depth", 8))
 
 
 # ----- the networks -----------------------------------------------------------------------
@@ -209,16 +232,17 @@ def apply_inference(module, variables, *args):
     return apply_variables(module, variables["params"], variables.get("batch_stats", {}), *args, train=False)[0]
 
 
-def generate(nets: Networks, g_params, g_stats, batch, *, train: bool, rng, features=None):
-    """G(s[, E(x)]) -> (fake image in f32, new stats). `features` overrides E's output."""
+def generate(nets: Networks, g_params, g_stats, inputs, *, train: bool, rng, features=None):
+    """G(s[, E(x)]) -> (fake image in f32, new stats), from model_inputs' dict. `features`
+    overrides E's output."""
     config = nets.config
-    label = label_input(batch, config)
+    label = inputs["label"]
     stats = dict(g_stats)
     if nets.E is not None:
         if features is None:
-            pool_ids = batch["label_ids"] if config.model.label_feat else batch["inst"]
+            pool_ids = inputs["label_ids"] if config.model.label_feat else inputs["inst"]
             features, stats["encoder"] = apply_variables(nets.E, g_params["encoder"], g_stats["encoder"],
-                                                         batch["image"], pool_ids, train=train)
+                                                         inputs["image"], pool_ids, train=train)
         label = jnp.concatenate([label, features.astype(label.dtype)], axis=-1)
     fake, stats["generator"] = apply_variables(nets.G, g_params["generator"], g_stats["generator"], label,
                                                train=train, rngs={"dropout": rng})

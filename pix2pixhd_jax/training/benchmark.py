@@ -24,7 +24,8 @@ import numpy as np
 
 from pix2pixhd_jax.errors import UserError
 from pix2pixhd_jax.models import conv
-from pix2pixhd_jax.models.pix2pixhd import Networks, generate, instance_boundaries, size_divisor
+from pix2pixhd_jax.models.pix2pixhd import Networks, generate, model_inputs, photo_bits, size_divisor
+from pix2pixhd_jax.models.pixels import level_dtype
 from pix2pixhd_jax.models.vgg19 import VGG19Features
 from pix2pixhd_jax.runtime import host_memory
 from pix2pixhd_jax.training.step import init_train_state, make_train_step
@@ -47,26 +48,27 @@ def fill_like(shapes, seed=0):
 
 
 def random_batch(config, batch: int, height: int, width: int, seed: int = 0):
-    """Block label maps (16x16 blocks), instance ids label*1000+block, a random photo: on the device."""
+    """A batch as the input pipeline carries it (data/pipeline.py), made on the device: block
+    label maps (16x16 blocks, uint8 ids), instance ids label*1000+block (uint16), a random photo
+    (its uint8 levels, uint16 for 16-bit data)."""
     data = config.data
-    key = jax.random.PRNGKey(seed)
-    k1, k2 = jax.random.split(key)
+    k1, k2 = jax.random.split(jax.random.PRNGKey(seed))
     bh, bw = -(-height // 16), -(-width // 16)
-    out = {"image": jax.random.uniform(k2, (batch, height, width, 3), jnp.float32, -1.0, 1.0)}
+    bits = photo_bits(config)
+    out = {"image": jax.random.randint(k2, (batch, height, width, data.output_nc), 0, 2 ** bits).astype(
+        level_dtype(bits, jnp))}
     if data.label_nc:
         ids = jax.random.randint(k1, (batch, bh, bw), 0, data.label_nc)
-        ids = jnp.repeat(jnp.repeat(ids, 16, 1), 16, 2)[:, :height, :width].astype(jnp.int32)
+        ids = jnp.repeat(jnp.repeat(ids, 16, 1), 16, 2)[:, :height, :width]
         blocks = jnp.arange(bh * bw).reshape(bh, bw)
         blocks = jnp.repeat(jnp.repeat(blocks, 16, 0), 16, 1)[:height, :width]
-        inst = ids * 1000 + blocks[None]
-        out.update(label=jax.nn.one_hot(ids, data.label_nc, dtype=jnp.float32), label_ids=ids, inst=inst)
+        out["label_ids"] = ids.astype(jnp.uint8 if data.label_nc <= 256 else jnp.uint16)
+        inst = (ids * 1000 + blocks[None]) % 65536
     else:
-        ids = jnp.zeros((batch, height, width), jnp.int32)
-        inst = ids
-        out["label"] = jax.random.uniform(k1, (batch, height, width, data.input_nc), jnp.float32, -1.0, 1.0)
+        out["label"] = jax.random.randint(k1, (batch, height, width, data.input_nc), 0, 256).astype(jnp.uint8)
+        inst = jnp.zeros((batch, height, width), jnp.int32)
     if data.use_instance:
-        out["inst"] = inst
-        out["boundary"] = instance_boundaries(inst, xp=jnp)[..., None]
+        out["inst"] = inst.astype(jnp.uint16)
     return out
 
 
@@ -199,7 +201,7 @@ def benchmark(config, height: int, width: int, batch: int, steps: int = 20, warm
 def _synthesis_latency(nets, state, data, repeats):
     """G alone (no gradients) on one label map of the benchmark's size, compiled once."""
     config = nets.config
-    one = {k: v[:1] for k, v in data.items()}
+    one = model_inputs({k: v[:1] for k, v in data.items()}, config)
     feats = None
     if nets.E is not None:
         feats = jnp.zeros(one["image"].shape[:3] + (config.model.feat_num,), jnp.float32)

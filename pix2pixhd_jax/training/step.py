@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import optax
 
 from pix2pixhd_jax.models.generator import G1
-from pix2pixhd_jax.models.pix2pixhd import Networks, apply_variables, generate, label_input
+from pix2pixhd_jax.models.pix2pixhd import Networks, apply_variables, generate, model_inputs
 from pix2pixhd_jax.training import image_pool, losses, schedule
 
 
@@ -146,6 +146,9 @@ def apply_gradients(state: TrainState, g_grads, d_grads, steps_per_epoch: int, t
 def make_train_step(config, steps_per_epoch: int, vgg_apply=None):
     """The pure train step: (state, batch, vgg_variables) -> (state, metrics, fake).
 
+    `batch` is what the input pipeline carries (label ids, instance ids, the photo's integer
+    levels: data/pipeline.py); the one-hot labels, boundaries and [-1, 1] photo are built here.
+
     `vgg_apply` is VGG19Features.apply when the VGG loss is on (its variables come in as an
     argument, not as constants baked into the program).
     """
@@ -155,8 +158,8 @@ def make_train_step(config, steps_per_epoch: int, vgg_apply=None):
 
     def step_fn(state: TrainState, batch, vgg_variables):
         rng, k_drop, k_pool = jax.random.split(state.rng, 3)
-        label = label_input(batch, config)
-        real = batch["image"].astype(jnp.float32)
+        inputs = model_inputs(batch, config)  # ids and levels in, the networks' inputs built here
+        label, real = inputs["label"], inputs["image"]
 
         def d_apply(params, image, stats):
             """D(label, image) in training mode -> (features per scale, new batch-norm stats)."""
@@ -164,7 +167,7 @@ def make_train_step(config, steps_per_epoch: int, vgg_apply=None):
 
         # G (and E) forward; g_vjp turns dL_G/d fake into G's (and E's) gradient.
         fake, g_vjp, g_stats = jax.vjp(
-            lambda p: generate(nets, p, state.g_stats, batch, train=True, rng=k_drop), state.g_params, has_aux=True)
+            lambda p: generate(nets, p, state.g_stats, inputs, train=True, rng=k_drop), state.g_params, has_aux=True)
 
         # D(fake) with D's pre-update params: G's GAN and feature-matching losses read it (its
         # vjp w.r.t. the fake image gives G's gradient) and, without an image pool, D's fake

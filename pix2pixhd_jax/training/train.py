@@ -18,13 +18,12 @@ import numpy as np
 from pix2pixhd_jax import checkpoint
 from pix2pixhd_jax.data import visualize
 from pix2pixhd_jax.data.pipeline import InputPipeline
-from pix2pixhd_jax.data.pixels import to_levels
 from pix2pixhd_jax.data.transforms import inference_config
 from pix2pixhd_jax.errors import DataError, UserError
 from pix2pixhd_jax.evaluation.evaluate import TrainingEvaluator
-from pix2pixhd_jax.inference.synthesis import bit_depth
+from pix2pixhd_jax.inference.synthesis import Synthesizer
 from pix2pixhd_jax.models.generator import G1
-from pix2pixhd_jax.models.pix2pixhd import Networks, generate, size_divisor
+from pix2pixhd_jax.models.pix2pixhd import Networks, photo_bits, size_divisor
 from pix2pixhd_jax.runtime import distributed, loop, sharding
 from pix2pixhd_jax.training import schedule
 from pix2pixhd_jax.training.step import init_train_state, make_train_step, merge_g1, split_g1
@@ -51,11 +50,10 @@ def check_resumable(saved, config, workdir):
 
 
 def required_keys(config):
-    keys = {"label", "image"}
+    """The arrays of a pipeline batch the step reads (data/pipeline.py)."""
+    keys = {"image", "label_ids" if config.data.label_nc else "label"}
     if config.data.use_instance:
-        keys |= {"boundary", "inst"}
-    if config.model.label_feat:
-        keys.add("label_ids")
+        keys.add("inst")
     return keys
 
 
@@ -109,15 +107,14 @@ def load_initial_weights(state, nets: Networks, source_workdir: str):
 
 def sample_grid(host_batch, fake, config, rows: int = 4):
     """label colours | boundaries | generated | real for the first rows of a batch."""
-    bits = bit_depth(config)
+    bits = photo_bits(config)
     n = min(rows, len(fake))
     out = []
     for i in range(n):
         row = [visualize.label_panel(host_batch, i)]
-        if "boundary" in host_batch:
-            row.append(visualize.gray(host_batch["boundary"][i]))
-        row += [visualize.photo_panel(fake[i], bits, generated=True),
-                visualize.photo_panel(host_batch["image"][i], bits)]
+        if "inst" in host_batch:
+            row.append(visualize.boundary_panel(host_batch["inst"][i]))
+        row += [visualize.photo_panel(fake[i], bits), visualize.photo_panel(host_batch["image"][i])]
         out.append(row)
     return visualize.grid(out)
 
@@ -197,9 +194,9 @@ def train(config, workdir: str, devices=None, progress: bool = True):
 
 
 def synthesize_test_split(config, workdir: str, state, max_grid_rows: int = 8):
-    """G (and E on the test photos) over the test split -> <workdir>/test_results/*.png."""
+    """The test split synthesized by the trained G (with the encoder: each test photo's own
+    encoded styles, the reference's --use_encoded_image) -> <workdir>/test_results/*.png."""
     config = inference_config(config)  # whole test images, not training crops
-    bits = bit_depth(config)
     # Each process synthesizes its own share of the split on its own devices.
     count, index = jax.process_count(), jax.process_index()
     try:
@@ -208,23 +205,22 @@ def synthesize_test_split(config, workdir: str, state, max_grid_rows: int = 8):
     except DataError as e:
         logging.warning("no test split to synthesize (%s)", e)
         return None
-    nets = Networks(config)
-    keys = required_keys(config) | ({"inst"} if nets.E is not None else set())
     g_params, g_stats = distributed.gather_to_host((state.g_params, state.g_stats))
-    device = jax.local_devices()[0]
-    g_params, g_stats = jax.device_put((g_params, g_stats), device)
-    run = jax.jit(lambda p, s, b: generate(nets, p, s, b, train=False, rng=jax.random.PRNGKey(0))[0])
+    variables = {name: {"params": g_params[name], "batch_stats": g_stats[name]} for name in g_params}
+    synth = Synthesizer(config, variables)
     out_dir = os.path.join(workdir, "test_results")
     os.makedirs(out_dir, exist_ok=True)
     rows = []
     for batch in pipeline.iterate(0, num_epochs=1):
-        inputs = jax.device_put({k: batch[k] for k in keys if k in batch}, device)
-        fake = np.asarray(run(g_params, g_stats, inputs))
+        label = batch["label_ids"][0] if synth.label_nc else batch["label"][0]
+        inst = batch["inst"][0] if "inst" in batch else None
+        styles = synth.encode_styles(batch["image"][0], label, inst) if synth.has_encoder else None
+        photo = synth.synthesize(label, inst, styles)
         name = batch["name"][0].decode()
-        visualize.save_png(os.path.join(out_dir, f"{name}_synthesized.png"), to_levels(fake[0], bits))
+        visualize.save_png(os.path.join(out_dir, f"{name}_synthesized.png"), photo)
         if len(rows) < max_grid_rows:
-            rows.append([visualize.label_panel(batch, 0), visualize.photo_panel(fake[0], bits, generated=True),
-                         visualize.photo_panel(batch["image"][0], bits)])
+            rows.append([visualize.label_panel(batch, 0), visualize.photo_panel(photo),
+                         visualize.photo_panel(batch["image"][0])])
     if index != 0:
         return out_dir
     grid_path = os.path.join(out_dir, "grid.png")

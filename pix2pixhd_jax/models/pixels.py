@@ -8,9 +8,8 @@ agree to the level:
 - `to_levels` (`to_uint8` for 8 bits): a generated image as the reference's util.tensor2im
   writes it, ((x + 1) / 2 * max) clipped to [0, max] and truncated, in float32: the reference's
   pictures and this project's are the same PNGs;
-- `from_levels` (`from_uint8`): levels to [-1, 1];
-- `back_to_levels` (`back_to_uint8`): the levels an image read from a file had (from_levels'
-  inverse, rounding), for real photos that went through the pipeline;
+- `from_levels`: levels to [-1, 1], as the programs scale photos and label images
+  on the device (the data carries the levels);
 - `view_uint8`: any of them as 8-bit RGB, for grids and TensorBoard.
 """
 
@@ -41,23 +40,8 @@ def from_levels(image, bits: int = 8, xp=np):
     return xp.asarray(image).astype(xp.float32) / (_max_level(bits) / 2.0) - 1.0
 
 
-def back_to_levels(image, bits: int = 8, xp=np):
-    """The levels of an image from_levels made (rounded to the nearest level)."""
-    top = _max_level(bits)
-    levels = (xp.asarray(image, xp.float32) + 1.0) * (top / 2.0)
-    return xp.clip(xp.floor(levels + 0.5), 0, top).astype(level_dtype(bits, xp))
-
-
 def to_uint8(image, xp=np):
     return to_levels(image, 8, xp)
-
-
-def from_uint8(image, xp=np):
-    return from_levels(image, 8, xp)
-
-
-def back_to_uint8(image, xp=np):
-    return back_to_levels(image, 8, xp)
 
 
 def view_uint8(levels: np.ndarray) -> np.ndarray:
