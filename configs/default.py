@@ -33,6 +33,7 @@ def get_config():
     data.ab_direction = "AtoB"  # dataset_format='ab': which half is the input
     data.num_parallel_calls = -1  # -1 = tf.data.AUTOTUNE
     data.prefetch = 2  # host batches prepared ahead
+    data.device_prefetch = 2  # batches copied to the devices ahead of the step that reads them (0: when used)
     data.tfds_shuffle_buffer = 256  # dataset_format='tfds' only: sequential reads + a shuffle buffer
     data.max_dataset_size = -1  # -1 = all
     # A folder written by `pix2pixhd-jax prepare-data` for this config (its fixed resize done once):
@@ -85,7 +86,10 @@ def get_config():
     train.pool_size = 0
     train.init_from = ""  # a global-stage workdir to start the local stage from
     train.dtype = "float32"  # compute dtype: float32 | bfloat16
-    train.remat = False
+    # What the backward pass recomputes instead of keeping (models/layers.py REMAT_MODES): none,
+    # blocks (G's residual blocks), full (every layer of G, E, D and VGG19), or a
+    # jax.checkpoint_policies name (dots_saveable: every layer keeps its conv output).
+    train.remat = "none"
     train.shard_params = False
     train.display_freq = 100
     train.print_freq = 100

@@ -7,13 +7,6 @@ files), `inference/` (synthesis, styles, editing), `serve/` (the editor), `evalu
 multi-host, the loop skeleton) and a few shared modules: `cli`, `errors`, `config_loading`,
 `checkpoint`, `atomic`. No module imports TensorFlow when it is imported; the input pipeline
 imports it when a pipeline is built.
-
-The module paths of the package's first layout keep working as aliases (`_aliases.ALIASES`:
-`pix2pixhd_jax.synthesis` is `pix2pixhd_jax.inference.synthesis`, ...).
 """
 
-from pix2pixhd_jax import _aliases
-
 __version__ = "0.1.0"
-
-_aliases.install()

@@ -266,6 +266,12 @@ def _saved_tree(item_dir: str):
         absl.setLevel(level)
 
 
+def item_metadata(workdir: str, step: int, item: str):
+    """The tree one item of a checkpoint was saved as, each array's shape and dtype in its place
+    (no array is read): which layout a saved state has."""
+    return _saved_tree(os.path.join(step_dir(workdir, step), item))
+
+
 def _network_arrays_first(key: str):
     """G's, then D's arrays before the optimizers': their paths say what differs in a config's words."""
     ranks = [i for i, p in enumerate(("g_params", "generator", "d_params", "discriminator")) if key.startswith(p)]

@@ -22,7 +22,7 @@ import jax
 
 from pix2pixhd_jax import atomic, checkpoint
 from pix2pixhd_jax.config_loading import load_config, split_config_args
-from pix2pixhd_jax.data import instances, prepared, synthetic, visualize
+from pix2pixhd_jax.data import instances, prepared, synthetic, throughput, visualize
 from pix2pixhd_jax.data.pipeline import InputPipeline
 from pix2pixhd_jax.errors import InteropError, NonFiniteLossError, UserError
 from pix2pixhd_jax.evaluation import evaluate, segmenter
@@ -34,6 +34,7 @@ from pix2pixhd_jax.models.pix2pixhd import INFERENCE_DTYPES, uses_encoder
 from pix2pixhd_jax.runtime import console, distributed
 from pix2pixhd_jax.serve import Limits, serve
 from pix2pixhd_jax.training import train as training
+from pix2pixhd_jax.training import aot
 from pix2pixhd_jax.training import benchmark as benchmark_lib
 from pix2pixhd_jax.weights import reference
 from pix2pixhd_jax.weights.inception import convert_fid_inception_main
@@ -193,13 +194,18 @@ def cmd_export(args, overrides):
 
 def cmd_benchmark(args, overrides):
     extra = [f"--config.train.dtype={args.dtype}"] if args.dtype else []
-    extra += ["--config.train.remat=true"] if args.remat else []
+    extra += [f"--config.train.remat={args.remat}"] if args.remat else []
     config = load_config(args.config, extra + overrides)
-    if args.compile_only:
+    if args.input:
+        result = throughput.measure(config, args.images, 8 if args.warmup is None else args.warmup, args.workers,
+                                    args.split)
+    elif args.topology:
+        result = aot.compile_for_topology(config, args.topology, args.height, args.width, args.batch, args.what)
+    elif args.compile_only:
         result = benchmark_lib.compile_only(config, args.height, args.width, args.batch)
     else:
-        result = benchmark_lib.benchmark(config, args.height, args.width, args.batch, args.steps, args.warmup,
-                                         synthesis=not args.no_synthesis)
+        result = benchmark_lib.benchmark(config, args.height, args.width, args.batch, args.steps,
+                                         3 if args.warmup is None else args.warmup, synthesis=not args.no_synthesis)
     print(json.dumps(result))
 
 
@@ -410,18 +416,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clusters", default=None, help="a clusters file (default: the workdir's)")
     p.set_defaults(fn=cmd_export, takes_config=False)
 
-    p = sub.add_parser("benchmark", help="time the train step and synthesis on random on-device batches (one JSON line)")
+    p = sub.add_parser("benchmark", help="time the train step and synthesis on random on-device batches, compile "
+                       "them for a TPU topology, or time the input pipeline (one JSON line)")
     p.add_argument("--config", required=True, help="configs/X.py[:arg]")
     p.add_argument("--height", type=int, default=512)
     p.add_argument("--width", type=int, default=1024)
-    p.add_argument("--batch", type=int, default=1, help="global batch (all devices)")
+    p.add_argument("--batch", type=int, default=1, help="global batch (all devices); per chip with --topology")
     p.add_argument("--steps", type=int, default=20, help="timed steps after the warm-up")
-    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--warmup", type=int, default=None, help="untimed steps first (default 3), or examples with "
+                   "--input (default 8)")
     p.add_argument("--dtype", choices=("float32", "bfloat16"), default=None, help="default: the config's")
-    p.add_argument("--remat", action="store_true")
+    p.add_argument("--remat", default=None, help="train.remat: none, blocks, full or a jax.checkpoint_policies name "
+                   "(default: the config's)")
     p.add_argument("--no-synthesis", action="store_true", help="skip the synthesis latency")
     p.add_argument("--compile-only", action="store_true", help="compile the accelerator's step without running it; "
                    "report XLA's memory estimate (estimated_device_bytes), compile time and FLOPs")
+    p.add_argument("--topology", default=None, metavar="NAME",
+                   help="compile the program train runs for a TPU topology's chips with XLA:TPU, on this machine "
+                        "(e.g. v5e:2x2, v4:2x2x1, v5p:2x2x1, v6e:2x2; needs libtpu: pip install '.[tpu]'); reports "
+                        "XLA:TPU's memory per chip, FLOPs and a roofline bound on the step time")
+    p.add_argument("--what", choices=("train_step", "synthesis"), default="train_step",
+                   help="with --topology: the program to compile")
+    p.add_argument("--input", action="store_true", help="time the input pipeline alone (images/s, bytes per example)")
+    p.add_argument("--workers", type=int, default=0, help="--input: parallel decoding calls (default: one per core)")
+    p.add_argument("--images", type=int, default=48, help="--input: timed examples after the warm-up")
+    p.add_argument("--split", default="train", help="--input: the split")
     p.set_defaults(fn=cmd_benchmark, takes_config=True)
 
     p = sub.add_parser("train-segmenter", help="train the evaluation segmenter on the real training photos")

@@ -7,7 +7,7 @@ import jax
 import numpy as np
 
 from pix2pixhd_jax.models.pixels import from_levels
-from pix2pixhd_jax.training.step import init_train_state
+from pix2pixhd_jax.training.step import FIXED, init_train_state
 
 LABEL_NC = 8
 H = W = 32
@@ -53,6 +53,29 @@ def fast_state(nets, height, width, seed=0):
         return np.zeros(s.shape, s.dtype)  # step, batch-norm means, Adam mu/nu/count, pool
 
     return jax.tree_util.tree_map_with_path(fill, shapes)
+
+
+def trees_equal(a, b):
+    return all(np.array_equal(np.asarray(x), np.asarray(y))
+               for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True))
+
+
+def changed_fraction(a, b):
+    """Fraction of parameter leaves whose values changed at all."""
+    flags = [not np.array_equal(np.asarray(x), np.asarray(y))
+             for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True)]
+    return sum(flags) / len(flags)
+
+
+def g_adam(g_opt, stage):
+    """The Adam state (count, mu, nu) of G's FIXED or TRAINED stage in a train state's g_opt."""
+    inner = g_opt[0].inner_states[stage].inner_state
+    return inner.inner_state if stage == FIXED else inner  # the fixed stage's sits in its conditional mask
+
+
+def d_adam(d_opt):
+    """The Adam state of a train state's d_opt."""
+    return d_opt[0]
 
 
 def make_batch(batch_size, height, width, label_nc, seed=0, use_instance=True):

@@ -3,10 +3,14 @@ nothing run.
 
 Each part of the package may import only the parts below it; the project's own imports sit
 at the top of files (the documented exceptions are listed here); no module imports another's
-private names; tests and experiments import no test file.
+private names; tests and experiments import no test file. The first layout's module paths
+are gone, with no import hook standing in for them.
 """
 
 import ast
+import importlib
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -21,8 +25,7 @@ ALLOWED = {
     "atomic": {"errors"},
     "config_loading": {"errors"},
     "checkpoint": {"atomic", "errors"},
-    "_aliases": set(),
-    "__init__": {"_aliases"},
+    "__init__": set(),
     "models": {"errors"},
     "runtime": {"checkpoint", "atomic", "errors"},
     "weights": {"models", "atomic", "errors"},
@@ -149,22 +152,12 @@ def test_tests_and_experiments_import_no_test_file_and_no_private_name():
     assert not found, "\n".join(found)
 
 
-def test_the_first_layouts_module_paths_import_as_aliases():
-    import importlib
-
-    from pix2pixhd_jax.inference.synthesis import Synthesizer
-    from pix2pixhd_jax.training.losses import vgg_loss
-    from pix2pixhd_jax.weights.vgg19 import load_vgg19
-
-    old = importlib.import_module("pix2pixhd_jax.synthesis")
-    assert old.Synthesizer is Synthesizer
-    vgg = importlib.import_module("pix2pixhd_jax.models.vgg")
-    assert vgg.vgg_loss is vgg_loss and vgg.load_vgg19 is load_vgg19 and hasattr(vgg, "VGG19Features")
-    from pix2pixhd_jax.train_step import Networks, make_train_step  # names from two new modules
-    assert callable(make_train_step) and Networks.__module__ == "pix2pixhd_jax.models.pix2pixhd"
-    with pytest.raises(AttributeError, match="alias of pix2pixhd_jax.inference.synthesis"):
-        old.no_such_name  # noqa: B018
-    for name, targets in importlib.import_module("pix2pixhd_jax._aliases").ALIASES.items():
-        assert not (PACKAGE / Path(*name.split("."))).with_suffix(".py").exists(), f"{name} is a module again"
-        for target in targets:
-            importlib.import_module(f"pix2pixhd_jax.{target}")
+def test_the_first_layouts_module_paths_do_not_import():
+    """Nothing is aliased: a module path of the first layout (docs/architecture.md's table) is
+    not found, and importing the package leaves Python's import system as it was."""
+    for old in ("pix2pixhd_jax.synthesis", "pix2pixhd_jax.train_step", "pix2pixhd_jax.models.vgg"):
+        with pytest.raises(ModuleNotFoundError):
+            importlib.import_module(old)
+    script = ("import sys; before = list(sys.meta_path), list(sys.path_hooks); import pix2pixhd_jax; "
+              "assert (list(sys.meta_path), list(sys.path_hooks)) == before")
+    subprocess.run([sys.executable, "-c", script], cwd=ROOT, check=True)

@@ -1,4 +1,4 @@
-"""The train step, the lr schedule, the G1 freeze, the image pool and data-parallel sharding.
+"""The train step, the image pool and data-parallel sharding (the optimizers: test_optimizer.py).
 
 XLA compiles slowly on small CPUs, so the models are tiny, initial states are filled from
 numpy by parameter name (shapes from jax.eval_shape of init_train_state: no init program is
@@ -21,27 +21,16 @@ import pytest
 
 from conftest import ROOT, load_test_config
 from pix2pixhd_jax.models.pix2pixhd import Networks, generate, model_inputs
-from pix2pixhd_jax.training import image_pool, losses, schedule
-from pix2pixhd_jax.training.step import init_train_state, make_train_step, split_g1
-from step_helpers import H, LABEL_NC, TINY, W, fast_state, leaf_name, make_batch, photo
+from pix2pixhd_jax.training import image_pool, losses
+from pix2pixhd_jax.training.step import TRAINED, init_train_state, make_train_step
+from step_helpers import (H, LABEL_NC, TINY, W, changed_fraction, d_adam, fast_state, g_adam, leaf_name, make_batch,
+                          photo)
 
 STEPS_PER_EPOCH = 10
 
 
 def leaves(tree):
     return jax.tree_util.tree_leaves_with_path(tree)
-
-
-def trees_equal(a, b):
-    return all(np.array_equal(np.asarray(x), np.asarray(y))
-               for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True))
-
-
-def changed_fraction(a, b):
-    """Fraction of parameter leaves whose values changed at all."""
-    flags = [not np.array_equal(np.asarray(x), np.asarray(y))
-             for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True)]
-    return sum(flags) / len(flags)
 
 
 def scalars(metrics):
@@ -60,7 +49,8 @@ SHARDED_SCRIPT = textwrap.dedent("""
     from pix2pixhd_jax.models.pix2pixhd import Networks
     from pix2pixhd_jax.runtime import sharding
     from pix2pixhd_jax.training.step import make_train_step
-    from step_helpers import SHARDED_CONFIG, fast_state, make_batch
+    from pix2pixhd_jax.training.step import TRAINED
+    from step_helpers import SHARDED_CONFIG, d_adam, fast_state, g_adam, make_batch
 
     assert len(jax.devices()) == 4, jax.devices()
     HEIGHT, WIDTH, NC = 32, 32, 8
@@ -90,7 +80,7 @@ SHARDED_SCRIPT = textwrap.dedent("""
 
     base_state, base_metrics, base_fake = run(jax.devices()[:1], False)
     base = {{k: np.asarray(v) for k, v in flat(base_state).items()}}
-    moments = {{"g_params": base_state.g_opt["rest"].mu, "d_params": base_state.d_opt.mu}}
+    moments = {{"g_params": g_adam(base_state.g_opt, TRAINED).mu, "d_params": d_adam(base_state.d_opt).mu}}
     base_grad_scale = {{jax.tree_util.keystr(p): float(np.abs(np.asarray(x)).max())
                         for p, x in jax.tree_util.tree_leaves_with_path(moments)}}
     out = {{"metrics": {{"1 device": base_metrics}}, "mismatches": {{}}, "fake_close": {{}}, "fake_shards": {{}},
@@ -194,122 +184,7 @@ def test_overfitting_one_batch_lowers_the_l1_to_the_photo(tiny):
 
 
 # ---------------------------------------------------------------------------------------
-# 2. The learning-rate schedule
-
-
-def test_lr_is_constant_then_decays_linearly_per_epoch():
-    cfg = types.SimpleNamespace(lr=2e-4, niter=3, niter_decay=4, lr_decay_per_step=False)
-    spe = 5
-    got = np.array([float(schedule.learning_rate(s, spe, cfg)) for s in range(9 * spe)])
-    for s, value in enumerate(got):
-        k = s // spe
-        want = cfg.lr if k < cfg.niter else max(cfg.lr * (1 - (k - cfg.niter) / cfg.niter_decay), 0.0)
-        assert value == pytest.approx(want, rel=1e-6, abs=1e-12), (s, k)
-    per_epoch = got[::spe]
-    assert list(per_epoch[:3]) == pytest.approx([2e-4] * 3)
-    # Last epoch of the schedule (k = niter + niter_decay - 1 = 6): lr / niter_decay; then 0.
-    assert per_epoch[6] == pytest.approx(cfg.lr / cfg.niter_decay)
-    assert per_epoch[7] == per_epoch[8] == 0.0
-    assert schedule.total_steps(spe, cfg) == 7 * spe
-    # Constant within an epoch.
-    assert all(len(set(got[k * spe:(k + 1) * spe])) == 1 for k in range(9))
-
-
-def test_lr_decay_per_step_is_linear_within_epochs():
-    cfg = types.SimpleNamespace(lr=2e-4, niter=3, niter_decay=4, lr_decay_per_step=True)
-    epoch_cfg = types.SimpleNamespace(**dict(vars(cfg), lr_decay_per_step=False))
-    spe = 5
-    total = schedule.total_steps(spe, cfg)
-    got = np.array([float(schedule.learning_rate(s, spe, cfg)) for s in range(total + 3)])
-    start = cfg.niter * spe
-    assert np.all(got[:start + 1] == np.float32(cfg.lr))
-    for s in range(start, total + 3):
-        want = max(cfg.lr * (1 - (s - start) / (cfg.niter_decay * spe)), 0.0)
-        assert got[s] == pytest.approx(want, rel=1e-5, abs=1e-12), s
-    assert np.all(np.diff(got[start:total + 1]) < 0)  # strictly decreasing, step by step
-    assert got[total] == 0.0 and got[-1] == 0.0
-    # At epoch starts it agrees with the per-epoch schedule.
-    for k in range(cfg.niter + cfg.niter_decay):
-        assert got[k * spe] == pytest.approx(float(schedule.learning_rate(k * spe, spe, epoch_cfg)), rel=1e-5)
-
-
-# ---------------------------------------------------------------------------------------
-# 3. The local stage: G1 frozen for niter_fix_global epochs (and the step's lr metric)
-
-LOCAL = ("model.netG=local", "model.n_local_enhancers=1", "model.n_blocks_local=1", "train.niter_fix_global=1",
-         "train.niter=1", "train.niter_decay=2")
-
-
-def test_with_two_enhancers_only_the_outermost_trains_during_the_fixed_stage():
-    """The reference trains only 'model2*' (the outermost enhancer) for niter_fix_global epochs
-    with two enhancers; G1 and enhancer_1 stay fixed, then all of G trains."""
-    from pix2pixhd_jax.training.step import fixed_stage, split_fixed
-
-    config = load_test_config(*TINY, "model.netG=local", "model.n_local_enhancers=2", "model.n_blocks_local=1",
-                              "train.niter_fix_global=1")
-    nets = Networks(config)
-    state0 = fast_state(nets, H, W)
-    gen0 = state0.g_params["generator"]
-    assert fixed_stage(gen0) == ["global_generator", "enhancer_1"] and "enhancer_2" in gen0
-    fixed0, rest0 = split_fixed(state0.g_params)
-    assert set(fixed0) == {"global_generator", "enhancer_1"} and set(rest0["generator"]) == {"enhancer_2"}
-    step = jax.jit(make_train_step(config, 2))
-    states = [state0]
-    for i in range(3):  # epochs 0, 0, 1
-        states.append(step(states[-1], make_batch(2, H, W, LABEL_NC, seed=40 + i), {})[0])
-    for i in (1, 2):
-        gen, prev = states[i].g_params["generator"], states[i - 1].g_params["generator"]
-        assert trees_equal(gen["global_generator"], gen0["global_generator"])
-        assert trees_equal(gen["enhancer_1"], gen0["enhancer_1"])
-        assert changed_fraction(gen["enhancer_2"], prev["enhancer_2"]) > 0.9
-    gen3 = states[3].g_params["generator"]
-    for name in ("global_generator", "enhancer_1", "enhancer_2"):
-        assert changed_fraction(gen3[name], states[2].g_params["generator"][name]) > 0.9, name
-
-
-def test_local_stage_freezes_g1_then_trains_it_with_a_fresh_adam():
-    config = load_test_config(*TINY, *LOCAL)
-    nets = Networks(config)
-    spe = 2
-    step = jax.jit(make_train_step(config, spe))
-    state0 = fast_state(nets, H, W)
-    g1_0, rest_0 = split_g1(state0.g_params)
-    assert g1_0 is not None and "enhancer_1" in rest_0["generator"]
-    g1_opt_0 = state0.g_opt["global"]
-    assert int(g1_opt_0.count) == 0
-
-    states, metrics = [state0], []
-    for i in range(8):  # epochs 0, 0, 1, 1, 2, 2, 3, 3
-        state, m, _ = step(states[-1], make_batch(2, H, W, LABEL_NC, seed=i), {})
-        states.append(state)
-        metrics.append(scalars(m))
-
-    lr = config.train.lr
-    assert [m["lr"] for m in metrics] == pytest.approx([lr, lr, lr, lr, lr / 2, lr / 2, 0.0, 0.0])
-    for i, m in enumerate(metrics):
-        assert m["lr"] == pytest.approx(float(schedule.learning_rate(i, spe, config.train)))
-    assert [m["global_generator_frozen"] for m in metrics] == [1.0, 1.0] + [0.0] * 6
-
-    for i in (1, 2):  # epoch 0: G1 and its Adam state untouched, the enhancer and D train
-        g1, rest = split_g1(states[i].g_params)
-        assert trees_equal(g1, g1_0), f"G1 moved in frozen step {i}"
-        assert trees_equal(states[i].g_opt["global"], g1_opt_0)
-        assert changed_fraction(rest, split_g1(states[i - 1].g_params)[1]) > 0.9
-        assert changed_fraction(states[i].d_params, states[i - 1].d_params) > 0.9
-        assert int(states[i].g_opt["rest"].count) == i
-    # Epoch 1: G1 trains, its Adam starting fresh (count 1 after its first update).
-    g1_3, _ = split_g1(states[3].g_params)
-    assert changed_fraction(g1_3, g1_0) > 0.9
-    assert int(states[3].g_opt["global"].count) == 1
-    assert int(states[4].g_opt["global"].count) == 2
-    assert int(states[4].g_opt["rest"].count) == 4
-    # Epoch 3: lr 0, nothing moves.
-    assert trees_equal(states[8].g_params, states[6].g_params)
-    assert trees_equal(states[8].d_params, states[6].d_params)
-
-
-# ---------------------------------------------------------------------------------------
-# 4. G and D both updated from the pre-update parameters
+# 2. G and D both updated from the pre-update parameters
 
 
 def test_g_and_d_are_updated_from_the_same_pre_update_params(tiny):
@@ -355,8 +230,8 @@ def test_g_and_d_are_updated_from_the_same_pre_update_params(tiny):
     assert not np.allclose(np.asarray(fake_new), np.asarray(fake_old), atol=1e-4)
 
     # G's update used its loss gradient with D's old params, not D's updated ones.
-    assert first_moment_is(state1.g_opt["rest"].mu, g_grads_old_d, rtol=1e-4)
-    assert not first_moment_is(state1.g_opt["rest"].mu, g_grads_new_d, rtol=1e-2)
+    assert first_moment_is(g_adam(state1.g_opt, TRAINED).mu, g_grads_old_d, rtol=1e-4)
+    assert not first_moment_is(g_adam(state1.g_opt, TRAINED).mu, g_grads_new_d, rtol=1e-2)
     loss_d, d_grads_old_g, loss_g_gan = d_terms(state0.d_params, fake_old)
     assert float(metrics["loss_G_GAN"]) == pytest.approx(float(loss_g_gan), rel=1e-5)
     assert float(metrics["loss_G_GAN"]) != pytest.approx(float(d_terms(state1.d_params, fake_old)[2]), rel=1e-3)
@@ -364,8 +239,8 @@ def test_g_and_d_are_updated_from_the_same_pre_update_params(tiny):
     # D's update used its loss gradient at the old G's output, not the updated G's: first
     # moment, and the params moved by -lr * g / (|g| + eps).
     assert float(metrics["loss_D"]) == pytest.approx(float(loss_d), rel=1e-5)
-    assert first_moment_is(state1.d_opt.mu, d_grads_old_g, rtol=1e-4)
-    assert not first_moment_is(state1.d_opt.mu, d_terms(state0.d_params, fake_new)[1], rtol=1e-2)
+    assert first_moment_is(d_adam(state1.d_opt).mu, d_grads_old_g, rtol=1e-4)
+    assert not first_moment_is(d_adam(state1.d_opt).mu, d_terms(state0.d_params, fake_new)[1], rtol=1e-2)
     moved = [np.isclose(np.asarray(new), np.asarray(old) - lr * np.asarray(g) / (np.abs(g) + eps), rtol=0,
                         atol=lr * 1e-2).ravel()
              for new, old, g in zip(jax.tree_util.tree_leaves(state1.d_params),
@@ -375,7 +250,7 @@ def test_g_and_d_are_updated_from_the_same_pre_update_params(tiny):
 
 
 # ---------------------------------------------------------------------------------------
-# 5. Data parallelism: 1 device == 4 devices == 4 devices with sharded params
+# 3. Data parallelism: 1 device == 4 devices == 4 devices with sharded params
 
 
 def test_sharded_step_matches_one_device(sharded_run):
@@ -412,7 +287,7 @@ def test_sharded_step_matches_one_device(sharded_run):
 
 
 # ---------------------------------------------------------------------------------------
-# 6. The image pool
+# 4. The image pool
 
 
 def _pool_ids(images):
@@ -460,7 +335,7 @@ def test_image_pool_fills_then_swaps_half_the_time():
 
 
 # ---------------------------------------------------------------------------------------
-# 7. The VGG loss in the step
+# 5. The VGG loss in the step
 
 
 def test_vgg_loss_is_added_to_g_loss(tiny):
@@ -495,7 +370,7 @@ def test_vgg_loss_is_added_to_g_loss(tiny):
 
 
 # ---------------------------------------------------------------------------------------
-# 8. bfloat16 compute
+# 6. bfloat16 compute
 
 
 def test_bfloat16_step_keeps_float32_params_and_close_losses(tiny):
@@ -520,7 +395,7 @@ def test_bfloat16_step_keeps_float32_params_and_close_losses(tiny):
 
 
 # ---------------------------------------------------------------------------------------
-# 9. The pix2pix baseline path: U-Net, PatchGAN, batch norm, dropout, BCE + L1
+# 7. The pix2pix baseline path: U-Net, PatchGAN, batch norm, dropout, BCE + L1
 
 
 def test_pix2pix_path_with_batch_norm_and_dropout():

@@ -91,7 +91,7 @@ def label_counts(config) -> np.ndarray:
     return counts
 
 
-def make_train_step(module, tx, num_classes, weights=None, bits: int = 8):
+def make_segmenter_step(module, tx, num_classes, weights=None, bits: int = 8):
     """The segmenter's step on a pipeline batch (the photo's levels of `bits` bits, label ids)."""
     def step(state, batch):
         images, label_ids = from_levels(batch["image"], bits, xp=jnp), batch["label_ids"].astype(jnp.int32)
@@ -133,7 +133,7 @@ def train_segmenter(config, workdir: str, progress: bool = True, devices=None):
     recent = collections.deque(maxlen=50)
     job = loop.Job(
         name="segmenter", item="segmenter", seed=config.seed, init=init,
-        step=make_train_step(module, tx, module.num_classes, weights, photo_bits(config)), batches=pipeline.iterate,
+        step=make_segmenter_step(module, tx, module.num_classes, weights, photo_bits(config)), batches=pipeline.iterate,
         batch_keys=("image", "label_ids"), global_batch=batch_size, steps_per_epoch=pipeline.steps_per_epoch,
         total_steps=total, save_due=lambda step: step % save_freq == 0, print_freq=50,
         keep_checkpoints=2, fix_hint="lower segmenter.lr and run again.",

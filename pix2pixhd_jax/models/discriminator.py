@@ -11,7 +11,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from pix2pixhd_jax.models.layers import Conv, Norm, avg_pool_exclude_pad
+from pix2pixhd_jax.models.layers import Conv, Norm, avg_pool_exclude_pad, layer_remat
 
 
 class NLayerDiscriminator(nn.Module):
@@ -27,6 +27,7 @@ class NLayerDiscriminator(nn.Module):
     padding: int = 2
     bias_before_norm: bool = True
     zero_bias: bool = False
+    remat: Any = "none"  # train.remat (layers.REMAT_MODES or a jax.checkpoint_policies name)
     dtype: Any = jnp.float32
 
     @nn.compact
@@ -34,14 +35,23 @@ class NLayerDiscriminator(nn.Module):
         x = x.astype(self.dtype)
         outputs = []
         conv = functools.partial(Conv, zero_bias=self.zero_bias, dtype=self.dtype)
-        x = nn.leaky_relu(conv(self.ndf, 4, 2, self.padding, name="layer_0")(x), 0.2)
+        layer = functools.partial(layer_remat, policy=self.remat, static_argnums=(2,))
+
+        def first(mdl, x, train):
+            return nn.leaky_relu(conv(self.ndf, 4, 2, self.padding, name="layer_0")(x), 0.2)
+
+        x = layer(first)(self, x, train)
         outputs.append(x)
         nf = self.ndf
         for n in range(1, self.n_layers + 1):
             nf = min(nf * 2, 512)
             stride = 2 if n < self.n_layers else 1
-            x = conv(nf, 4, stride, self.padding, use_bias=self.bias_before_norm, name=f"layer_{n}")(x)
-            x = nn.leaky_relu(Norm(self.norm, self.dtype, name=f"norm_{n}")(x, train), 0.2)
+
+            def middle(mdl, x, train, n=n, nf=nf, stride=stride):
+                x = conv(nf, 4, stride, self.padding, use_bias=self.bias_before_norm, name=f"layer_{n}")(x)
+                return nn.leaky_relu(Norm(self.norm, self.dtype, name=f"norm_{n}")(x, train), 0.2)
+
+            x = layer(middle)(self, x, train)
             outputs.append(x)
         outputs.append(conv(1, 4, 1, self.padding, name=f"layer_{self.n_layers + 1}")(x))
         return outputs
@@ -60,13 +70,14 @@ class MultiscaleDiscriminator(nn.Module):
     n_layers: int = 3
     num_D: int = 2
     norm: str = "instance"
+    remat: Any = "none"
     dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x, train: bool = False):
         results = []
         for i in range(self.num_D):
-            d = NLayerDiscriminator(self.ndf, self.n_layers, self.norm, dtype=self.dtype,
+            d = NLayerDiscriminator(self.ndf, self.n_layers, self.norm, remat=self.remat, dtype=self.dtype,
                                     name=f"scale_{self.num_D - 1 - i}")
             results.append(d(x, train))
             if i != self.num_D - 1:
@@ -81,11 +92,12 @@ class PatchDiscriminator(nn.Module):
     ndf: int = 64
     n_layers: int = 3
     norm: str = "batch"
+    remat: Any = "none"
     dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x, train: bool = False):
         d = NLayerDiscriminator(self.ndf, self.n_layers, self.norm, padding=1,
-                                bias_before_norm=self.norm == "instance", zero_bias=True, dtype=self.dtype,
-                                name="scale_0")
+                                bias_before_norm=self.norm == "instance", zero_bias=True, remat=self.remat,
+                                dtype=self.dtype, name="scale_0")
         return [d(x, train)]

@@ -44,6 +44,7 @@ class FeatureEncoder(nn.Module):
     ngf: int = 16
     n_downsampling: int = 4
     norm: str = "instance"
+    remat: Any = "none"  # train.remat (layers.REMAT_MODES or a jax.checkpoint_policies name)
     dtype: Any = jnp.float32
 
     @nn.compact
@@ -51,7 +52,8 @@ class FeatureEncoder(nn.Module):
         # Batch norm (model.norm_E=batch) infers with the running statistics: each image's own
         # statistics would make a region's feature relative to its picture, as instance norm does.
         x = GlobalGenerator(self.output_nc, self.ngf, self.n_downsampling, n_blocks=0, norm=self.norm,
-                            dtype=self.dtype, bn_inference="running", name="encoder_decoder")(image, train)
+                            remat=self.remat, dtype=self.dtype, bn_inference="running",
+                            name="encoder_decoder")(image, train)
         if inst is None:
             return x
         return instance_average_pool(x, inst)

@@ -12,15 +12,22 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from pix2pixhd_jax.models.layers import Conv, ConvTranspose, Norm, ResnetBlock, avg_pool_exclude_pad, reflect_pad
+from pix2pixhd_jax.models.layers import (Conv, ConvTranspose, Norm, ResnetBlock, avg_pool_exclude_pad, block_remat,
+                                         layer_remat, reflect_pad)
 
 # The LocalEnhancer's parameter name for G1, which training freezes and loads on its own.
 G1 = "global_generator"
 
 
-def _block(remat: bool):
-    # static_argnums counts self: (self, x, train) -> train is 2.
-    return nn.remat(ResnetBlock, static_argnums=(2,)) if remat else ResnetBlock
+def _conv_layer(make_conv, make_norm, pad: int = 0, act=nn.relu):
+    """One layer as layer_remat takes it, fn(module, x, train): [reflection pad] conv [norm] act.
+    The modules are made inside, so they belong to the (possibly rematerialised) scope."""
+    def layer(mdl, x, train):
+        x = make_conv()(reflect_pad(x, pad) if pad else x)
+        if make_norm is not None:
+            x = make_norm()(x, train)
+        return act(x)
+    return layer
 
 
 class GlobalGenerator(nn.Module):
@@ -38,31 +45,33 @@ class GlobalGenerator(nn.Module):
     norm: str = "instance"
     use_dropout: bool = False
     features_only: bool = False
-    remat: bool = False  # recompute residual blocks in the backward pass (2048x1024 memory)
+    remat: Any = "none"  # train.remat: layers.REMAT_MODES or a jax.checkpoint_policies name
     dtype: Any = jnp.float32
     bn_inference: str = "batch"  # batch norm outside training: each image's statistics, or 'running'
 
     @nn.compact
     def __call__(self, x, train: bool = False):
-        block = _block(self.remat)
+        block = block_remat(ResnetBlock, self.remat)
+        layer = functools.partial(layer_remat, policy=self.remat, static_argnums=(2,))
         norm = functools.partial(Norm, self.norm, self.dtype, self.bn_inference)
+        conv = functools.partial(Conv, dtype=self.dtype)
         x = x.astype(self.dtype)
-        x = Conv(self.ngf, 7, dtype=self.dtype, name="conv_in")(reflect_pad(x, 3))
-        x = nn.relu(norm(name="norm_in")(x, train))
+        x = layer(_conv_layer(lambda: conv(self.ngf, 7, name="conv_in"), lambda: norm(name="norm_in"), pad=3))(
+            self, x, train)
         for i in range(self.n_downsampling):
-            x = Conv(self.ngf * 2 ** (i + 1), 3, stride=2, padding=1, dtype=self.dtype, name=f"down_{i}")(x)
-            x = nn.relu(norm(name=f"down_norm_{i}")(x, train))
+            x = layer(_conv_layer(lambda i=i: conv(self.ngf * 2 ** (i + 1), 3, stride=2, padding=1, name=f"down_{i}"),
+                                  lambda i=i: norm(name=f"down_norm_{i}")))(self, x, train)
         dim = self.ngf * 2 ** self.n_downsampling
         for i in range(self.n_blocks):
             x = block(dim, self.norm, self.use_dropout, self.dtype, self.bn_inference, name=f"res_{i}")(x, train)
         for i in range(self.n_downsampling):
             features = self.ngf * 2 ** (self.n_downsampling - i - 1)
-            x = ConvTranspose(features, 3, 2, 1, 1, dtype=self.dtype, name=f"up_{i}")(x)
-            x = nn.relu(norm(name=f"up_norm_{i}")(x, train))
+            x = layer(_conv_layer(lambda i=i, f=features: ConvTranspose(f, 3, 2, 1, 1, dtype=self.dtype, name=f"up_{i}"),
+                                  lambda i=i: norm(name=f"up_norm_{i}")))(self, x, train)
         if self.features_only:
             return x
-        x = Conv(self.output_nc, 7, dtype=self.dtype, name="conv_out")(reflect_pad(x, 3))
-        return jnp.tanh(x)
+        return layer(_conv_layer(lambda: conv(self.output_nc, 7, name="conv_out"), None, pad=3, act=jnp.tanh))(
+            self, x, train)
 
 
 class LocalEnhancerBranch(nn.Module):
@@ -75,27 +84,30 @@ class LocalEnhancerBranch(nn.Module):
     last: bool
     norm: str = "instance"
     use_dropout: bool = False
-    remat: bool = False
+    remat: Any = "none"
     dtype: Any = jnp.float32
     bn_inference: str = "batch"
 
     @nn.compact
     def __call__(self, x, coarser, train: bool = False):
-        block = _block(self.remat)
+        block = block_remat(ResnetBlock, self.remat)
+        layer = functools.partial(layer_remat, policy=self.remat, static_argnums=(2,))
         norm = functools.partial(Norm, self.norm, self.dtype, self.bn_inference)
+        conv = functools.partial(Conv, dtype=self.dtype)
         x = x.astype(self.dtype)
-        y = Conv(self.ngf, 7, dtype=self.dtype, name="conv_in")(reflect_pad(x, 3))
-        y = nn.relu(norm(name="norm_in")(y, train))
-        y = Conv(self.ngf * 2, 3, stride=2, padding=1, dtype=self.dtype, name="down")(y)
-        y = nn.relu(norm(name="down_norm")(y, train))
+        y = layer(_conv_layer(lambda: conv(self.ngf, 7, name="conv_in"), lambda: norm(name="norm_in"), pad=3))(
+            self, x, train)
+        y = layer(_conv_layer(lambda: conv(self.ngf * 2, 3, stride=2, padding=1, name="down"),
+                              lambda: norm(name="down_norm")))(self, y, train)
         y = y + coarser
         for i in range(self.n_blocks):
             y = block(self.ngf * 2, self.norm, self.use_dropout, self.dtype, self.bn_inference,
                       name=f"res_{i}")(y, train)
-        y = ConvTranspose(self.ngf, 3, 2, 1, 1, dtype=self.dtype, name="up")(y)
-        y = nn.relu(norm(name="up_norm")(y, train))
+        y = layer(_conv_layer(lambda: ConvTranspose(self.ngf, 3, 2, 1, 1, dtype=self.dtype, name="up"),
+                              lambda: norm(name="up_norm")))(self, y, train)
         if self.last:
-            y = jnp.tanh(Conv(self.output_nc, 7, dtype=self.dtype, name="conv_out")(reflect_pad(y, 3)))
+            y = layer(_conv_layer(lambda: conv(self.output_nc, 7, name="conv_out"), None, pad=3, act=jnp.tanh))(
+                self, y, train)
         return y
 
 
@@ -113,7 +125,7 @@ class LocalEnhancer(nn.Module):
     n_blocks_local: int = 3
     norm: str = "instance"
     use_dropout: bool = False
-    remat: bool = False
+    remat: Any = "none"
     dtype: Any = jnp.float32
 
     @nn.compact

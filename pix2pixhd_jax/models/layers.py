@@ -6,6 +6,7 @@ reference does: weights N(0, 0.02) (its weights_init), biases at PyTorch's
 default U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
 """
 
+import functools
 import math
 from typing import Any, Sequence
 
@@ -127,8 +128,73 @@ class ConvTranspose(nn.Module):
         )(x)
 
 
+# ----- rematerialisation --------------------------------------------------------------
+
+# train.remat: which activations the backward pass recomputes instead of keeping.
+#   none    keep everything the forward pass made (fastest, most memory);
+#   blocks  G's residual blocks are recomputed (they hold few pixels: little saved);
+#   full    every layer of G, E, D and VGG19 (conv, norm, activation) is recomputed from its
+#           input: the backward pass keeps one tensor per layer, in the compute dtype;
+#   a jax.checkpoint_policies name (e.g. dots_saveable): every layer as with full, keeping what
+#           that policy saves (dots_saveable: the conv outputs; norms and activations recomputed).
+REMAT_MODES = ("none", "blocks", "full")
+
+
+def remat_policy(value) -> str:
+    """train.remat as one of REMAT_MODES or a jax.checkpoint_policies name (true/false: configs and
+    workdirs from before the policies, 'blocks' and 'none')."""
+    if isinstance(value, bool) or value is None:
+        return "blocks" if value else "none"
+    value = {"true": "blocks", "false": "none"}.get(str(value).lower(), str(value))
+    if value in REMAT_MODES or _jax_policy(value) is not None:
+        return value
+    raise ValueError(f"train.remat={value!r} is not one of {', '.join(REMAT_MODES)} or a jax.checkpoint_policies "
+                     "policy such as dots_saveable or nothing_saveable")
+
+
+def _jax_policy(name: str):
+    policy = getattr(jax.checkpoint_policies, name, None)
+    # Only the ready policies (prim, *args, **params) -> bool, not the factories that make one.
+    factories = ("save_only_these_names", "save_any_names_but_these", "save_anything_except_these_names",
+                 "save_and_offload_only_these_names", "save_from_both_policies", "offload_dot_with_no_batch_dims")
+    return None if policy is None or name.startswith("_") or name in factories else policy
+
+
+def layer_remat(fn, policy: str, static_argnums=()):
+    """`fn(module, *args)`, one layer of a network, recomputed in the backward pass from its inputs
+    under policy 'full' (or with what a jax.checkpoint_policies policy saves); as it is otherwise.
+    Parameter names are unchanged (flax's lifted remat). static_argnums count the module: in
+    (module, x, train), train is 2."""
+    policy = remat_policy(policy)
+    if policy in ("none", "blocks"):
+        return fn
+    return nn.remat(fn, policy=None if policy == "full" else _jax_policy(policy), static_argnums=static_argnums)
+
+
+def block_remat(cls, policy: str):
+    """A residual block class, recomputed in the backward pass under every policy but 'none'."""
+    policy = remat_policy(policy)
+    if policy == "none":
+        return cls
+    # static_argnums counts self: (self, x, train) -> train is 2.
+    jax_policy = None if policy in ("blocks", "full") else _jax_policy(policy)
+    return nn.remat(cls, static_argnums=(2,), policy=jax_policy)
+
+
+# ----- normalisation ----------------------------------------------------------------------
+
+
 def instance_norm(x, eps: float = 1e-5):
-    """InstanceNorm2d(affine=False): per sample and channel over H, W; statistics in f32."""
+    """InstanceNorm2d(affine=False): per sample and channel over H, W; statistics in f32.
+
+    Checkpointed: the backward pass keeps only x (in its dtype: bf16 under train.dtype=bfloat16)
+    and recomputes the float32 statistics and normalised values, which would otherwise be kept
+    at twice a bf16 activation's size."""
+    return _instance_norm(x, eps)
+
+
+@functools.partial(jax.checkpoint, static_argnums=(1,))
+def _instance_norm(x, eps: float):
     x32 = x.astype(jnp.float32)
     mean = x32.mean(axis=(1, 2), keepdims=True)
     var = jnp.square(x32 - mean).mean(axis=(1, 2), keepdims=True)

@@ -22,6 +22,7 @@ from pix2pixhd_jax.errors import ConfigError, UserError
 from pix2pixhd_jax.models.discriminator import MultiscaleDiscriminator, PatchDiscriminator
 from pix2pixhd_jax.models.encoder import FeatureEncoder
 from pix2pixhd_jax.models.generator import GlobalGenerator, LocalEnhancer
+from pix2pixhd_jax.models.layers import remat_policy
 from pix2pixhd_jax.models.pixels import from_levels
 from pix2pixhd_jax.models.unet_generator import UnetGenerator
 
@@ -134,13 +135,21 @@ def photo_bits(config) -> int:
 # ----- the networks -----------------------------------------------------------------------
 
 
+def remat_mode(train_cfg) -> str:
+    """train.remat, checked (layers.REMAT_MODES or a jax.checkpoint_policies name)."""
+    try:
+        return remat_policy(train_cfg.remat)
+    except ValueError as e:
+        raise ConfigError(f"{e}; see configs/default.py.") from None
+
+
 def compute_dtype(train_cfg):
     if train_cfg.dtype not in COMPUTE_DTYPES:
         raise ConfigError(f"train.dtype={train_cfg.dtype!r} is not one of {', '.join(map(repr, COMPUTE_DTYPES))}.")
     return COMPUTE_DTYPES[train_cfg.dtype]
 
 
-def build_generator(config, dtype=jnp.float32, remat=False):
+def build_generator(config, dtype=jnp.float32, remat="none"):
     """G for config.model.netG. model.use_dropout is pix2pix's: the reference's define_G ignores it
     for the global and local generators, and so does this (with a warning), so its checkpoints
     and recipes keep their meaning."""
@@ -162,19 +171,19 @@ def build_generator(config, dtype=jnp.float32, remat=False):
     raise UserError(f"model.netG={m.netG!r} is not one of {', '.join(map(repr, GENERATORS))}.")
 
 
-def build_discriminator(config, dtype=jnp.float32):
+def build_discriminator(config, dtype=jnp.float32, remat="none"):
     m = config.model
     if m.netD == "multiscale":
-        return MultiscaleDiscriminator(m.ndf, m.n_layers_D, m.num_D, m.norm, dtype=dtype)
+        return MultiscaleDiscriminator(m.ndf, m.n_layers_D, m.num_D, m.norm, remat=remat, dtype=dtype)
     if m.netD == "patch":
-        return PatchDiscriminator(m.ndf, m.n_layers_D, m.norm, dtype=dtype)
+        return PatchDiscriminator(m.ndf, m.n_layers_D, m.norm, remat=remat, dtype=dtype)
     raise UserError(f"model.netD={m.netD!r} is not 'multiscale' or 'patch'.")
 
 
-def build_encoder(config, dtype=jnp.float32):
+def build_encoder(config, dtype=jnp.float32, remat="none"):
     m = config.model
     norm = m.get("norm_E") or m.norm  # workdirs from before norm_E have no such key
-    return FeatureEncoder(m.feat_num, m.nef, m.n_downsample_E, norm, dtype=dtype)
+    return FeatureEncoder(m.feat_num, m.nef, m.n_downsample_E, norm, remat=remat, dtype=dtype)
 
 
 class Networks:
@@ -189,9 +198,10 @@ class Networks:
                 "encode-features` makes the styles), or set model.load_features=false.")
         self.config = config
         dtype = compute_dtype(config.train) if dtype is None else dtype
-        self.G = build_generator(config, dtype, remat=config.train.remat)
-        self.D = build_discriminator(config, dtype)
-        self.E = build_encoder(config, dtype) if uses_encoder(config) else None
+        self.remat = remat_mode(config.train)
+        self.G = build_generator(config, dtype, remat=self.remat)
+        self.D = build_discriminator(config, dtype, remat=self.remat)
+        self.E = build_encoder(config, dtype, remat=self.remat) if uses_encoder(config) else None
         self.g_in = generator_input_nc(config)
         self.d_in = discriminator_input_nc(config)
 

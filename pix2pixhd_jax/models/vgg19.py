@@ -19,7 +19,7 @@ from typing import Any, List
 import flax.linen as nn
 import jax.numpy as jnp
 
-from pix2pixhd_jax.models.layers import Conv
+from pix2pixhd_jax.models.layers import Conv, layer_remat
 
 # torchvision's vgg19().features[0:30]: conv indices, their output channels, pool indices.
 CONV_INDICES = (0, 2, 5, 7, 10, 12, 14, 16, 19, 21, 23, 25, 28)
@@ -54,6 +54,7 @@ class VGG19Features(nn.Module):
     """
 
     preprocess: str = "none"
+    remat: Any = "none"  # train.remat: with 'full', each conv + ReLU (+ pool) is recomputed from its input
     dtype: Any = jnp.float32
 
     @nn.compact
@@ -64,15 +65,16 @@ class VGG19Features(nn.Module):
             raise ValueError(f"VGG19Features.preprocess={self.preprocess!r} is not one of {PREPROCESS_MODES}")
         x = x.astype(self.dtype)
         channels = dict(zip(CONV_INDICES, CONV_CHANNELS))
+
+        def conv_relu(mdl, x, i):
+            x = nn.relu(Conv(channels[i], 3, padding=1, dtype=self.dtype, name=f"features_{i}")(x))
+            return nn.max_pool(x, (2, 2), strides=(2, 2), padding="VALID") if i + 2 in POOL_INDICES else x
+
+        layer = layer_remat(conv_relu, self.remat, static_argnums=(2,))
         taps = []
-        for i in range(30):
-            if i in channels:
-                x = Conv(channels[i], 3, padding=1, dtype=self.dtype, name=f"features_{i}")(x)
-            elif i in POOL_INDICES:
-                x = nn.max_pool(x, (2, 2), strides=(2, 2), padding="VALID")
-            else:  # every other index of features[0:30] is a ReLU
-                x = nn.relu(x)
-            if i in TAP_INDICES:
+        for i in CONV_INDICES:  # conv i, its ReLU i + 1 and the pool at i + 2 where there is one
+            x = layer(self, x, i)
+            if i + 1 in TAP_INDICES:
                 taps.append(x)
         return taps
 

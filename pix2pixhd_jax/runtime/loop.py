@@ -7,9 +7,10 @@ job in a `Job`: how to initialise a state, the pure step, its batches and when t
 `run` then, the same way for every job:
 
 - restores the workdir's newest readable checkpoint of the job's item (runtime/resume.py: process
-  0's view of the shared disk decides; an unreadable newer step is skipped, said so and set aside)
-  or initialises the state under jit with its shardings, and only then writes config.json, so a
-  checkpoint that fails to restore keeps the config it was made with;
+  0's view of the shared disk decides; an unreadable newer step is skipped, said so and set aside;
+  one in an older layout goes through the job's conversion) or initialises the state under jit
+  with its shardings, and only then writes config.json, so a checkpoint that fails to restore
+  keeps the config it was made with;
 - jits the step with the state's shardings, the batch split over the mesh's 'data' axis and
   the state donated;
 - reads a step's metrics one step late, once the next step is dispatched, so the device does
@@ -21,6 +22,7 @@ job in a `Job`: how to initialise a state, the pure step, its batches and when t
   job) saves the current step and exits with 143.
 """
 
+import collections
 import dataclasses
 import logging
 import os
@@ -71,6 +73,9 @@ class Job:
     extra_args: tuple = ()  # the step's further arguments, replicated (e.g. VGG19's weights)
     has_outputs: bool = False
     after_init: Optional[Callable[[Any], Any]] = None  # fresh state -> state (initial weights)
+    # (workdir, step, the state's shapes) -> that step's checkpoint converted from an older layout
+    # (host arrays), or None when it is in the current one.
+    convert_old: Optional[Callable[[str, int, Any], Any]] = None
     # (every, fn(step, state) -> scalars): run at every `every`-th step and the last, on every
     # process, after the step's own metrics are read; its scalars go to TensorBoard and metrics.jsonl.
     periodic: Sequence[tuple] = ()
@@ -141,6 +146,29 @@ def check_writable(workdir: str):
                               "(copy the old one first to resume from its checkpoints).") from None
 
 
+def jit_step(step, mesh, state_sharding, n_extra: int, has_outputs: bool):
+    """The step as every run jits it (and `benchmark --topology` compiles it): the state with its
+    shardings, donated; the batch (and the outputs) split over the mesh's 'data' axis; the extra
+    arguments and the metrics replicated."""
+    batch_sharding, replicated = sharding.batch_sharding(mesh), sharding.replicated(mesh)
+    out_shardings = (state_sharding, replicated) + ((batch_sharding,) if has_outputs else ())
+    return jax.jit(step, in_shardings=(state_sharding, batch_sharding) + (replicated,) * n_extra,
+                   out_shardings=out_shardings, donate_argnums=(0,))
+
+
+def device_batches(host_batches: Iterable[dict], mesh, keys, depth: int = 2):
+    """(host batch, the batch on the mesh) pairs, each put on the devices `depth` batches ahead of
+    its use: the copies are asynchronous, so batch N+1's (and N+2's) transfer runs while step N
+    does, and the step finds its inputs there when it starts (depth 0: put when used)."""
+    ahead = collections.deque()
+    for host_batch in host_batches:
+        ahead.append((host_batch, sharding.global_batch(host_batch, mesh, keys)))
+        if len(ahead) > depth:
+            yield ahead.popleft()
+    while ahead:
+        yield ahead.popleft()
+
+
 def run(job: Job, config, workdir: str, mesh, progress: bool = True) -> Result:
     """Train `job` in `workdir` (made by `prepare`) on `mesh` to job.total_steps; returns the
     final state (on device) and step."""
@@ -152,7 +180,8 @@ def run(job: Job, config, workdir: str, mesh, progress: bool = True) -> Result:
     state_sharding = sharding.state_shardings(shapes, mesh, job.shard_params)
     abstract = jax.tree_util.tree_map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
                                       shapes, state_sharding)
-    state, start = resume.restore_newest(workdir, job.item, abstract)
+    convert = None if job.convert_old is None else (lambda where, at: job.convert_old(where, at, shapes))
+    state, start = resume.restore_newest(workdir, job.item, abstract, convert)
     if state is None:
         start = 0
         state = jax.jit(job.init, out_shardings=state_sharding)(rng)
@@ -163,11 +192,8 @@ def run(job: Job, config, workdir: str, mesh, progress: bool = True) -> Result:
     # Made after the restore, which may have set unreadable steps aside: the manager counts only the others.
     mngr = checkpoint.train_manager(workdir, job.keep_checkpoints)
 
-    batch_sharding, replicated = sharding.batch_sharding(mesh), sharding.replicated(mesh)
-    extra_args = jax.device_put(job.extra_args, replicated)
-    out_shardings = (state_sharding, replicated) + ((batch_sharding,) if job.has_outputs else ())
-    step_fn = jax.jit(job.step, in_shardings=(state_sharding, batch_sharding) + (replicated,) * len(extra_args),
-                      out_shardings=out_shardings, donate_argnums=(0,))
+    extra_args = jax.device_put(job.extra_args, sharding.replicated(mesh))
+    step_fn = jit_step(job.step, mesh, state_sharding, len(extra_args), job.has_outputs)
 
     writer = MetricWriter(os.path.join(workdir, "tensorboard"), enabled=is_main, resume_step=start)
     bar = tqdm(total=job.total_steps, initial=start, disable=not (progress and is_main), unit="step",
@@ -207,11 +233,11 @@ def run(job: Job, config, workdir: str, mesh, progress: bool = True) -> Result:
             job.on_step(at, metrics, outputs, host_batch, writer)
 
     pending, compiled = None, None
+    depth = int(config.data.device_prefetch)
     with Preemption() as preemption:
-        for host_batch in job.batches(start):
+        for host_batch, batch in device_batches(job.batches(start), mesh, set(job.batch_keys), depth):
             if step >= job.total_steps:
                 break
-            batch = sharding.global_batch(host_batch, mesh, set(job.batch_keys))
             if compiled is None:
                 # Compiled ahead so that no process enters the step's collectives while another
                 # is still compiling it.

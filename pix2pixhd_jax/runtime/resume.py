@@ -11,7 +11,7 @@ and the run stops with an error (a fresh start over a damaged workdir is the use
 """
 
 import logging
-from typing import Any, Optional, Tuple
+from typing import Any, Callable, Optional, Tuple
 
 import jax
 import numpy as np
@@ -34,10 +34,12 @@ def _first_checked(workdir: str, item: str, candidates: list, skipped: list) -> 
     return -1
 
 
-def restore_newest(workdir: str, item: str, abstract) -> Tuple[Optional[Any], Optional[int]]:
+def restore_newest(workdir: str, item: str, abstract, convert: Optional[Callable[[str, int], Any]] = None
+                   ) -> Tuple[Optional[Any], Optional[int]]:
     """(state, step) of the newest readable step of `item` restored into `abstract`, or
     (None, None) when the workdir holds no step. A step whose shapes do not fit `abstract` is a
-    CheckpointError (an older step of the same workdir would not fit either)."""
+    CheckpointError (an older step of the same workdir would not fit either). convert(workdir,
+    step): the state of a step saved in an older layout as host arrays, None for today's layout."""
     is_main = jax.process_index() == 0
     candidates = checkpoint.steps(workdir, item) if is_main else []
     count = distributed.broadcast_from_main(len(candidates))
@@ -51,7 +53,11 @@ def restore_newest(workdir: str, item: str, abstract) -> Tuple[Optional[Any], Op
             break
         failure = ""
         try:
-            state = checkpoint.restore(workdir, step, item, abstract)
+            converted = None if convert is None else convert(workdir, step)
+            if converted is None:
+                state = checkpoint.restore(workdir, step, item, abstract)
+            else:
+                state = jax.device_put(converted, jax.tree_util.tree_map(lambda a: a.sharding, abstract))
         except UnreadableCheckpointError as e:
             failure, state = str(e), None
         failed = int(distributed.sum_over_processes(np.asarray([1 if failure else 0]))[0])

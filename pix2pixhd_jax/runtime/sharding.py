@@ -60,12 +60,15 @@ def check_batch(global_batch: int, mesh: Mesh, setting: str = "train.batch_size"
 
 
 def global_batch(local_batch: dict, mesh: Mesh, keys=None) -> dict:
-    """This process's host batch -> global jax.Arrays sharded on 'data' (multi-host too)."""
+    """This process's host batch -> global jax.Arrays sharded on 'data' (multi-host too); arrays
+    already on the devices (a benchmark's resident batch) pass as they are."""
     sharding = batch_sharding(mesh)
     out = {}
     for key, value in local_batch.items():
         if keys is not None and key not in keys:
             continue
-        if isinstance(value, np.ndarray) and value.dtype != object:
+        if isinstance(value, jax.Array):
+            out[key] = value
+        elif isinstance(value, np.ndarray) and value.dtype != object:
             out[key] = jax.make_array_from_process_local_data(sharding, value)
     return out

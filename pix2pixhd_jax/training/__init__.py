@@ -1,8 +1,9 @@
 """training/: pix2pixHD's training (paper sec. 3.2-3.4).
 
-Lives here: the train state and the one pure train step (`step`), the objective (`losses`:
-GAN, feature matching, VGG, L1), the lr schedule and the G1 freeze (`schedule`), the image
-pool (`image_pool`), the `train` command on the runtime's loop skeleton (`train`: initial
+Lives here: the train state, the optimizers and the one pure train step (`step`), the
+objective (`losses`: GAN, feature matching, VGG, L1), the lr schedule and the G1 freeze
+(`schedule`), the image pool (`image_pool`), the conversion of checkpoints saved with the
+earlier optimizer layout (`old_checkpoints`), the `train` command on the runtime's loop skeleton (`train`: initial
 weights, sample grids, evaluation during training, the test split at the end), and the
 `benchmark` command.
 

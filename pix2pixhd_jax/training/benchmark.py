@@ -24,7 +24,7 @@ import numpy as np
 
 from pix2pixhd_jax.errors import UserError
 from pix2pixhd_jax.models import conv
-from pix2pixhd_jax.models.pix2pixhd import Networks, generate, model_inputs, photo_bits, size_divisor
+from pix2pixhd_jax.models.pix2pixhd import Networks, generate, model_inputs, photo_bits, remat_mode, size_divisor
 from pix2pixhd_jax.models.pixels import level_dtype
 from pix2pixhd_jax.models.vgg19 import VGG19Features
 from pix2pixhd_jax.runtime import host_memory
@@ -114,13 +114,13 @@ def _vgg(config, nets):
     """(VGG19Features.apply, its variables' shapes) when the config's VGG loss is on, else (None, {})."""
     if config.loss.no_vgg_loss:
         return None, {}
-    vgg = VGG19Features(dtype=nets.G.dtype)
+    vgg = VGG19Features(remat=nets.remat, dtype=nets.G.dtype)
     return vgg.apply, jax.eval_shape(lambda: vgg.init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3))))
 
 
 def _describe(config, height, width, batch) -> dict:
     return {"config": getattr(config, "name", ""), "height": height, "width": width, "batch": batch,
-            "dtype": config.train.dtype, "remat": bool(config.train.remat), "vgg": not config.loss.no_vgg_loss,
+            "dtype": config.train.dtype, "remat": remat_mode(config.train), "vgg": not config.loss.no_vgg_loss,
             "netG": config.model.netG, "num_D": config.model.num_D}
 
 

@@ -5,22 +5,26 @@ lr / niter_decay, so during 0-based epoch k >= niter it is lr * (1 - (k - niter)
 and it reaches 0 after the last epoch. `lr_decay_per_step` spreads the same decay over steps.
 """
 
-import jax.numpy as jnp
+import optax
 
 
 def epoch_of(step, steps_per_epoch: int):
     return step // steps_per_epoch
 
 
+def learning_rate_schedule(steps_per_epoch: int, train_cfg) -> optax.Schedule:
+    """The reference's lr as an optax schedule of the global step."""
+    base, niter, decay = train_cfg.lr, train_cfg.niter, train_cfg.niter_decay
+    if train_cfg.lr_decay_per_step:
+        return optax.linear_schedule(base, 0.0, transition_steps=max(decay * steps_per_epoch, 1),
+                                     transition_begin=niter * steps_per_epoch)
+    per_epoch = optax.linear_schedule(base, 0.0, transition_steps=max(decay, 1), transition_begin=niter)
+    return lambda step: per_epoch(epoch_of(step, steps_per_epoch))
+
+
 def learning_rate(step, steps_per_epoch: int, train_cfg):
     """lr at global `step` (an int or a traced scalar)."""
-    base, niter, decay = train_cfg.lr, train_cfg.niter, train_cfg.niter_decay
-    step = jnp.asarray(step, jnp.float32)
-    if train_cfg.lr_decay_per_step:
-        done = (step - niter * steps_per_epoch) / max(decay * steps_per_epoch, 1)
-    else:
-        done = (jnp.floor(step / steps_per_epoch) - niter) / max(decay, 1)
-    return base * jnp.clip(1.0 - done, 0.0, 1.0)
+    return learning_rate_schedule(steps_per_epoch, train_cfg)(step)
 
 
 def global_generator_frozen(step, steps_per_epoch: int, train_cfg):

@@ -16,12 +16,13 @@ third time with the D(fake) pass of G's loss; this step leaves that one out, a d
 that would show only if D ran in inference mode, which nothing does (the running statistics
 are saved with D, and D always runs in training mode).
 
-In the local-enhancer stage the coarser part of G, G1 (params['generator']['global_generator'])
-and, with two or more enhancers, every enhancer but the outermost, has its own Adam state: it
-is held at zero updates (and its Adam state at its initial value) while the epoch is below
-niter_fix_global, as the reference trains only the outermost enhancer (its parameters
-'model{n_local_enhancers}*') then; afterwards it trains with a fresh Adam, which is the
-paper's schedule (the reference's own code never unfreezes it).
+Each network has one optax optimizer (`optimizers`): Adam at the reference's lr schedule
+(training.schedule). In the local-enhancer stage G's is partitioned: the coarser part of G, G1
+(params['generator']['global_generator']) and, with two or more enhancers, every enhancer but the
+outermost, gets zero updates (and its Adam state stays at its initial value) while the epoch is
+below niter_fix_global, as the reference trains only the outermost enhancer (its parameters
+'model{n_local_enhancers}*') then; afterwards it trains with a fresh Adam, which is the paper's
+schedule (the reference's own code never unfreezes it).
 """
 
 import functools
@@ -42,33 +43,15 @@ class TrainState:
     step: jax.Array
     g_params: Any  # {'generator': ..., 'encoder': ...}
     g_stats: Any  # batch-norm statistics, same keys ({} entries with instance norm)
-    g_opt: Any  # {'global': Adam state of the local stage's fixed part (G1, ...) or None, 'rest': of the rest}
+    g_opt: Any  # the state of optimizers()'s G optimizer
     d_params: Any
     d_stats: Any
-    d_opt: Any
+    d_opt: Any  # the state of optimizers()'s D optimizer
     rng: jax.Array
     pool: Optional[Any] = None
 
 
-def adam(train_cfg):
-    """Adam's moments without the lr (the schedule scales updates): torch.optim.Adam's defaults
-    besides the reference's betas, eps 1e-8, no weight decay."""
-    return optax.scale_by_adam(b1=train_cfg.beta1, b2=train_cfg.beta2, eps=1e-8)
-
-
-def split_g1(g_params):
-    """(G1's params or None, everything else) of a generator(+encoder) tree."""
-    gen = g_params["generator"]
-    if G1 not in gen:
-        return None, g_params
-    rest = dict(g_params, generator={k: v for k, v in gen.items() if k != G1})
-    return gen[G1], rest
-
-
-def merge_g1(g1, rest):
-    if g1 is None:
-        return rest
-    return dict(rest, generator=dict(rest["generator"], **{G1: g1}))
+FIXED, TRAINED = "fixed", "trained"  # G's parts in the local stage: held for niter_fix_global epochs, or not
 
 
 def fixed_stage(gen_params) -> list:
@@ -80,22 +63,29 @@ def fixed_stage(gen_params) -> list:
     return [G1] + enhancers[:-1]
 
 
-def split_fixed(g_params):
-    """(the fixed stage's params or None, everything else). With one enhancer the fixed stage is
-    G1's own tree (the train state's layout); with more, {name: tree} of fixed_stage's parts."""
-    gen = g_params["generator"]
-    names = fixed_stage(gen)
-    if not names:
-        return None, g_params
-    fixed = gen[G1] if names == [G1] else {k: gen[k] for k in names}
-    return fixed, dict(g_params, generator={k: v for k, v in gen.items() if k not in names})
+def stage_labels(g_params):
+    """FIXED or TRAINED for every leaf of a generator(+encoder) tree (or its gradient)."""
+    fixed = set(fixed_stage(g_params["generator"]))
+
+    def label(path, _):
+        return FIXED if path[0].key == "generator" and path[1].key in fixed else TRAINED
+
+    return jax.tree_util.tree_map_with_path(label, g_params)
 
 
-def merge_fixed(fixed, rest):
-    if fixed is None:
-        return rest
-    parts = fixed if G1 in fixed else {G1: fixed}
-    return dict(rest, generator=dict(rest["generator"], **parts))
+def optimizers(train_cfg, steps_per_epoch: int):
+    """(G's (and E's) optimizer, D's): Adam, torch.optim.Adam's defaults besides the reference's
+    betas (eps 1e-8, no weight decay), at the schedule's lr. G's fixed stage gets zero updates
+    and keeps its Adam state while G1 is frozen, then trains with that Adam, fresh."""
+    moments = optax.scale_by_adam(b1=train_cfg.beta1, b2=train_cfg.beta2, eps=1e-8)
+
+    def trains_fixed(step):
+        return jnp.logical_not(schedule.global_generator_frozen(step, steps_per_epoch, train_cfg))
+
+    by_stage = optax.partition({FIXED: optax.transforms.conditionally_mask(moments, trains_fixed), TRAINED: moments},
+                               stage_labels)
+    lr = optax.scale_by_learning_rate(schedule.learning_rate_schedule(steps_per_epoch, train_cfg))
+    return optax.chain(by_stage, lr), optax.chain(moments, lr)
 
 
 def init_train_state(nets: Networks, rng, height: int, width: int, image_size=None) -> TrainState:
@@ -105,42 +95,26 @@ def init_train_state(nets: Networks, rng, height: int, width: int, image_size=No
     config = nets.config
     k_init, k_state = jax.random.split(rng)
     g_params, g_stats, d_params, d_stats = nets.init(k_init, height, width)
-    opt = adam(config.train)
-    fixed, rest = split_fixed(g_params)
+    # An optimizer's state does not depend on the schedule's length: any steps_per_epoch builds it.
+    g_tx, d_tx = optimizers(config.train, steps_per_epoch=1)
     pool = None
     if config.train.pool_size > 0:
         pool_h, pool_w = image_size or (height, width)
         pool = image_pool.init_pool(config.train.pool_size, (pool_h, pool_w, nets.d_in))
-    return TrainState(
-        step=jnp.zeros((), jnp.int32), g_params=g_params, g_stats=g_stats,
-        g_opt={"global": None if fixed is None else opt.init(fixed), "rest": opt.init(rest)},
-        d_params=d_params, d_stats=d_stats, d_opt=opt.init(d_params), rng=k_state, pool=pool)
+    return TrainState(step=jnp.zeros((), jnp.int32), g_params=g_params, g_stats=g_stats, g_opt=g_tx.init(g_params),
+                      d_params=d_params, d_stats=d_stats, d_opt=d_tx.init(d_params), rng=k_state, pool=pool)
 
 
 def apply_gradients(state: TrainState, g_grads, d_grads, steps_per_epoch: int, train_cfg):
-    """One Adam step of G (+E) and D from the same pre-update parameters, at the schedule's lr;
-    the fixed stage (G1, ...) keeps its parameters and Adam state while frozen. Returns (state with the new
-    parameters, optimizer states and step; lr; frozen)."""
+    """One optimizer step of G (+E) and D from the same pre-update parameters. Returns (state with
+    the new parameters, optimizer states and step; the step's lr; whether G1 was frozen)."""
+    g_tx, d_tx = optimizers(train_cfg, steps_per_epoch)
+    g_updates, g_opt = g_tx.update(g_grads, state.g_opt, state.g_params)
+    d_updates, d_opt = d_tx.update(d_grads, state.d_opt, state.d_params)
+    new_state = state.replace(step=state.step + 1, g_params=optax.apply_updates(state.g_params, g_updates),
+                              g_opt=g_opt, d_params=optax.apply_updates(state.d_params, d_updates), d_opt=d_opt)
     lr = schedule.learning_rate(state.step, steps_per_epoch, train_cfg)
-    frozen = schedule.global_generator_frozen(state.step, steps_per_epoch, train_cfg)
-    opt = adam(train_cfg)
-
-    def adam_step(params, grads, opt_state):
-        updates, opt_state = opt.update(grads, opt_state, params)
-        return jax.tree_util.tree_map(lambda p, u: p - lr * u, params, updates), opt_state
-
-    fixed, rest = split_fixed(state.g_params)
-    fixed_grads, rest_grads = split_fixed(g_grads)
-    rest, rest_opt = adam_step(rest, rest_grads, state.g_opt["rest"])
-    fixed_opt = state.g_opt["global"]
-    if fixed is not None:
-        new_fixed, new_fixed_opt = adam_step(fixed, fixed_grads, fixed_opt)
-        unless_frozen = functools.partial(jax.tree_util.tree_map, lambda old, new: jnp.where(frozen, old, new))
-        fixed, fixed_opt = unless_frozen(fixed, new_fixed), unless_frozen(fixed_opt, new_fixed_opt)
-    d_params, d_opt = adam_step(state.d_params, d_grads, state.d_opt)
-    new_state = state.replace(step=state.step + 1, g_params=merge_fixed(fixed, rest),
-                              g_opt={"global": fixed_opt, "rest": rest_opt}, d_params=d_params, d_opt=d_opt)
-    return new_state, lr, frozen
+    return new_state, lr, schedule.global_generator_frozen(state.step, steps_per_epoch, train_cfg)
 
 
 def make_train_step(config, steps_per_epoch: int, vgg_apply=None):
@@ -193,7 +167,9 @@ def make_train_step(config, steps_per_epoch: int, vgg_apply=None):
                 terms["loss_G_GAN_Feat"] = losses.feature_matching_loss(
                     pred_fake, pred_real, config.model.n_layers_D, loss_cfg.lambda_feat)
             if vgg_apply is not None:
-                terms["loss_G_VGG"] = losses.vgg_loss(vgg_apply, vgg_variables, fake, real) * loss_cfg.lambda_feat
+                # Two passes: the real photo's, under stop_gradient, keeps nothing for the backward pass.
+                terms["loss_G_VGG"] = losses.vgg_loss(vgg_apply, vgg_variables, fake, real,
+                                                      batched=False) * loss_cfg.lambda_feat
             if loss_cfg.lambda_l1 > 0:
                 terms["loss_G_L1"] = losses.l1_loss(fake, real) * loss_cfg.lambda_l1
             return sum(terms.values()), terms

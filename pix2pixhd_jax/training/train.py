@@ -23,10 +23,10 @@ from pix2pixhd_jax.errors import DataError, UserError
 from pix2pixhd_jax.evaluation.evaluate import TrainingEvaluator
 from pix2pixhd_jax.inference.synthesis import Synthesizer
 from pix2pixhd_jax.models.generator import G1
-from pix2pixhd_jax.models.pix2pixhd import Networks, photo_bits, size_divisor
+from pix2pixhd_jax.models.pix2pixhd import Networks, compute_dtype, photo_bits, remat_mode, size_divisor
 from pix2pixhd_jax.runtime import distributed, loop, sharding
-from pix2pixhd_jax.training import schedule
-from pix2pixhd_jax.training.step import init_train_state, make_train_step, merge_g1, split_g1
+from pix2pixhd_jax.training import old_checkpoints, schedule
+from pix2pixhd_jax.training.step import init_train_state, make_train_step
 from pix2pixhd_jax.weights.vgg19 import vgg_from_config
 
 # Config fields that change the networks' shapes: a checkpoint made with other values cannot be resumed.
@@ -78,6 +78,11 @@ def graft(params, source, path="", mismatched=None):
     return out
 
 
+def graft_into_g1(generator_tree, source):
+    """A local generator's params (or batch statistics) with a global generator's grafted into G1."""
+    return dict(generator_tree, **{G1: graft(generator_tree[G1], source)})
+
+
 def load_initial_weights(state, nets: Networks, source_workdir: str):
     """Start from another workdir's networks (train.init_from: the global stage for the local
     stage) or from imported reference weights. A global generator goes into the local
@@ -86,13 +91,10 @@ def load_initial_weights(state, nets: Networks, source_workdir: str):
     loaded = checkpoint.load_network_params(source_workdir)
     g_params, g_stats = dict(state.g_params), dict(state.g_stats)
     gen = loaded["generator"]
-    if G1 in state.g_params["generator"] and G1 not in gen["params"]:
-        g1, rest = split_g1(g_params)
-        g1 = graft(g1, gen["params"])
-        g_params = merge_g1(g1, rest)
+    if G1 in g_params["generator"] and G1 not in gen["params"]:
+        g_params["generator"] = graft_into_g1(g_params["generator"], gen["params"])
         if G1 in g_stats["generator"]:  # norm=batch: G1's running statistics too
-            g_stats["generator"] = dict(g_stats["generator"], **{G1: graft(g_stats["generator"][G1],
-                                                                            gen.get("batch_stats", {}))})
+            g_stats["generator"] = graft_into_g1(g_stats["generator"], gen.get("batch_stats", {}))
     else:
         g_params["generator"] = graft(g_params["generator"], gen["params"])
         g_stats["generator"] = graft(g_stats["generator"], gen.get("batch_stats", {}))
@@ -125,6 +127,19 @@ def local_rows(array):
     return np.asarray(shards[0].data)
 
 
+class TrainProgram:
+    """What `train` compiles, built from the config alone (so `benchmark --topology` compiles the
+    same program from shapes): the networks, `init(rng)` (a fresh state: the networks initialised
+    on a small probe, the image pool sized for `image_size`), and the pure `step(state, batch,
+    vgg_variables)`. `vgg` is the VGG19Features module when the config's VGG loss is on."""
+
+    def __init__(self, config, image_size, steps_per_epoch: int, vgg=None):
+        self.nets = Networks(config)
+        probe = size_divisor(config.model) * 2
+        self.init = lambda rng: init_train_state(self.nets, rng, probe, probe, image_size=tuple(image_size))
+        self.step = make_train_step(config, steps_per_epoch, None if vgg is None else vgg.apply)
+
+
 def train(config, workdir: str, devices=None, progress: bool = True):
     """Train per `config` in `workdir`; returns the final state (on device)."""
     mesh = sharding.make_mesh(devices)
@@ -146,10 +161,10 @@ def train(config, workdir: str, devices=None, progress: bool = True):
     width, height = pipeline.output_size
     train_cfg = config.train
 
-    nets = Networks(config)
-    init_size = size_divisor(config.model) * 2
-    vgg = vgg_from_config(config.loss, nets.G.dtype)  # in the step's compute dtype, as G and D
-    vgg_apply, vgg_vars = (None, {}) if vgg is None else (vgg[0].apply, vgg[1])
+    # VGG19 in the step's compute dtype and remat policy, as G and D.
+    vgg = vgg_from_config(config.loss, compute_dtype(config.train), remat_mode(config.train))
+    program = TrainProgram(config, (height, width), steps_per_epoch, None if vgg is None else vgg[0])
+    nets = program.nets
     is_main = jax.process_index() == 0
     samples_dir = os.path.join(workdir, "samples")
     os.makedirs(samples_dir, exist_ok=True)
@@ -176,14 +191,13 @@ def train(config, workdir: str, devices=None, progress: bool = True):
 
     job = loop.Job(
         name="train", item="state", seed=config.seed,
-        init=lambda rng: init_train_state(nets, rng, init_size, init_size, image_size=(height, width)),
-        step=make_train_step(config, steps_per_epoch, vgg_apply), extra_args=(vgg_vars,), has_outputs=True,
+        init=program.init, step=program.step, extra_args=({} if vgg is None else vgg[1],), has_outputs=True,
         batches=pipeline.iterate, batch_keys=sorted(required_keys(config)), global_batch=train_cfg.batch_size,
         steps_per_epoch=steps_per_epoch, total_steps=total, save_due=save_due, print_freq=train_cfg.print_freq,
         keep_checkpoints=train_cfg.keep_checkpoints, shard_params=train_cfg.shard_params,
         finite_keys=("loss", "grad_norm"),  # a finite loss with non-finite gradients has spoiled the state too
         fix_hint="lower train.lr, or try train.dtype=float32, and run again.",
-        after_init=initial_weights, on_step=samples,
+        after_init=initial_weights, convert_old=old_checkpoints.restore_two_adam_state, on_step=samples,
         periodic=[(train_cfg.eval_every, TrainingEvaluator(config))] if train_cfg.get("eval_every", 0) > 0 else [],
         postfix=lambda m: {"G": f"{m['loss_G']:.3f}", "D": f"{m['loss_D']:.3f}"})
     result = loop.run(job, config, workdir, mesh, progress)

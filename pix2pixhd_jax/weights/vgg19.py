@@ -196,10 +196,10 @@ def load_vgg19_weights(path: str):
     return variables_from_state_dict(state, path), "none"
 
 
-def load_vgg19(path: str, dtype: Any = jnp.float32):
+def load_vgg19(path: str, dtype: Any = jnp.float32, remat: Any = "none"):
     """(VGG19Features with the preprocessing the file needs, its variables)."""
     variables, preprocess = load_vgg19_weights(path)
-    return VGG19Features(preprocess=preprocess, dtype=dtype), variables
+    return VGG19Features(preprocess=preprocess, remat=remat, dtype=dtype), variables
 
 
 def missing_weights_error() -> VGGWeightsError:
@@ -212,13 +212,14 @@ def missing_weights_error() -> VGGWeightsError:
     )
 
 
-def vgg_from_config(loss_config, dtype: Any = jnp.float32):
-    """(module, variables) for config.loss, or None when the VGG loss is off."""
+def vgg_from_config(loss_config, dtype: Any = jnp.float32, remat: Any = "none"):
+    """(module, variables) for config.loss, or None when the VGG loss is off; `remat` is
+    train.remat (the loss's VGG19 passes are part of the train step)."""
     if loss_config.no_vgg_loss:
         return None
     if not loss_config.vgg_weights:
         raise missing_weights_error()
-    return load_vgg19(loss_config.vgg_weights, dtype)
+    return load_vgg19(loss_config.vgg_weights, dtype, remat)
 
 
 def convert_vgg19(pth_path: str, out_path: str) -> str:
