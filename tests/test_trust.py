@@ -10,7 +10,6 @@ a data file cut short, Orbax's _METADATA cut to 10 bytes, config.json cut to 300
 for training, an array's bytes overwritten, which only the restore itself finds).
 """
 
-import gc
 import importlib.util
 import json
 import os
@@ -404,11 +403,11 @@ def test_the_editor_refuses_to_download_ids_past_16_bits(tmp_path):
 # ----- the checks before a restore ----------------------------------------------------------
 
 
-# The failed read leaves one of Orbax's coroutines unawaited; it says so when collected.
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_check_step_names_the_file_and_reads_only_the_parts_asked_for(tmp_path):
-    """An imported checkpoint (item 'models'): a file cut short is found by its size before any
-    array is read; when only G's file is whole, a restore of G's part still works."""
+    """An imported checkpoint (item 'models'): with D's bytes overwritten, a restore of G's part
+    still works (D's are not read); a file cut short is found by its size before any array is
+    read. (A whole restore that fails is run through the CLI in the training tests: in this
+    process Orbax's failed read would leave a coroutine for a later test to report.)"""
     from pix2pixhd_jax import checkpoint
     from pix2pixhd_jax.errors import UnreadableCheckpointError
 
@@ -426,9 +425,6 @@ def test_check_step_names_the_file_and_reads_only_the_parts_asked_for(tmp_path):
     restored = checkpoint.restore_to_host(str(tmp_path), 5, "models", parts=("generator",))
     np.testing.assert_array_equal(restored["generator"]["params"]["w"], g)
     assert "discriminator" not in restored
-    with pytest.raises(UnreadableCheckpointError, match=f"{item}: Orbax cannot read step 5"):
-        checkpoint.restore_to_host(str(tmp_path), 5, "models")
-    gc.collect()  # here, under this test's filter
     os.truncate(path, off)
     with pytest.raises(UnreadableCheckpointError, match=f"{path}: cut short: {off} bytes") as caught:
         checkpoint.check_step(str(tmp_path), 5, "models", parts=("discriminator",))
