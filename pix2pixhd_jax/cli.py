@@ -5,19 +5,22 @@ function and says where the outputs went. Config-driven subcommands take `--conf
 and any number of `--config.key=value` overrides. Nothing here imports TensorFlow
 (`prepare-tfds` loads the TFDS builders when it runs), so the commands that need none
 (synthesize, serve, export, benchmark) run where it is not installed.
+
+A mistake of the user's (a flag, a file, a damaged checkpoint) ends with exit status 2 and one
+line on stderr naming the value and the fix, never a traceback; the libraries' start-up lines
+stay off the console unless --verbose (runtime/console.py).
 """
 
 import argparse
 import dataclasses
 import json
-import logging
 import os
 import sys
 import time
 
 import jax
 
-from pix2pixhd_jax import checkpoint
+from pix2pixhd_jax import atomic, checkpoint
 from pix2pixhd_jax.config_loading import load_config, split_config_args
 from pix2pixhd_jax.data import instances, prepared, synthetic, throughput, visualize
 from pix2pixhd_jax.data.pipeline import InputPipeline
@@ -28,7 +31,7 @@ from pix2pixhd_jax.inference.files import RESIZE_MODES, synthesize_files
 from pix2pixhd_jax.inference.synthesis import Synthesizer
 from pix2pixhd_jax.models.layers import count_params
 from pix2pixhd_jax.models.pix2pixhd import INFERENCE_DTYPES, uses_encoder
-from pix2pixhd_jax.runtime import distributed
+from pix2pixhd_jax.runtime import console, distributed
 from pix2pixhd_jax.serve import Limits, serve
 from pix2pixhd_jax.training import train as training
 from pix2pixhd_jax.training import aot
@@ -47,6 +50,16 @@ def _ids(text: str):
 
 def _platforms(text: str):
     return [p.strip() for p in text.split(",") if p.strip()]
+
+
+def _port(text: str):
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port; give one of 1..65535 (0: any free one)")
+    return port
 
 
 def _size(text: str):
@@ -74,6 +87,7 @@ def cmd_make_instances(args, overrides):
 
 
 def cmd_show_batch(args, overrides):
+    atomic.output_file(args.out, example="batch.png")
     config = load_config(args.config, overrides)
     pipeline = InputPipeline(config, args.split, train=args.split == "train")
     start = time.time()
@@ -90,13 +104,13 @@ def cmd_show_batch(args, overrides):
     print(f"{per_example} bytes per example; the programs build on the device: {', '.join(built)}, the photo in "
           "[-1, 1]")
     image = visualize.grid(visualize.batch_panels(batch))
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     visualize.save_png(args.out, image)
     print(f"picture of the batch (label colours | instances | boundaries | photo) written to "
           f"{os.path.abspath(args.out)}")
 
 
 def cmd_prepare_data(args, overrides):
+    atomic.output_folder(args.out)
     config = load_config(args.config, overrides)
     counts = prepared.write(config, args.out, splits=args.split, workers=args.workers, progress=not args.quiet)
     where = os.path.abspath(args.out)
@@ -155,6 +169,7 @@ def cmd_encode_features(args, overrides):
 
 
 def cmd_synthesize(args, overrides):
+    atomic.output_folder(args.out)  # before the model is loaded
     synth = Synthesizer.from_workdir(args.workdir, args.clusters, dtype=args.dtype)
     written = synthesize_files(synth, args.label, args.out, inst=args.inst, style=args.style, seed=args.seed,
                                num_samples=args.num_samples, batch_size=args.batch_size, progress=not args.quiet,
@@ -201,6 +216,10 @@ def cmd_train_segmenter(args, overrides):
 
 
 def cmd_evaluate(args, overrides):
+    if args.out:
+        atomic.output_file(args.out, example="metrics.json")
+    if args.samples_dir:
+        atomic.output_folder(args.samples_dir, "--samples-dir")
     distributed.initialize_from_args(args)
     result = evaluate.evaluate(args.workdir, args.segmenter, args.split, dataroot=args.dataroot,
                                inception=args.inception, style=args.style, num_samples=args.num_samples,
@@ -218,6 +237,8 @@ def cmd_evaluate(args, overrides):
 
 
 def cmd_evaluate_segmenter(args, overrides):
+    if args.out:
+        atomic.output_file(args.out, example="oracle.json")
     distributed.initialize_from_args(args)
     result = segmenter.score_real_photos(args.segmenter, dataroot=args.dataroot, split=args.split,
                                          batch_size=args.batch_size, progress=not args.quiet)
@@ -229,15 +250,18 @@ def cmd_evaluate_segmenter(args, overrides):
 
 
 def cmd_convert_inception(args, overrides):
+    atomic.output_file(args.out, example="pt_inception.npz")
     print(convert_fid_inception_main(args.pth, args.out))
 
 
 def cmd_convert_vgg19(args, overrides):
+    atomic.output_file(args.out, example="vgg19.npz")
     print(convert_vgg19_main(args.pth, args.out))
 
 
 def _add_distributed(parser):
     """Start-up flags of the commands that run on many processes (pix2pixhd_jax/runtime/distributed.py)."""
+    parser.set_defaults(starts_backends_itself=True)  # after jax.distributed.initialize
     group = parser.add_argument_group("multi-host (one copy of the command per process)")
     group.add_argument("--coordinator", default=None, metavar="HOST:PORT",
                        help="process 0's address; with --num-processes and --process-id")
@@ -251,8 +275,21 @@ def _add_distributed(parser):
                        help="how long a process waits for a silent peer (a dead host) before it ends")
 
 
+# Commands that never start a JAX backend, and those that read data through TensorFlow.
+NO_DEVICE = {"make-synthetic", "make-instances", "prepare-data", "prepare-tfds", "convert-inception", "convert-vgg19"}
+TENSORFLOW = {"show-batch", "prepare-tfds", "train", "encode-features", "train-segmenter", "evaluate",
+              "evaluate-segmenter"}
+
+
+class _Parser(argparse.ArgumentParser):
+    """A wrong flag is one line too (exit 2), as every other mistake of the user's."""
+
+    def error(self, message):
+        self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pix2pixhd-jax", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="pix2pixhd-jax", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("make-synthetic", help="write the synthetic street scenes in the reference's folder layout")
@@ -352,7 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="the interactive editor: one page and a JSON/PNG API at http://HOST:PORT/")
     p.add_argument("--workdir", required=True, help="a trained or imported model (with its clusters for styles)")
     p.add_argument("--host", default="127.0.0.1", help="default loopback only; another address has no authentication")
-    p.add_argument("--port", type=int, default=8000, help="0 picks a free port")
+    p.add_argument("--port", type=_port, default=8000, help="0 picks a free port")
     p.add_argument("--dataroot", default=None, help="the test split's root (default: the config's data.dataroot)")
     p.add_argument("--clusters", default=None, help="a clusters file (default: the workdir's)")
     p.add_argument("--seed", type=int, default=0, help="draws the styles of objects not restyled")
@@ -453,6 +490,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pth", required=True, help="torchvision's vgg19-dcbb9e9d.pth")
     p.add_argument("--out", required=True, help="output .npz, usable without torch")
     p.set_defaults(fn=cmd_convert_vgg19, takes_config=False)
+    for p in sub.choices.values():
+        p.add_argument("--verbose", action="store_true", help="show the libraries' start-up lines and logs (TPU and "
+                       "TensorFlow start-up, Orbax, the ONNX converter)")
     return parser
 
 
@@ -466,11 +506,12 @@ def main(argv=None):
     args = build_parser().parse_args(rest)
     if overrides and not args.takes_config:
         build_parser().error(f"{args.command} takes no --config overrides: {' '.join(overrides)}")
-    # force: absl (under orbax) installs a root handler at import when none exists yet.
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s", force=True)
-    # Orbax and JAX log every checkpoint detail through absl at INFO.
-    logging.getLogger("absl").setLevel(logging.WARNING)
+    console.quiet(args.verbose)
     try:
+        if args.command in TENSORFLOW:
+            console.import_tensorflow()
+        if args.command not in NO_DEVICE and not getattr(args, "starts_backends_itself", False):
+            console.start_backends()
         args.fn(args, overrides)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -26,6 +26,16 @@ class CheckpointError(UserError):
     """A workdir without the checkpoint asked for, or one that does not fit the config."""
 
 
+class UnreadableCheckpointError(CheckpointError):
+    """A checkpoint step that cannot be read (a file cut short, missing or overwritten); `step` and
+    `path` say which. Training resumes from an older step instead; inference stops and names it."""
+
+    def __init__(self, message: str, step=None, path=None):
+        super().__init__(message)
+        self.step = step
+        self.path = path
+
+
 class DistributedError(UserError):
     """A multi-host start that cannot work: flags, coordinator, processes that disagree."""
 
@@ -64,6 +74,11 @@ class EditError(UserError):
 
 class ExportError(UserError):
     """An export that cannot be made as asked (size, platform, dtype, workdir)."""
+
+
+class OutputError(UserError):
+    """An output path that cannot be written: a file where a folder goes, a folder where a file
+    goes, no permission."""
 
 
 class NonFiniteLossError(RuntimeError):

@@ -255,7 +255,7 @@ def test_evaluate_cli_writes_json_and_prints_the_config(model, segmenter, tmp_pa
 
 
 def test_evaluation_during_training_equals_a_standalone_evaluate_and_keeps_one_step_program(
-        data, segmenter, tmp_path, caplog):
+        data, segmenter, tmp_path, caplog, capsys):
     from pix2pixhd_jax.evaluation.evaluate import evaluate
     from pix2pixhd_jax.training.train import train
 
@@ -274,6 +274,11 @@ def test_evaluation_during_training_equals_a_standalone_evaluate_and_keeps_one_s
     rows = [json.loads(line) for line in open(workdir / "tensorboard" / "metrics.jsonl")]
     evals = [r for r in rows if "eval/mean_iou" in r]
     assert [r["step"] for r in evals] == [1, 2, 3]
+    # The scores reach the console too; no warning about FID, which training does not compute.
+    printed = [ln for ln in capsys.readouterr().out.splitlines() if "eval/mean_iou" in ln]
+    assert [ln.split(":")[0] for ln in printed] == ["train step 1", "train step 2", "train step 3"]
+    assert f"eval/mean_iou {evals[-1]['eval/mean_iou']:.4g}" in printed[-1]
+    assert not [r for r in caplog.records if "FID" in r.getMessage()]
     standalone = evaluate(str(workdir), str(segmenter[0]), "test", progress=False, num_samples=1)
     last, seg = evals[-1], standalone["segmentation"]
     assert last["eval/mean_iou"] == pytest.approx(seg["generated"]["mean_iou"], rel=1e-6)

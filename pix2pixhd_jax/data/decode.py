@@ -8,13 +8,26 @@ mean absent (no instance map; the label inside an A|B image).
 
 import io
 import logging
+import re
 import threading
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from pix2pixhd_jax.errors import DataError
 
+_BUFFER_REPR = re.compile(r"<_io\.BytesIO object at 0x[0-9a-fA-F]+>")
+# What to do with a colour label map, by who reads it: a training config, a trained model, make-instances.
+COLOUR_LABEL_FIXES = {
+    "config": "expected single-channel label ids (8-bit PNG). Convert colours to ids (Cityscapes: use "
+              "*_gtFine_labelIds.png, not *_color.png), or set --config.data.label_nc=0 to feed RGB label images as "
+              "they are.",
+    "model": "this model was trained on label ids (8-bit single-channel PNG): convert the colours to ids (Cityscapes: "
+             "use *_gtFine_labelIds.png, not *_color.png). Only a model trained with data.label_nc=0 takes colour "
+             "label images.",
+    "ids": "make-instances reads label ids (8-bit single-channel PNG): convert the colours to ids (Cityscapes: use "
+           "*_gtFine_labelIds.png, not *_color.png).",
+}
 _warned = set()
 _warned_lock = threading.Lock()
 
@@ -34,8 +47,11 @@ def open_image(data: bytes, where: str) -> Image.Image:
         img = Image.open(io.BytesIO(data))
         img.load()
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        # Pillow names the in-memory buffer (<_io.BytesIO object at 0x...>), not the file: the message names it.
+        reason = ("not a format Pillow reads" if isinstance(e, UnidentifiedImageError)
+                  else _BUFFER_REPR.sub("the file", str(e)))
         raise DataError(
-            f"{where}: cannot decode the image ({e}); the file is truncated or not an image. "
+            f"{where}: cannot decode the image ({reason}); the file is truncated or not an image. "
             "Re-export or re-download it, or remove it from the dataset."
         ) from None
     return img
@@ -55,16 +71,11 @@ def _single_channel(img: Image.Image, where: str, what: str, fix: str) -> np.nda
     raise DataError(f"{where}: the {what} has image mode {img.mode!r}; {fix}")
 
 
-def label_ids(data: bytes, where: str) -> np.ndarray:
-    """The (H, W) int32 ids of a single-channel label map, unchecked against any label_nc."""
-    return _single_channel(
-        open_image(data, where),
-        where,
-        "label map",
-        "expected single-channel label ids (8-bit PNG). Convert colours to ids "
-        "(Cityscapes: use *_gtFine_labelIds.png, not *_color.png), or set "
-        "--config.data.label_nc=0 to feed RGB label images as they are.",
-    )
+def label_ids(data: bytes, where: str, reader: str = "config") -> np.ndarray:
+    """The (H, W) int32 ids of a single-channel label map, unchecked against any label_nc. reader:
+    who reads it ('config': training, 'model': a trained model, 'ids': make-instances), which
+    decides the fix a colour map's error gives."""
+    return _single_channel(open_image(data, where), where, "label map", COLOUR_LABEL_FIXES[reader])
 
 
 def decode_label(data: bytes, where: str, label_nc: int, unknown_label: int = -1, input_nc: int = 3,
@@ -75,7 +86,7 @@ def decode_label(data: bytes, where: str, label_nc: int, unknown_label: int = -1
     (synthesize), whose class count is fixed; the error says so instead of advising config keys."""
     if label_nc == 0:
         return open_image(data, where).convert("L" if input_nc == 1 else "RGB")
-    ids = label_ids(data, where)
+    ids = label_ids(data, where, "model" if for_model else "config")
     top = int(ids.max())
     if top >= label_nc:
         count = int((ids >= label_nc).sum())

@@ -80,13 +80,14 @@ def thing_classes(dataset: Optional[str] = None, things: Optional[Iterable[int]]
 def write_instances(label: str, out: str, things: frozenset) -> list:
     """16-bit instance PNGs for a label map file or every one in a folder; returns the written paths.
     Each is named after its label map's scene, `<scene>_instanceIds.png`."""
-    files = list_images(label, "label maps") if os.path.isdir(label) else [label]
+    files = list_images(label, "label maps", "--label") if os.path.isdir(label) else [label]
     if not os.path.isfile(files[0]):
-        raise DataError(f"{label}: no such file or folder (the label maps).")
+        raise DataError(f"--label {label}: no such file or folder (the label maps).")
+    atomic.output_folder(out)
     written, numbering = [], png_numbering(things)
     for path in files:
         with open(path, "rb") as f:
-            ids = decode.label_ids(f.read(), path)
+            ids = decode.label_ids(f.read(), path, "ids")
         inst = instances_from_labels(ids, things, numbering)
         if inst.max() > np.iinfo(np.uint16).max:  # only 1000+n can get there: more than 64536 objects
             raise DataError(f"{path}: {int(inst.max()) - 999} objects are more than a 16-bit instance PNG can "

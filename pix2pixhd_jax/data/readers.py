@@ -65,20 +65,21 @@ def scene_key(path: str) -> str:
     return _ROLE_SUFFIX.sub("", stem)
 
 
-def list_images(folder: str, what: str) -> list:
-    """Sorted image files of a folder, or a DataError saying what was expected there."""
+def list_images(folder: str, what: str, flag: Optional[str] = None) -> list:
+    """Sorted image files of a folder, or a DataError saying what was expected there. flag: the
+    command-line flag that named the folder (the fix names it); default the config's data.dataroot."""
+    where = (flag + ("" if flag.endswith(":") else " ") + folder) if flag else folder
     if not os.path.isdir(folder):
-        raise DataError(f"{folder}: folder not found; expected it to hold the {what}.")
+        raise DataError(f"{where}: folder not found; expected it to hold the {what}.")
     files = sorted(
         os.path.join(folder, f)
         for f in os.listdir(folder)
         if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith(".")
     )
     if not files:
-        raise DataError(
-            f"{folder}: no images found (looked for {', '.join(IMAGE_EXTENSIONS)}); "
-            f"put the {what} there or point data.dataroot at the right folder."
-        )
+        fix = f"give {flag} the folder that holds them" if flag else "point data.dataroot at the right folder"
+        raise DataError(f"{where}: no images found (looked for {', '.join(IMAGE_EXTENSIONS)}); put the {what} there "
+                        f"or {fix}.")
     return files
 
 

@@ -87,7 +87,6 @@ class Evaluation:
             self.inception_note = os.path.abspath(inception)
         else:
             self.inception_note = missing_weights_message()
-            logging.warning("%s", self.inception_note)
         data_config = inference_config(config)
         if dataroot:
             data_config.data.dataroot = dataroot
@@ -115,7 +114,7 @@ class Evaluation:
         inc_feats = {"generated": [], "real": []}
         psnrs, ssims, diversities = [], [], []
         if samples_dir:
-            os.makedirs(samples_dir, exist_ok=True)
+            atomic.output_folder(samples_dir, "--samples-dir")
         bar = tqdm(total=self.pipeline.num_examples, disable=not progress or jax.process_index() != 0,
                    desc="evaluating", unit="image")
         d = self.seg_divisor
@@ -230,6 +229,8 @@ def evaluate(workdir: str, segmenter_dir: str, split: str = "test", dataroot=Non
         raise UserError(f"{workdir}: the model takes RGB label images (label_nc=0); the segmentation score needs "
                         "label ids.")
     evaluation = Evaluation(synth.config, segmenter_dir, split, dataroot, inception, batch_size)
+    if evaluation.incept is None:
+        logging.warning("%s", evaluation.inception_note)
     result = {"workdir": os.path.abspath(workdir),
               **evaluation.run(synth, style, num_samples, samples_dir, progress)}
     result["seconds"] = round(time.time() - start_time, 2)

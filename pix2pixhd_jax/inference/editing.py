@@ -3,9 +3,10 @@ change one object's look), each edit followed by synthesis in one call.
 
 A `Scene` is immutable: (label ids, instance ids, chosen styles); every edit returns a
 new Scene, which makes undo a list. Instance ids follow Cityscapes: an object of a class
-with instances (a "thing": car, person, ...) gets label*1000+k; a region of a "stuff"
-class (road, sky) has the label id itself, so painting stuff merges with that class's
-region, as in the real annotations.
+with instances (a "thing": car, person, ...) gets label*1000+k (1000+n across the image where
+a thing class is above 64, as make-instances numbers them, so that ids fit 16 bits); a region
+of a "stuff" class (road, sky) has the label id itself, so painting stuff merges with that
+class's region, as in the real annotations.
 
     synth = Synthesizer.from_workdir("runs/features")
     editor = Editor(synth, Scene.from_arrays(label, inst), seed=0)
@@ -24,10 +25,11 @@ from typing import Dict, FrozenSet, Optional, Tuple
 import numpy as np
 from scipy import ndimage
 
-from pix2pixhd_jax.data.instances import THINGS
+from pix2pixhd_jax.data.instances import MAX_OBJECTS_PER_CLASS, THINGS, png_numbering
 from pix2pixhd_jax.errors import EditError
 
 CITYSCAPES_THINGS = THINGS["cityscapes"]
+MAX_INSTANCE_ID = int(np.iinfo(np.uint16).max)  # the editor's instance maps download as 16-bit PNGs
 
 
 def _frozen(styles) -> Tuple:
@@ -127,14 +129,21 @@ class Scene:
         return components == components[y, x]
 
     def new_instance_id(self, label: int) -> int:
-        """label*1000+k with the smallest free k for a thing class; the label id for stuff."""
+        """The id of a new object of a thing class, numbered as make-instances numbers the scene's
+        thing classes (so it fits the 16-bit instance PNG the editor downloads): label*1000+k with
+        the smallest free k where every thing class is 64 or less, else the smallest free id from
+        1000 up (1000+n across the image, for ADE20K's classes up to 150). Stuff: the label id."""
         if label not in self.things:
             return int(label)
-        used = set(np.unique(self.inst[(self.inst >= label * 1000) & (self.inst < label * 1000 + 1000)]).tolist())
-        for k in range(1000):
-            if label * 1000 + k not in used:
-                return label * 1000 + k
-        raise EditError(f"class {label} already has 1000 instances; ids label*1000+k cannot hold more.")
+        if png_numbering(self.things) == "class":
+            low, high, scheme = label * 1000, label * 1000 + MAX_OBJECTS_PER_CLASS, f"label*1000+k for class {label}"
+        else:
+            low, high, scheme = 1000, MAX_INSTANCE_ID + 1, "1000+n in a 16-bit instance map"
+        used = np.unique(self.inst[(self.inst >= low) & (self.inst < high)])
+        free = np.setdiff1d(np.arange(low, high), used, assume_unique=True)
+        if free.size == 0:
+            raise EditError(f"no free instance id left ({scheme}: {high - low} objects); remove an object first.")
+        return int(free[0])
 
     # ----- edits (each returns a new Scene) ---------------------------------------------
     def relabel(self, instance_id: int, label: int) -> Tuple["Scene", int]:

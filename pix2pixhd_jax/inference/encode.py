@@ -22,7 +22,7 @@ from pix2pixhd_jax.data.pipeline import InputPipeline
 from pix2pixhd_jax.data.transforms import inference_config
 from pix2pixhd_jax.errors import UserError
 from pix2pixhd_jax.inference import features as features_lib
-from pix2pixhd_jax.inference.synthesis import instance_classes
+from pix2pixhd_jax.inference.synthesis import instance_classes, load_generator
 from pix2pixhd_jax.models.pix2pixhd import Networks, apply_inference, photo_bits
 from pix2pixhd_jax.models.pixels import from_levels
 from pix2pixhd_jax.runtime import distributed, sharding
@@ -104,13 +104,11 @@ def _gather_rows(rows):
 
 def encode_features(workdir: str, split: str = "train", n_clusters=None, batch_size=None, progress=True):
     """Encode, cluster, write both files; returns (clusters, rows with their 'cluster' column)."""
-    config = checkpoint.read_config(workdir)
+    config = checkpoint.read_config(workdir, checkpoint.MODEL_GROUPS)
     if not (config.model.instance_feat or config.model.label_feat):
         raise UserError(f"{workdir}: the model was trained without the feature encoder (model.instance_feat and "
                         "model.label_feat are off); there are no features to cluster.")
-    variables = checkpoint.load_network_params(workdir)
-    if "encoder" not in variables:
-        raise UserError(f"{workdir}: the checkpoint has no encoder weights.")
+    variables = load_generator(workdir, config)
     n_clusters = n_clusters or config.model.n_clusters
     rows = collect_instance_features(config, variables["encoder"], split, batch_size, progress=progress)
     centers, counts, assignment = features_lib.cluster_features(rows["label"], rows["feature"], rows["area"],
@@ -132,7 +130,7 @@ def encode_features(workdir: str, split: str = "train", n_clusters=None, batch_s
 
 
 def import_reference(workdir: str, npy_path: str):
-    config = checkpoint.read_config(workdir)
+    config = checkpoint.read_config(workdir, checkpoint.MODEL_GROUPS)
     clusters = features_lib.import_reference_clusters(npy_path, int(config.model.feat_num))
     path = features_lib.save_clusters(os.path.join(workdir, features_lib.CLUSTERS_FILE), clusters)
     return clusters, path

@@ -222,9 +222,9 @@ def export(workdir: str, out: str, fmt: str, height: int, width: int, platforms=
         raise ExportError(f"--format onnx --dtype {dtype}: ONNX Runtime runs {' or '.join(ONNX_DTYPES)}; use one of "
                           "them, or --format stablehlo for bfloat16.")
     _check_platforms(platforms)
+    atomic.output_folder(out)
     synth = Synthesizer.from_workdir(workdir, clusters, dtype=dtype)
     _check_size(synth, height, width)
-    os.makedirs(out, exist_ok=True)
     sig = signature(synth, height, width)
     start = time.time()
     path = os.path.join(out, ARTIFACTS[fmt])

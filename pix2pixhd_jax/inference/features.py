@@ -18,6 +18,8 @@ imported with `import_reference_clusters`.
 
 import json
 import os
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from typing import Dict, Optional
 
@@ -78,10 +80,13 @@ def load_clusters(path: str) -> FeatureClusters:
         with np.load(path, allow_pickle=False) as data:
             meta = json.loads(str(data["meta"]))
             arrays = {k: np.asarray(data[k]) for k in data.files if k != "meta"}
-    except (KeyError, ValueError, OSError) as e:
-        raise FeaturesError(f"{path}: not a pix2pixhd-jax clusters file ({e}).") from None
-    if meta.get("format") != FORMAT:
-        raise FeaturesError(f"{path}: format {meta.get('format')!r}, expected {FORMAT!r}.")
+    except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        raise FeaturesError(f"{path}: not a pix2pixhd-jax clusters file, or a damaged one ({e}); run "
+                            "`pix2pixhd-jax encode-features --workdir DIR` to write it anew.") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT or "feat_num" not in meta:
+        found = meta.get("format") if isinstance(meta, dict) else None
+        raise FeaturesError(f"{path}: format {found!r}, expected {FORMAT!r}; it is not a clusters file of this "
+                            "project (run `pix2pixhd-jax encode-features --workdir DIR` to write one).")
     feat_num = int(meta["feat_num"])
     centers, counts = {}, {}
     for key, value in arrays.items():

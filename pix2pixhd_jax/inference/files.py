@@ -12,23 +12,25 @@ Styles (models trained with the feature encoder):
 
 import collections
 import json
+import logging
 import os
 from typing import Optional
 
 import numpy as np
 from tqdm import tqdm
 
+from pix2pixhd_jax import atomic
 from pix2pixhd_jax.data import decode, visualize
 from pix2pixhd_jax.data.readers import IMAGE_EXTENSIONS, list_images, scene_key
 from pix2pixhd_jax.errors import UserError
 from pix2pixhd_jax.inference.synthesis import Synthesizer
 
 
-def _files(path: str, what: str) -> list:
+def _files(path: str, what: str, flag: str) -> list:
     if os.path.isdir(path):
-        return list_images(path, what)
+        return list_images(path, what, flag)
     if not os.path.isfile(path):
-        raise UserError(f"{path}: no such file or folder (the {what}).")
+        raise UserError(f"{flag}{'' if flag.endswith(':') else ' '}{path}: no such file or folder (the {what}).")
     return [path]
 
 
@@ -96,22 +98,22 @@ def synthesize_files(synth: Synthesizer, label: str, out: str, inst: Optional[st
     they are (sizes off the generator's factor are padded and cropped back)."""
     if resize not in RESIZE_MODES:
         raise UserError(f"--resize {resize!r}: expected one of {', '.join(RESIZE_MODES)}.")
-    labels = _files(label, "label maps")
-    insts = _pair_by_scene(labels, _files(inst, "instance maps"), "instance map") if inst else {}
+    labels = _files(label, "label maps", "--label")
+    insts = _pair_by_scene(labels, _files(inst, "instance maps", "--inst"), "instance map") if inst else {}
     photos, style_json = {}, {}
     if style != "random":
         if not synth.has_encoder:
             raise UserError(f"--style {style}: this model has no feature encoder; styles apply only to models trained "
                             "with model.instance_feat or model.label_feat.")
         if style.startswith("encode:"):
-            photos = _pair_by_scene(labels, _files(style[len("encode:"):], "style photos"), "style photo")
+            photos = _pair_by_scene(labels, _files(style[len("encode:"):], "style photos", "--style encode:"), "style photo")
         elif style.endswith(".json"):
             style_json = load_style_json(style)
         else:
             raise UserError(f"--style {style!r}: expected 'random', 'encode:PHOTO_OR_FOLDER' or a .json file.")
     if num_samples < 1:
         raise UserError(f"--num-samples {num_samples}: must be at least 1.")
-    os.makedirs(out, exist_ok=True)
+    atomic.output_folder(out)
 
     data = synth.config.data
     channels, bits = decode.photo_format(data)
@@ -139,6 +141,10 @@ def synthesize_files(synth: Synthesizer, label: str, out: str, inst: Optional[st
             styles = synth.encode_styles(photo, lab, ins)
         groups.setdefault(lab.shape, []).append((f, lab, ins, styles))
 
+    if synth.use_instance and not inst:
+        logging.warning("the model was trained with instance maps (data.use_instance) and no --inst was given: each "
+                        "class's region is taken as one object, so touching objects of a class blur into one; give "
+                        "--inst (e.g. from `pix2pixhd-jax make-instances`) for their boundaries.")
     written = []
     bar = tqdm(total=len(labels) * num_samples, disable=not progress, desc="synthesizing", unit="image")
     for items in groups.values():

@@ -80,6 +80,24 @@ def random_style_index(seed: int, sample: int, pool_id: int, num_styles: int) ->
     return int(rng.integers(num_styles))
 
 
+def load_generator(workdir: str, config) -> dict:
+    """{'generator'[, 'encoder']} variables of the workdir's newest checkpoint (only those arrays are
+    read), checked against the shapes its config.json builds."""
+    variables = checkpoint.load_network_params(workdir, discriminator=False)
+    uses_e = bool(config.model.instance_feat or config.model.label_feat)
+    if "encoder" not in variables and uses_e:
+        raise SynthesisError(f"{workdir}: the config uses the feature encoder but the checkpoint has no encoder "
+                             "weights (import it with --netE).")
+    nets = Networks(config)
+    side = size_divisor(config.model) * 2
+    g_params, g_stats, _, _ = jax.eval_shape(lambda: nets.init(jax.random.PRNGKey(0), side, side))
+    wanted = checkpoint.network_variables(g_params, g_stats)
+    checkpoint.check_fit({k: variables[k] for k in wanted if k in variables}, wanted, checkpoint.checkpoint_dir(workdir),
+                         f"Its config.json ({os.path.join(os.path.abspath(workdir), 'config.json')}) is another "
+                         "model's: put back the one the checkpoint was trained with.")
+    return variables
+
+
 class Synthesizer:
     """A trained generator (+ encoder and clusters) ready to synthesize.
 
@@ -125,11 +143,8 @@ class Synthesizer:
     @classmethod
     def from_workdir(cls, workdir: str, clusters_path: Optional[str] = None, dtype: Optional[str] = None):
         """The newest networks of a workdir (training state or imported), with its clusters if present."""
-        config = checkpoint.read_config(workdir)
-        variables = checkpoint.load_network_params(workdir)
-        if "encoder" not in variables and (config.model.instance_feat or config.model.label_feat):
-            raise SynthesisError(f"{workdir}: the config uses the feature encoder but the checkpoint has no encoder "
-                                 "weights (import it with --netE).")
+        config = checkpoint.read_config(workdir, checkpoint.MODEL_GROUPS)
+        variables = load_generator(workdir, config)
         clusters = None
         path = clusters_path or os.path.join(workdir, features_lib.CLUSTERS_FILE)
         if (config.model.instance_feat or config.model.label_feat) and (clusters_path or os.path.isfile(path)):

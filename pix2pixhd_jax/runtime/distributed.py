@@ -26,17 +26,22 @@ from jax._src import distributed as jax_distributed  # the coordinator's key-val
 from jax.experimental import multihost_utils
 
 from pix2pixhd_jax import checkpoint
+from pix2pixhd_jax.runtime import console
 from pix2pixhd_jax.errors import DistributedError
 
 _KEY = "pix2pixhd_jax/config/"
 
 
 def initialize_from_args(args):
-    if args.coordinator is None and args.num_processes is None and args.process_id is None and not args.distributed:
-        return False
-    initialize(args.coordinator, args.num_processes, args.process_id, auto=args.distributed,
-               timeout=args.init_timeout, heartbeat_timeout=args.heartbeat_timeout)
-    return True
+    """Join the run where the flags ask for many processes, then start JAX's backends (which must
+    come after joining); returns whether this is a multi-process run."""
+    many = not (args.coordinator is None and args.num_processes is None and args.process_id is None
+                and not args.distributed)
+    if many:
+        initialize(args.coordinator, args.num_processes, args.process_id, auto=args.distributed,
+                   timeout=args.init_timeout, heartbeat_timeout=args.heartbeat_timeout)
+    console.start_backends()
+    return many
 
 
 def _parse_address(address):

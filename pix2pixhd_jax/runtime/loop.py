@@ -6,10 +6,11 @@ would otherwise fail alone and leave the others waiting in a collective), then d
 job in a `Job`: how to initialise a state, the pure step, its batches and when to save.
 `run` then, the same way for every job:
 
-- restores the workdir's newest checkpoint of the job's item (process 0's view of the shared
-  disk decides the step; one in an older layout through the job's conversion) or initialises
-  the state under jit with its shardings, and only then writes config.json, so a checkpoint
-  that fails to restore keeps the config it was made with;
+- restores the workdir's newest readable checkpoint of the job's item (runtime/resume.py: process
+  0's view of the shared disk decides; an unreadable newer step is skipped, said so and set aside;
+  one in an older layout goes through the job's conversion) or initialises the state under jit
+  with its shardings, and only then writes config.json, so a checkpoint that fails to restore
+  keeps the config it was made with;
 - jits the step with the state's shardings, the batch split over the mesh's 'data' axis and
   the state donated;
 - reads a step's metrics one step late, once the next step is dispatched, so the device does
@@ -37,7 +38,7 @@ from tqdm import tqdm
 
 from pix2pixhd_jax import checkpoint
 from pix2pixhd_jax.errors import CheckpointError, NonFiniteLossError
-from pix2pixhd_jax.runtime import distributed, host_memory, sharding
+from pix2pixhd_jax.runtime import distributed, host_memory, resume, sharding
 from pix2pixhd_jax.runtime.metric_writer import MetricWriter
 
 SIGTERM_EXIT = 143
@@ -177,30 +178,24 @@ def run(job: Job, config, workdir: str, mesh, progress: bool = True) -> Result:
     rng = jax.random.PRNGKey(job.seed)
     shapes = jax.eval_shape(job.init, rng)
     state_sharding = sharding.state_shardings(shapes, mesh, job.shard_params)
-    mngr = checkpoint.train_manager(workdir, job.keep_checkpoints)
-    latest = checkpoint.latest_step(workdir, job.item)
-    start = distributed.broadcast_from_main(-1 if latest is None else latest)
-    if start >= 0:
-        converted = None if job.convert_old is None else job.convert_old(workdir, start, shapes)
-        if converted is None:
-            abstract = jax.tree_util.tree_map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
-                                              shapes, state_sharding)
-            state = checkpoint.restore_state(mngr, start, abstract, job.item)
-        else:
-            state = jax.device_put(converted, state_sharding)
-        logging.info("resuming from %s at step %d", checkpoint.checkpoint_dir(workdir), start)
-    else:
+    abstract = jax.tree_util.tree_map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
+                                      shapes, state_sharding)
+    convert = None if job.convert_old is None else (lambda where, at: job.convert_old(where, at, shapes))
+    state, start = resume.restore_newest(workdir, job.item, abstract, convert)
+    if state is None:
         start = 0
         state = jax.jit(job.init, out_shardings=state_sharding)(rng)
         if job.after_init is not None:
             state = jax.device_put(job.after_init(state), state_sharding)
     if is_main:
         checkpoint.write_config(workdir, config)
+    # Made after the restore, which may have set unreadable steps aside: the manager counts only the others.
+    mngr = checkpoint.train_manager(workdir, job.keep_checkpoints)
 
     extra_args = jax.device_put(job.extra_args, sharding.replicated(mesh))
     step_fn = jit_step(job.step, mesh, state_sharding, len(extra_args), job.has_outputs)
 
-    writer = MetricWriter(os.path.join(workdir, "tensorboard"), enabled=is_main, resume_step=start or None)
+    writer = MetricWriter(os.path.join(workdir, "tensorboard"), enabled=is_main, resume_step=start)
     bar = tqdm(total=job.total_steps, initial=start, disable=not (progress and is_main), unit="step",
                dynamic_ncols=True, desc=job.name)
     last_saved = start if start else None
@@ -259,8 +254,11 @@ def run(job: Job, config, workdir: str, mesh, progress: bool = True) -> Result:
                 finish(pending)
                 pending = None
             for fn in periodic:
-                writer.scalars(step, fn(step, state))
+                scores = fn(step, state)
+                writer.scalars(step, scores)
                 writer.flush()
+                if is_main:  # above the progress bar, which stays at the bottom
+                    tqdm.write(f"{job.name} step {step}: " + ", ".join(f"{k} {float(v):.4g}" for k, v in scores.items()))
             if save_due:
                 save(step)
             if stop:

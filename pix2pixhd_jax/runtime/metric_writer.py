@@ -1,4 +1,4 @@
-"""TensorBoard scalars and images without TensorFlow (tensorboardX), plus a JSONL copy.
+"""TensorBoard scalars and images without TensorFlow (tensorboardX's event protos), plus a JSONL copy.
 
 Only process 0 writes. Where tensorboardX is missing (a bare accelerator image), the
 scalars still go to metrics.jsonl and a warning says how to get TensorBoard files.
@@ -7,6 +7,7 @@ scalars still go to metrics.jsonl and a warning says how to get TensorBoard file
 import json
 import logging
 import os
+import time
 from typing import Optional
 
 import numpy as np
@@ -33,10 +34,46 @@ def drop_steps_after(path: str, step: int) -> int:
     return len(lines) - len(keep)
 
 
+class _EventFile:
+    """One TensorBoard events file written synchronously with tensorboardX's protos: each write is
+    on disk when it returns (tensorboardX's SummaryWriter queues events for a thread that writes
+    them up to 2 minutes later, so a killed run lost its last scalars)."""
+
+    def __init__(self, logdir: str, purge_step: Optional[int]):
+        from tensorboardX import summary
+        from tensorboardX.event_file_writer import EventsWriter
+        from tensorboardX.proto.event_pb2 import Event, SessionLog
+
+        self._summary, self._event = summary, Event
+        self._file = EventsWriter(os.path.join(logdir, "events"))
+        if purge_step is not None:
+            # TensorBoard drops the earlier files' events from this step on (a resumed or restarted run).
+            self._write(Event(wall_time=time.time(), step=purge_step, session_log=SessionLog(status=SessionLog.START)))
+
+    def _write(self, event):
+        self._file.write_event(event)
+        self._file.flush()
+
+    def scalars(self, step: int, values: dict):
+        for key, value in values.items():
+            self._file.write_event(self._event(wall_time=time.time(), step=step,
+                                               summary=self._summary.scalar(key, value)))
+        self._file.flush()
+
+    def image(self, step: int, tag: str, image: np.ndarray):
+        self._write(self._event(wall_time=time.time(), step=step,
+                                summary=self._summary.image(tag, image, dataformats="HWC")))
+
+    def close(self):
+        self._file.close()
+
+
 class MetricWriter:
     def __init__(self, logdir: str, enabled: bool = True, resume_step: Optional[int] = None):
-        """resume_step: a run resumed from that step's checkpoint; the records of the steps
-        after it (written before the run stopped) are dropped, so every step has one value."""
+        """resume_step: the step the run starts from (0 for a fresh start): the records of the
+        steps after it, written by a run that stopped before or after its last checkpoint, are
+        dropped from metrics.jsonl and TensorBoard, so every step has one value. Every write is
+        on disk when it returns."""
         self.logdir = logdir
         self.enabled = enabled
         self._tb = None
@@ -52,10 +89,7 @@ class MetricWriter:
                              resume_step)
         self._jsonl = open(path, "a")
         try:
-            from tensorboardX import SummaryWriter
-
-            # purge_step: TensorBoard discards the old events after the resumed step too.
-            self._tb = SummaryWriter(logdir, purge_step=None if resume_step is None else resume_step + 1)
+            self._tb = _EventFile(logdir, None if resume_step is None else resume_step + 1)
         except ImportError:
             logging.warning("tensorboardX is not installed: scalars go to %s/metrics.jsonl only "
                             "(pip install tensorboardX for TensorBoard files).", logdir)
@@ -67,17 +101,15 @@ class MetricWriter:
         self._jsonl.write(json.dumps({"step": int(step), **values}) + "\n")
         self._jsonl.flush()
         if self._tb is not None:
-            for key, value in values.items():
-                self._tb.add_scalar(key, value, int(step))
+            self._tb.scalars(int(step), values)
 
     def image(self, step: int, tag: str, image: np.ndarray):
         """(H, W, 3) uint8."""
         if self.enabled and self._tb is not None:
-            self._tb.add_image(tag, image, int(step), dataformats="HWC")
+            self._tb.image(int(step), tag, image)
 
     def flush(self):
-        if self._tb is not None:
-            self._tb.flush()
+        """Kept for callers: every write is already on disk."""
 
     def close(self):
         if self._tb is not None:

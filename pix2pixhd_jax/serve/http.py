@@ -197,24 +197,42 @@ class EditorHandler(http.server.BaseHTTPRequestHandler):
         return b"".join(chunks)
 
 
-def make_server(service: EditorService, host: str = "127.0.0.1", port: int = 8000):
-    """A ThreadingHTTPServer serving the page and the API (port 0: a free port)."""
-    handler = type("Handler", (EditorHandler,), {"service": service, "page": load_page(),
+def bind(host: str = "127.0.0.1", port: int = 8000, limits: Optional[Limits] = None):
+    """A ThreadingHTTPServer listening on host:port (port 0: a free port) whose handler has no
+    service yet (`attach` gives it one): a taken or impossible address is an error before any
+    model is loaded or compiled."""
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise UserError(f"--port {port}: not a TCP port; give one of 1..65535 (0: any free one).")
+    limits = limits or Limits()
+    handler = type("Handler", (EditorHandler,), {"service": None, "page": load_page(),
                                                  "allow_any_host": not is_loopback(host),
-                                                 "timeout": service.limits.request_timeout_s})
+                                                 "timeout": limits.request_timeout_s})
     server_cls = http.server.ThreadingHTTPServer
     if ":" in host.strip("[]"):
         server_cls = type("ThreadingHTTPServerV6", (server_cls,), {"address_family": socket.AF_INET6})
     try:
         server = server_cls((host.strip("[]"), port), handler)
-    except OSError as e:
-        raise UserError(f"cannot listen on {host}:{port} ({e.strerror or e}); pick another --port (0: any free "
+    except (OSError, OverflowError, UnicodeError) as e:
+        reason = getattr(e, "strerror", None) or e
+        raise UserError(f"cannot listen on {host}:{port} ({reason}); pick another --port (0: any free "
                         "one) or --host.") from None
     server.daemon_threads = True
     if not is_loopback(host):
         logging.warning("serving on %s, not loopback: anyone who can reach this address and port can use the "
                         "editor and its model (there is no authentication).", host)
     return server
+
+
+def attach(server, service: EditorService):
+    """Give a bound server (`bind`) the service its requests go to."""
+    server.RequestHandlerClass.service = service
+    server.RequestHandlerClass.timeout = service.limits.request_timeout_s
+    return server
+
+
+def make_server(service: EditorService, host: str = "127.0.0.1", port: int = 8000):
+    """A ThreadingHTTPServer serving the page and the API (port 0: a free port)."""
+    return attach(bind(host, port, service.limits), service)
 
 
 def list_test_scenes(config, dataroot: Optional[str] = None) -> Dict[str, Tuple[str, Optional[str]]]:
@@ -238,15 +256,21 @@ def list_test_scenes(config, dataroot: Optional[str] = None) -> Dict[str, Tuple[
 def create(workdir: str, host: str = "127.0.0.1", port: int = 8000, dataroot: Optional[str] = None,
            clusters: Optional[str] = None, seed: int = 0, limits: Optional[Limits] = None, warmup: bool = True,
            dtype: Optional[str] = None, resize: str = "config"):
-    """(server, service) for a workdir's model, compiled for its test scenes' size, not yet serving."""
-    synth = Synthesizer.from_workdir(workdir, clusters, dtype=dtype)
-    service = EditorService(synth, list_test_scenes(synth.config, dataroot), limits, seed, resize)
-    if warmup and service.scenes:  # compile the generator for the test scenes' size before the first visit
-        start = time.time()
-        name = next(iter(service.scenes))
-        service.close({"session": service.open_scene({"scene": name})["session"]})
-        logging.info("generator compiled for the test scenes' size in %.1f s", time.time() - start)
-    return make_server(service, host, port), service
+    """(server, service) for a workdir's model, compiled for its test scenes' size, not yet serving.
+    The address is bound first: a taken port is said before the model is loaded and compiled."""
+    server = bind(host, port, limits)
+    try:
+        synth = Synthesizer.from_workdir(workdir, clusters, dtype=dtype)
+        service = EditorService(synth, list_test_scenes(synth.config, dataroot), limits, seed, resize)
+        if warmup and service.scenes:  # compile the generator for the test scenes' size before the first visit
+            start = time.time()
+            name = next(iter(service.scenes))
+            service.close({"session": service.open_scene({"scene": name})["session"]})
+            logging.info("generator compiled for the test scenes' size in %.1f s", time.time() - start)
+    except BaseException:
+        server.server_close()
+        raise
+    return attach(server, service), service
 
 
 def serve(workdir: str, host: str = "127.0.0.1", port: int = 8000, **kwargs):

@@ -50,7 +50,7 @@ import numpy as np
 from PIL import Image
 
 from pix2pixhd_jax.data.cityscapes_labels import palette
-from pix2pixhd_jax.data.instances import dataset_classes, instances_from_labels
+from pix2pixhd_jax.data.instances import dataset_classes, instances_from_labels, png_numbering
 from pix2pixhd_jax.data.visualize import colorize_labels, png_image
 from pix2pixhd_jax.errors import ApiError, UserError
 from pix2pixhd_jax.inference.editing import Editor, Scene
@@ -232,7 +232,7 @@ class EditorService:
         given = label.shape[::-1]
         if self.resize == "config":
             label, inst, _ = self.synth.prepare(label, inst, where=name)
-        inst = instances_from_labels(label, self.things) if inst is None else inst
+        inst = instances_from_labels(label, self.things, png_numbering(self.things)) if inst is None else inst
         # The dataset's thing classes, and any class the map already splits into objects.
         scene = Scene.from_arrays(label, inst, things=self.things | frozenset(np.unique(label[inst >= 1000]).tolist()))
         per_scene = scene.label.nbytes + scene.inst.nbytes
@@ -527,6 +527,10 @@ class EditorService:
             if what == "label":
                 image = scene.label.astype(np.uint8 if self.label_nc <= 256 else np.uint16)
             elif what == "inst":
+                top = int(scene.inst.max())
+                if top > np.iinfo(np.uint16).max:  # never cast silently: the ids would wrap into other objects'
+                    raise ApiError(409, f"instance id {top} does not fit the 16-bit instance PNG (ids up to 65535); "
+                                        "renumber the uploaded instance map's objects below 65536.")
                 image = scene.inst.astype(np.uint16)
             elif what == "photo":
                 image = session.photo

@@ -17,7 +17,7 @@ import numpy as np
 import optax
 
 from pix2pixhd_jax import checkpoint
-from pix2pixhd_jax.errors import CheckpointError
+from pix2pixhd_jax.errors import CheckpointError, UnreadableCheckpointError
 from pix2pixhd_jax.models.generator import G1
 from pix2pixhd_jax.training.step import FIXED, TRAINED, TrainState, stage_labels
 
@@ -79,6 +79,8 @@ def restore_two_adam_state(workdir: str, step: int, like, item: str = "state"):
     where = os.path.join(checkpoint.checkpoint_dir(workdir), str(step))
     try:
         saved = checkpoint.restore_to_host(workdir, step, item)
+    except UnreadableCheckpointError:
+        raise  # the resume goes back to an older step
     except (ValueError, KeyError, TypeError, OSError) as e:
         raise CheckpointError(f"{where}: the checkpoint cannot be read ({e}). Resume from another step's checkpoint "
                               "(move this one away), or start in a new --workdir.") from None

@@ -145,7 +145,13 @@ def train(config, workdir: str, devices=None, progress: bool = True):
     mesh = sharding.make_mesh(devices)
     workdir = loop.prepare(config, workdir, mesh, config.train.batch_size)
     if os.path.isfile(os.path.join(workdir, "config.json")):
-        check_resumable(checkpoint.read_config(workdir), config, workdir)
+        problem = checkpoint.config_problem(workdir, checkpoint.MODEL_GROUPS)
+        if problem:
+            # The restore compares the checkpoint's own shapes with this config's; config.json is written anew.
+            logging.warning("%s; resuming checks the checkpoints' shapes against --config instead and writes it "
+                            "anew.", problem)
+        else:
+            check_resumable(checkpoint.read_config(workdir), config, workdir)
     pipeline = InputPipeline(config, "train", process_index=jax.process_index(),
                              process_count=jax.process_count())
     steps_per_epoch = pipeline.steps_per_epoch

@@ -58,7 +58,7 @@ def write_dataset(out_dir, num_train: int, num_test: int, width: int, height: in
     if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
         raise UserError(f"workers={workers!r} is invalid: use a positive integer or None (all CPUs)")
 
-    out_dir = os.fspath(out_dir)
+    out_dir = atomic.output_folder(os.fspath(out_dir))
     counts = {"train": int(num_train), "test": int(num_test)}
     for phase in counts:
         for kind in ("label", "inst", "img"):
