@@ -67,7 +67,7 @@ def demo(v5e):
 
 
 def test_the_demos_step_fits_its_state_and_activations_on_each_chip(v5e, demo):
-    (devices, chip), (config, compiled) = v5e, demo
+    (_, chip), (config, compiled) = v5e, demo
     figures = aot.per_chip_figures(compiled, chip, 1)
     nets = Networks(config)
     d = size_divisor(config.model) * 2

@@ -133,11 +133,17 @@ def make_train_step(config, steps_per_epoch: int, vgg_apply=None):
     def step_fn(state: TrainState, batch, vgg_variables):
         rng, k_drop, k_pool = jax.random.split(state.rng, 3)
         inputs = model_inputs(batch, config)  # ids and levels in, the networks' inputs built here
-        label, real = inputs["label"], inputs["image"]
+        # G's and D's inputs in the compute dtype: their first convs would cast them there anyway
+        # (the one-hot labels and boundaries are exact in bf16), and at 2048x1024 the label map
+        # alone is 300 MB in float32.
+        dtype = nets.G.dtype
+        label, real = inputs["label"].astype(dtype), inputs["image"]
+        inputs = dict(inputs, label=label)
 
         def d_apply(params, image, stats):
             """D(label, image) in training mode -> (features per scale, new batch-norm stats)."""
-            return apply_variables(nets.D, params, stats, jnp.concatenate([label, image], axis=-1), train=True)
+            return apply_variables(nets.D, params, stats, jnp.concatenate([label, image.astype(dtype)], axis=-1),
+                                   train=True)
 
         # G (and E) forward; g_vjp turns dL_G/d fake into G's (and E's) gradient.
         fake, g_vjp, g_stats = jax.vjp(
