@@ -32,8 +32,12 @@ demo: venv
 	$(VENV)/bin/pix2pixhd-jax train --config configs/synthetic_demo.py --workdir $(DEMO_DIR)/run \
 	    --config.data.dataroot=$(DEMO_DIR)/synthetic
 
+# The quick tests, then the slow ones (whole CLI processes, XLA:TPU compiles) in their own bounded
+# step: SLOW_LIMIT seconds in all, each test at most the pytest timeout in pyproject.toml.
+SLOW_LIMIT ?= 900
 test: venv browser
-	$(PY) -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+	$(PY) -m pytest -n 2 --dist loadgroup -m "not slow" $(PYTEST_ARGS)
+	timeout $(SLOW_LIMIT) $(PY) -m pytest -n 2 --dist loadgroup -m slow $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR)

@@ -26,7 +26,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = {"global_1024x512": ("cityscapes_1024x512.py", 512, 1024),
            "local_2048x1024": ("cityscapes_2048x1024.py", 1024, 2048)}
 TOPOLOGIES = ("v5e:2x2", "v4:2x2x1", "v5p:2x2x1", "v6e:2x2")
-POLICIES = ("none", "blocks", "dots_saveable", "full")
+POLICIES = ("none", "blocks", "dots_saveable", "layers", "full")
 GIB = 2 ** 30
 
 

@@ -8,31 +8,37 @@ import pytest
 
 from conftest import load_test_config
 from pix2pixhd_jax.errors import ConfigError
+from pix2pixhd_jax.models import layers
 from pix2pixhd_jax.models.layers import remat_policy
 from pix2pixhd_jax.models.pix2pixhd import Networks
 from pix2pixhd_jax.models.vgg19 import VGG19Features
 
-POLICIES = ("none", "blocks", "full", "dots_saveable")
+POLICIES = ("none", "blocks", "layers", "full", "dots_saveable")
+BATCH = 2
 SMALL = ("model.ngf=4", "model.ndf=4", "model.n_downsample_global=2", "model.n_blocks_global=2", "model.num_D=2",
          "model.n_layers_D=2", "data.label_nc=6", "model.instance_feat=True", "model.nef=4", "model.n_downsample_E=2")
 LOCAL = ("model.netG=local", "model.n_local_enhancers=1", "model.n_blocks_local=1")
 
 
 def kept_bytes(fn, *args):
-    """Bytes the backward pass of fn keeps: the residuals inside jax.vjp's pullback."""
-    _, pullback = jax.vjp(fn, *args)
-    arg_ids = {id(x) for x in jax.tree_util.tree_leaves(args)}
-    return sum(x.nbytes for x in jax.tree_util.tree_leaves(pullback) if id(x) not in arg_ids)
+    """Bytes of activations the backward pass of fn keeps: the residuals inside jax.vjp's
+    pullback (traced, not run) of the batch's shape (BATCH, H, W, C); no kernel has BATCH rows."""
+    pullback = jax.eval_shape(lambda a: jax.vjp(fn, *a)[1], args)
+    return sum(int(np.prod(x.shape)) * x.dtype.itemsize for x in jax.tree_util.tree_leaves(pullback)
+               if x.ndim == 4 and x.shape[0] == BATCH)
 
 
-def networks_and_losses(policy, local=False):
+def networks_and_losses(policy, local=False, traced=False):
+    """G's and D's parameters and a loss of each; with `traced`, the parameters' shapes only."""
     config = load_test_config(*SMALL, *(LOCAL if local else ()), f"train.remat={policy}")
     nets = Networks(config)
-    g_params, g_stats, d_params, d_stats = jax.jit(lambda r: nets.init(r, 16, 16))(jax.random.PRNGKey(0))
+    init = lambda r: nets.init(r, 16, 16)  # noqa: E731
+    key = jax.random.PRNGKey(0)
+    g_params, g_stats, d_params, d_stats = jax.eval_shape(init, key) if traced else jax.jit(init)(key)
     rng = np.random.default_rng(0)
-    x = jnp.asarray(rng.uniform(-1, 1, (2, 16, 16, nets.g_in - config.model.feat_num)), jnp.float32)
-    photo = jnp.asarray(rng.uniform(-1, 1, (2, 16, 16, 3)), jnp.float32)
-    inst = jnp.asarray(np.kron(rng.integers(0, 5, (2, 2, 2)), np.ones((1, 8, 8), np.int64)), jnp.int32)
+    x = jnp.asarray(rng.uniform(-1, 1, (BATCH, 16, 16, nets.g_in - config.model.feat_num)), jnp.float32)
+    photo = jnp.asarray(rng.uniform(-1, 1, (BATCH, 16, 16, 3)), jnp.float32)
+    inst = jnp.asarray(np.kron(rng.integers(0, 5, (BATCH, 2, 2)), np.ones((1, 8, 8), np.int64)), jnp.int32)
 
     def g_loss(p):
         feats = nets.E.apply({"params": p["encoder"]}, photo, inst, train=True)
@@ -46,6 +52,7 @@ def networks_and_losses(policy, local=False):
     return (g_params, g_loss), (d_params, d_loss)
 
 
+@pytest.mark.slow  # XLA:CPU compiles every policy's gradients: a few minutes on two cores
 @pytest.mark.parametrize("local, policies", [(False, POLICIES), (True, ("none", "full"))])
 def test_every_policy_gives_the_same_parameters_outputs_and_gradients(local, policies):
     results = {}
@@ -60,19 +67,24 @@ def test_every_policy_gives_the_same_parameters_outputs_and_gradients(local, pol
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6, err_msg=policy)
 
 
-def test_recomputing_keeps_less_for_the_backward_pass():
+def test_recomputing_keeps_less_for_the_backward_pass(monkeypatch):
+    # The test's blocks are 16 channels wide: 'layers' keeps the blocks' insides above 8.
+    monkeypatch.setattr(layers, "WIDE_BLOCK", 8)
     kept = {}
     for policy in POLICIES:
-        (g_params, g_loss), (d_params, d_loss) = networks_and_losses(policy)
+        (g_params, g_loss), (d_params, d_loss) = networks_and_losses(policy, traced=True)
         kept[policy] = (kept_bytes(g_loss, g_params), kept_bytes(d_loss, d_params))
+    assert kept["full"][0] < kept["layers"][0] < kept["none"][0]
     assert kept["full"][0] < kept["dots_saveable"][0] < kept["none"][0]
     assert kept["blocks"][0] < kept["none"][0]
-    assert kept["full"][1] < kept["dots_saveable"][1] < kept["none"][1]
+    # The blocks' share: what 'blocks' saves over 'none' is what 'layers' keeps over 'full'.
+    assert kept["layers"][0] - kept["full"][0] == pytest.approx(kept["none"][0] - kept["blocks"][0], rel=0.1)
+    assert kept["full"][1] == kept["layers"][1] < kept["none"][1]  # D has no residual blocks
     assert kept["full"][0] < 0.6 * kept["none"][0]
 
 
 def test_vgg_keeps_one_tensor_per_layer_under_full():
-    x = jnp.asarray(np.random.default_rng(0).uniform(-1, 1, (1, 16, 16, 3)), jnp.float32)
+    x = jnp.asarray(np.random.default_rng(0).uniform(-1, 1, (BATCH, 16, 16, 3)), jnp.float32)
     out = {}
     for policy in ("none", "full"):
         vgg = VGG19Features(remat=policy)
@@ -90,5 +102,5 @@ def test_policy_names_and_the_old_booleans():
     assert remat_policy("dots_with_no_batch_dims_saveable") == "dots_with_no_batch_dims_saveable"
     with pytest.raises(ValueError, match="save_only_these_names"):  # a factory, not a policy
         remat_policy("save_only_these_names")
-    with pytest.raises(ConfigError, match=r"train.remat='most'.*none, blocks, full"):
+    with pytest.raises(ConfigError, match=r"train.remat='most'.*none, blocks, layers, full"):
         Networks(load_test_config("train.remat=most"))

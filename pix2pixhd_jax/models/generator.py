@@ -51,7 +51,8 @@ class GlobalGenerator(nn.Module):
 
     @nn.compact
     def __call__(self, x, train: bool = False):
-        block = block_remat(ResnetBlock, self.remat)
+        dim = self.ngf * 2 ** self.n_downsampling
+        block = block_remat(ResnetBlock, self.remat, dim)
         layer = functools.partial(layer_remat, policy=self.remat, static_argnums=(2,))
         norm = functools.partial(Norm, self.norm, self.dtype, self.bn_inference)
         conv = functools.partial(Conv, dtype=self.dtype)
@@ -61,7 +62,6 @@ class GlobalGenerator(nn.Module):
         for i in range(self.n_downsampling):
             x = layer(_conv_layer(lambda i=i: conv(self.ngf * 2 ** (i + 1), 3, stride=2, padding=1, name=f"down_{i}"),
                                   lambda i=i: norm(name=f"down_norm_{i}")))(self, x, train)
-        dim = self.ngf * 2 ** self.n_downsampling
         for i in range(self.n_blocks):
             x = block(dim, self.norm, self.use_dropout, self.dtype, self.bn_inference, name=f"res_{i}")(x, train)
         for i in range(self.n_downsampling):
@@ -90,7 +90,7 @@ class LocalEnhancerBranch(nn.Module):
 
     @nn.compact
     def __call__(self, x, coarser, train: bool = False):
-        block = block_remat(ResnetBlock, self.remat)
+        block = block_remat(ResnetBlock, self.remat, self.ngf * 2)
         layer = functools.partial(layer_remat, policy=self.remat, static_argnums=(2,))
         norm = functools.partial(Norm, self.norm, self.dtype, self.bn_inference)
         conv = functools.partial(Conv, dtype=self.dtype)

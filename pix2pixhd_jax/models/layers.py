@@ -132,12 +132,18 @@ class ConvTranspose(nn.Module):
 
 # train.remat: which activations the backward pass recomputes instead of keeping.
 #   none    keep everything the forward pass made (fastest, most memory);
-#   blocks  G's residual blocks are recomputed (they hold few pixels: little saved);
-#   full    every layer of G, E, D and VGG19 (conv, norm, activation) is recomputed from its
-#           input: the backward pass keeps one tensor per layer, in the compute dtype;
+#   blocks  G's residual blocks are recomputed (at the coarsest level in the global generator:
+#           little memory for their FLOPs);
+#   layers  every layer of G, E, D and VGG19 (conv, norm, activation) is recomputed from its
+#           input, so the backward pass keeps one tensor per layer, in the compute dtype, except
+#           the residual blocks wider than WIDE_BLOCK channels (the global generator's 1024-channel
+#           blocks: recomputing a layer costs 2*9*channels FLOPs per value it saves, theirs the most
+#           for the least memory), which keep theirs;
+#   full    as layers, and every residual block too;
 #   a jax.checkpoint_policies name (e.g. dots_saveable): every layer as with full, keeping what
 #           that policy saves (dots_saveable: the conv outputs; norms and activations recomputed).
-REMAT_MODES = ("none", "blocks", "full")
+REMAT_MODES = ("none", "blocks", "layers", "full")
+WIDE_BLOCK = 256
 
 
 def remat_policy(value) -> str:
@@ -168,16 +174,17 @@ def layer_remat(fn, policy: str, static_argnums=()):
     policy = remat_policy(policy)
     if policy in ("none", "blocks"):
         return fn
-    return nn.remat(fn, policy=None if policy == "full" else _jax_policy(policy), static_argnums=static_argnums)
+    return nn.remat(fn, policy=None if policy in REMAT_MODES else _jax_policy(policy), static_argnums=static_argnums)
 
 
-def block_remat(cls, policy: str):
-    """A residual block class, recomputed in the backward pass under every policy but 'none'."""
+def block_remat(cls, policy: str, width: int):
+    """A residual block class of `width` channels, recomputed in the backward pass under every
+    policy but 'none', and under 'layers' only when it is at most WIDE_BLOCK channels wide."""
     policy = remat_policy(policy)
-    if policy == "none":
+    if policy == "none" or (policy == "layers" and width > WIDE_BLOCK):
         return cls
     # static_argnums counts self: (self, x, train) -> train is 2.
-    jax_policy = None if policy in ("blocks", "full") else _jax_policy(policy)
+    jax_policy = None if policy in REMAT_MODES else _jax_policy(policy)
     return nn.remat(cls, static_argnums=(2,), policy=jax_policy)
 
 
