@@ -113,9 +113,9 @@ def decode_label(data: bytes, where: str, label_nc: int, unknown_label: int = -1
 
 
 def photo_format(data_cfg) -> tuple:
-    """(channels, bit depth) of the config's photos, checked (workdirs from before these settings: 3, 8)."""
+    """(channels, bit depth) of the config's photos, checked."""
     channels = int(data_cfg.output_nc)
-    bit_depth = int(getattr(data_cfg, "image_bit_depth", 8))
+    bit_depth = int(data_cfg.image_bit_depth)
     if channels not in (1, 3):
         raise DataError(f"data.output_nc={channels}: photos have 1 (grayscale, depth, medical) or 3 (RGB) channels.")
     if bit_depth not in (8, 16):
@@ -127,8 +127,8 @@ def photo_format(data_cfg) -> tuple:
 
 
 def unknown_label_of(data_cfg) -> int:
-    """data.unknown_label, checked against label_nc (-1: off; workdirs from before it: off)."""
-    k = int(getattr(data_cfg, "unknown_label", -1))
+    """data.unknown_label, checked against label_nc (-1: off)."""
+    k = int(data_cfg.unknown_label)
     if k >= 0 and data_cfg.label_nc and k >= data_cfg.label_nc:
         raise DataError(f"data.unknown_label={k} is not a class of label_nc={data_cfg.label_nc}; pick one of "
                         f"0..{data_cfg.label_nc - 1}, or -1 to stop on out-of-range ids.")

@@ -119,7 +119,7 @@ class InputPipeline:
         self.batch = self.global_batch // process_count
         self.label_dtype = np.dtype(np.uint8 if data.label_nc <= 256 else np.uint16)
         self.image_dtype = np.dtype(np.uint8 if self.bit_depth == 8 else np.uint16)
-        self._prepared = prepared.read(config, split) if data.get("prepared_dir") else None
+        self._prepared = prepared.read(config, split) if data.prepared_dir else None
         self._tfds = self._prepared is None and data.dataset_format == "tfds"
         if self._tfds:
             self._init_tfds()

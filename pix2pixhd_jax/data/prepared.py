@@ -134,7 +134,7 @@ def write(config, out: str, splits=SPLITS, workers: int = 0, progress: bool = Tr
     if data.dataset_format == "tfds":
         raise DataError("prepare-data reads dataset files (data.dataset_format aligned, cityscapes, ade20k or ab); "
                         "a TFDS dataset is prepared by `pix2pixhd-jax prepare-tfds`.")
-    if data.get("prepared_dir"):
+    if data.prepared_dir:
         raise DataError(f"data.prepared_dir={data.prepared_dir!r}: prepare-data reads the source files; leave "
                         "data.prepared_dir unset (it is the setting that trains from the prepared folder).")
     transforms.check_mode(data.resize_or_crop)

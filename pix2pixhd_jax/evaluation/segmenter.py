@@ -120,7 +120,7 @@ def train_segmenter(config, workdir: str, progress: bool = True, devices=None):
                              process_index=jax.process_index(), process_count=jax.process_count())
     tx = _optimizer(config)
     size = 2 ** int(seg.depth) * 2
-    weighting = str(seg.get("class_weighting", "none"))
+    weighting = str(seg.class_weighting)
     weights = None if weighting == "none" else class_weights(label_counts(config), weighting)
     if weights is not None:
         logging.info("segmenter class weights (%s): %s", weighting, np.round(weights, 3).tolist())

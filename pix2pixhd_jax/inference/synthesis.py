@@ -102,7 +102,7 @@ class Synthesizer:
     """A trained generator (+ encoder and clusters) ready to synthesize.
 
     Args:
-      config: the model's config (attribute access: ConfigDict or the workdir's config.json).
+      config: the model's config (config_loading.Config: a loaded file or a workdir's config.json).
       variables: {'generator': {'params', 'batch_stats'}, 'encoder': ...} as numpy or jax arrays.
       clusters: FeatureClusters for random/cluster styles (models with the encoder).
       dtype: the compute dtype, 'float32', 'bfloat16' or 'float16'; default the config's train.dtype.

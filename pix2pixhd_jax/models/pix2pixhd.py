@@ -9,7 +9,7 @@ programs from here; nothing here knows of training.
 
 The input helpers work on numpy and jax.numpy arrays alike (pass `xp`), so the input
 pipeline builds them on the host and the programs on the device. Configs are read by
-attribute (an ml_collections.ConfigDict or the workdir's config.json).
+attribute (a config_loading.Config, or any object with the same attributes).
 """
 
 import logging
@@ -128,8 +128,8 @@ def model_inputs(batch, config, xp=jnp):
 
 
 def photo_bits(config) -> int:
-    """The photos' bit depth (data.image_bit_depth; 8 for workdirs from before the setting)."""
-    return int(getattr(config.data, "image_bit_depth", 8))
+    """The photos' bit depth (data.image_bit_depth)."""
+    return int(config.data.image_bit_depth)
 
 
 # ----- the networks -----------------------------------------------------------------------
@@ -182,7 +182,7 @@ def build_discriminator(config, dtype=jnp.float32, remat="none"):
 
 def build_encoder(config, dtype=jnp.float32, remat="none"):
     m = config.model
-    norm = m.get("norm_E") or m.norm  # workdirs from before norm_E have no such key
+    norm = m.norm_E or m.norm
     return FeatureEncoder(m.feat_num, m.nef, m.n_downsample_E, norm, remat=remat, dtype=dtype)
 
 
@@ -190,7 +190,7 @@ class Networks:
     """G, D (and E) built from a config, in the config's compute dtype."""
 
     def __init__(self, config, dtype=None):
-        if config.model.get("load_features"):
+        if config.model.load_features:
             raise ConfigError(
                 "model.load_features=true: the reference's recipe of precomputed instance feature maps "
                 "(precompute_feature_maps.py, then training G on them without E) is not supported. Train the "

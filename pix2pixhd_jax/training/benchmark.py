@@ -119,7 +119,7 @@ def _vgg(config, nets):
 
 
 def _describe(config, height, width, batch) -> dict:
-    return {"config": getattr(config, "name", ""), "height": height, "width": width, "batch": batch,
+    return {"config": config.name, "height": height, "width": width, "batch": batch,
             "dtype": config.train.dtype, "remat": remat_mode(config.train), "vgg": not config.loss.no_vgg_loss,
             "netG": config.model.netG, "num_D": config.model.num_D}
 

@@ -43,7 +43,7 @@ def check_resumable(saved, config, workdir):
     """A clear error when the workdir's config would build other shapes than `config`."""
     diffs = [f"{group}.{key}: {saved[group][key]!r} in the workdir, {config[group][key]!r} now"
              for group, keys in _SHAPE_FIELDS.items() for key in keys
-             if group in saved and key in saved[group] and saved[group][key] != config[group][key]]
+             if saved[group][key] != config[group][key]]
     if diffs:
         raise UserError(f"{workdir} holds checkpoints of another model ({'; '.join(diffs)}). Resume with the "
                         "config saved there (config.json), or train in a new --workdir.")
@@ -198,7 +198,7 @@ def train(config, workdir: str, devices=None, progress: bool = True):
         finite_keys=("loss", "grad_norm"),  # a finite loss with non-finite gradients has spoiled the state too
         fix_hint="lower train.lr, or try train.dtype=float32, and run again.",
         after_init=initial_weights, convert_old=old_checkpoints.restore_two_adam_state, on_step=samples,
-        periodic=[(train_cfg.eval_every, TrainingEvaluator(config))] if train_cfg.get("eval_every", 0) > 0 else [],
+        periodic=[(train_cfg.eval_every, TrainingEvaluator(config))] if train_cfg.eval_every > 0 else [],
         postfix=lambda m: {"G": f"{m['loss_G']:.3f}", "D": f"{m['loss_D']:.3f}"})
     result = loop.run(job, config, workdir, mesh, progress)
     if is_main:
