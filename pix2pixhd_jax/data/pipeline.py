@@ -34,8 +34,8 @@ import zlib
 import numpy as np
 
 from pix2pixhd_jax.data import decode, prepared, readers, transforms
+from pix2pixhd_jax.data.label_maps import ModelMaps
 from pix2pixhd_jax.errors import DataError
-from pix2pixhd_jax.models.pix2pixhd import size_divisor
 
 _DATA_ERROR = re.compile(r"DataError: (.*?)(?:\n|$)", re.DOTALL)
 
@@ -104,12 +104,9 @@ class InputPipeline:
         self.train = split == "train" if train is None else train
         self.seed = config.seed if seed is None else seed
         self.process_index, self.process_count = process_index, process_count
-        self.divisor = size_divisor(config.model)
         transforms.check_mode(data.resize_or_crop)
-        self.channels, self.bit_depth = decode.photo_format(data)
-        self.unknown_label = decode.unknown_label_of(data)
-        if data.label_nc < 0:
-            raise DataError(f"data.label_nc={data.label_nc} must be >= 0 (0 = RGB label images).")
+        self.maps = maps = ModelMaps.of(config)
+        self.divisor, self.channels, self.bit_depth = maps.divisor, maps.channels, maps.bits
         self.global_batch = config.train.batch_size if batch_size is None else batch_size
         if self.global_batch % process_count:
             raise DataError(
@@ -117,8 +114,7 @@ class InputPipeline:
                 "choose a global batch size that is a multiple of the process count."
             )
         self.batch = self.global_batch // process_count
-        self.label_dtype = np.dtype(np.uint8 if data.label_nc <= 256 else np.uint16)
-        self.image_dtype = np.dtype(np.uint8 if self.bit_depth == 8 else np.uint16)
+        self.label_dtype, self.image_dtype = maps.label_dtype, maps.photo_dtype
         self._prepared = prepared.read(config, split) if data.prepared_dir else None
         self._tfds = self._prepared is None and data.dataset_format == "tfds"
         if self._tfds:
@@ -265,7 +261,7 @@ class InputPipeline:
         rec = dict(record, **text)
         label, inst, photo = decode.decode_example(rec, data.label_nc, data.use_instance and not self._ab,
                                                    self._ab, channels=self.channels, bit_depth=self.bit_depth,
-                                                   unknown_label=self.unknown_label, input_nc=data.input_nc)
+                                                   unknown_label=self.maps.unknown_label, input_nc=data.input_nc)
         params = self.params(record["name"], *photo.size, epoch)
         label, inst, image = transforms.transform_example(label, inst, photo, params, data, self.divisor,
                                                           self.train, rec["image_file"])

@@ -20,6 +20,7 @@ import optax
 
 from pix2pixhd_jax import atomic, checkpoint
 from pix2pixhd_jax.data import decode
+from pix2pixhd_jax.data.label_maps import ModelMaps
 from pix2pixhd_jax.data.pipeline import InputPipeline
 from pix2pixhd_jax.models.pixels import from_levels
 from pix2pixhd_jax.errors import DataError, UserError
@@ -82,11 +83,11 @@ def class_weights(counts: np.ndarray, weighting: str) -> np.ndarray:
 
 def label_counts(config) -> np.ndarray:
     """Pixels per class over the training split's label maps (read as files, at their own size)."""
-    data = config.data
-    counts = np.zeros(int(data.label_nc), np.int64)
-    for ex in read_source(data, "train").examples:
+    maps = ModelMaps.of(config)
+    counts = np.zeros(maps.label_nc, np.int64)
+    for ex in read_source(config.data, "train").examples:
         with open(ex.label, "rb") as f:
-            ids = decode.decode_label(f.read(), ex.label, int(data.label_nc), decode.unknown_label_of(data))
+            ids = decode.decode_label(f.read(), ex.label, maps.label_nc, maps.unknown_label)
         counts += np.bincount(ids.ravel(), minlength=len(counts))[:len(counts)]
     return counts
 
