@@ -145,13 +145,14 @@ def _defaults():
 
 def with_defaults(saved) -> Config:
     """A saved config (nested dicts, e.g. a workdir's config.json) as a Config, with every setting
-    and group it lacks at its configs/default.py value: the one place where a workdir from
-    before a setting existed gets it."""
+    it lacks in the groups it has at its configs/default.py value: the one place where a
+    workdir from before a setting existed gets it. A group it lacks stays missing: the groups
+    say what kind of workdir it is (load_segmenter asks for a 'segmenter' group)."""
     def fill(into, defaults):
         for key, value in defaults.items():
-            if key not in into:
+            if key not in into and not _is_group(value):
                 into[key] = copy.deepcopy(value)
-            elif _is_group(value) and _is_group(into[key]):
+            elif key in into and _is_group(value) and _is_group(into[key]):
                 fill(into[key], value)
         return into
 

@@ -127,7 +127,8 @@ ADDED_LATER = {"data": ("image_bit_depth", "unknown_label", "device_prefetch", "
 
 
 def _strip(workdir):
-    """Rewrite the workdir's config.json as an older version wrote it: without ADDED_LATER and the segmenter group."""
+    """Rewrite the workdir's config.json as an older version wrote it: without ADDED_LATER and the
+    segmenter group (a group is not filled in: the groups say what kind of workdir it is)."""
     path = workdir / "config.json"
     saved = json.loads(path.read_text())
     for group, keys in ADDED_LATER.items():
@@ -147,7 +148,7 @@ def test_an_old_workdirs_config_gets_the_settings_it_lacks_and_synthesizes_as_be
     want = Synthesizer.from_workdir(str(tmp_path)).synthesize(label, inst)
     _strip(tmp_path)
     saved = checkpoint.read_config(str(tmp_path), checkpoint.MODEL_GROUPS)
-    assert type(saved) is Config and saved == config
+    assert type(saved) is Config and saved == {k: v for k, v in config.items() if k != "segmenter"}
     np.testing.assert_array_equal(Synthesizer.from_workdir(str(tmp_path)).synthesize(label, inst), want)
 
 
@@ -162,4 +163,4 @@ def test_an_old_workdirs_config_gets_its_defaults_without_ml_collections(tmp_pat
             f"print(json.dumps(checkpoint.read_config({str(tmp_path)!r})))\n")
     result = subprocess.run([sys.executable, "-c", code], cwd=CONFIGS.parent, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout) == config
+    assert json.loads(result.stdout) == {k: v for k, v in config.items() if k != "segmenter"}
