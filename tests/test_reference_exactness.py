@@ -12,12 +12,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import ROOT, random_variables
+from conftest import ROOT
 from pix2pixhd_jax.config_loading import load_config
 from pix2pixhd_jax.models.pixels import to_uint8
 from pix2pixhd_jax.errors import ConfigError
 from pix2pixhd_jax.inference.synthesis import Synthesizer
 from pix2pixhd_jax.models.pix2pixhd import Networks, build_generator, label_input
+from pix2pixhd_jax.weights.filled import random_variables
 
 TINY_G = ["--config.model.ngf=8", "--config.model.n_downsample_global=2", "--config.model.n_blocks_global=1",
           "--config.model.ndf=4", "--config.model.num_D=1", "--config.model.n_layers_D=1"]

@@ -34,6 +34,7 @@ import numpy as np
 from jax import export as jax_export
 
 from pix2pixhd_jax import atomic, checkpoint
+from pix2pixhd_jax.data.synthetic.blocks import block_maps, grid_shape
 from pix2pixhd_jax.errors import ExportError
 from pix2pixhd_jax.inference.synthesis import Synthesizer
 from pix2pixhd_jax.models import conv
@@ -152,24 +153,23 @@ def check_onnx(path: str, synth: Synthesizer, sig: dict, seed: int = 0):
 
 
 def example_inputs(synth: Synthesizer, sig: dict, batch: int = 1, seed: int = 0) -> dict:
-    """Random inputs that fit the signature: block label maps with an object per block."""
+    """Random inputs that fit the signature: block label maps (8x8 blocks, an object per block:
+    data/synthetic/blocks.py), random label images and features."""
     rng = np.random.default_rng(seed)
+    h, w = sig["inputs"][0]["shape"][1:3]
+    grid = rng.integers(0, max(synth.maps.label_nc, 1), (batch,) + grid_shape(h, w, 8))
+    label, inst = block_maps(grid, h, w, 8)
     out = {}
     for spec in sig["inputs"]:
         shape = [batch if d == "B" else d for d in spec["shape"]]
-        h, w = shape[1], shape[2]
-        if spec["name"] in ("label_ids", "inst_ids"):
-            blocks = rng.integers(0, max(synth.maps.label_nc, 1), (batch, -(-h // 8), -(-w // 8)))
-            ids = np.kron(blocks, np.ones((1, 8, 8), np.int64))[:, :h, :w]
-            if spec["name"] == "inst_ids":
-                ids = ids * 1000 + np.arange(ids.size).reshape(ids.shape) // 64 % 1000
-            out[spec["name"]] = ids.astype(np.int32)
+        if spec["name"] == "label_ids":
+            out["label_ids"] = label.astype(np.int32)
+        elif spec["name"] == "inst_ids":
+            out["inst_ids"] = inst.astype(np.int32)
         elif spec["name"] == "label_rgb":
             out[spec["name"]] = rng.integers(0, 256, shape).astype(np.uint8)
         else:
             out[spec["name"]] = rng.uniform(-1, 1, shape).astype(np.float32)
-    if "inst_ids" in out:  # instances live on their class: the class under each id is its label
-        out["inst_ids"] = out["label_ids"] * 1000 + out["inst_ids"] % 1000
     return out
 
 
