@@ -1,11 +1,12 @@
 """`pix2pixhd-jax train-segmenter`: the evaluation segmenter, trained on the real training photos.
 
-It trains on the runtime's loop skeleton like any other model: its workdir holds config.json
-and Orbax checkpoints (item 'segmenter': params, Adam state, step), it resumes where it
-stopped, saves and stops on SIGTERM, stops on a non-finite loss, writes TensorBoard scalars
-(loss, pixel accuracy) and ends with `segmenter_done.json`: the last steps' training accuracy
-and, when the data has a test split, the oracle there (`score_real_photos`: the segmenter on the
-real photos, the paper's upper bound for any generator, per class).
+`train_segmenter` is its loop, top to bottom, with the runtime's shared parts (runtime/loop.py)
+as `train`'s: its workdir holds config.json and Orbax checkpoints (item 'segmenter': params,
+Adam state, step), it resumes where it stopped, saves and stops on SIGTERM, stops on a
+non-finite loss, writes TensorBoard scalars (loss, pixel accuracy) and ends with
+`segmenter_done.json`: the last steps' training accuracy and, when the data has a test split,
+the oracle there (`score_real_photos`: the segmenter on the real photos, the paper's upper
+bound for any generator, per class).
 `load_segmenter` gives `evaluate` a jitted photos -> (label ids, bottleneck features) function.
 """
 
@@ -158,7 +159,7 @@ def train_segmenter(config, workdir: str, progress: bool = True, devices=None):
             save, stop = step % save_freq == 0, preemption.check(step)
             for results in late.swap((step, metrics), now=save or stop or step == total):
                 read(*results)
-            out.checkpoint(step, state, due=save, preempted=stop)
+            out.save_if_due(step, state, due=save, preempted=stop)
     for results in late.drain():  # the data ran out before `total`
         read(*results)
     out.finish(step, state)

@@ -15,7 +15,7 @@
             save, stop = save_due(step), preemption.check(step)
             for at, metrics in late.swap((step, metrics), now=save or stop or step == total):
                 out.read(at, metrics, ...)                                   # one step late
-            out.checkpoint(step, state, due=save, preempted=stop)
+            out.save_if_due(step, state, due=save, preempted=stop)
     ... late.drain() ...; out.finish(step, state)
 
 What they keep, for every trainer:
@@ -38,7 +38,7 @@ What they keep, for every trainer:
   checkpoint) before step n + 1's state is saved; scalars (with images/s and the epoch) go to
   TensorBoard and metrics.jsonl (a resumed run's later records dropped, runtime/metric_writer.py),
   the progress bar to the console; `Outputs.scores`: evaluation scores, written and printed.
-- `Outputs.checkpoint`: periodic asynchronous saves; on SIGTERM (`Preemption`, a preempted job)
+- `Outputs.save_if_due`: periodic asynchronous saves; on SIGTERM (`Preemption`, a preempted job)
   the current step is saved and the process exits with 143.
 """
 
@@ -259,7 +259,7 @@ class Outputs:
             checkpoint.save_state(self.manager, step, state, self.item)
             self.last_saved = step
 
-    def checkpoint(self, step: int, state, due: bool, preempted: bool):
+    def save_if_due(self, step: int, state, due: bool, preempted: bool):
         """The save a step may owe: when `due`; on SIGTERM the save, then the exit (143)."""
         if due or preempted:
             self.save(step, state)

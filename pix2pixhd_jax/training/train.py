@@ -236,7 +236,7 @@ def train(config, workdir: str, devices=None, progress: bool = True):
                 read(*results)
             if evaluate:
                 out.scores(step, evaluator(step, state))
-            out.checkpoint(step, state, due=save, preempted=stop)
+            out.save_if_due(step, state, due=save, preempted=stop)
     for results in late.drain():  # the data ran out before `total`
         read(*results)
     out.finish(step, state)
