@@ -215,3 +215,30 @@ def calibrate(module, *inputs, seed=0):
             m.running_mean.add_(0.1 * m.running_var.sqrt() * torch.randn(m.running_mean.shape, generator=g))
             m.running_var.mul_(torch.empty(m.running_var.shape).uniform_(0.8, 1.2, generator=g))
     return module
+
+
+# ----- OASIS's loss, as its models/losses.py computes it (NCHW, one-hot labels) -----------------
+
+
+def class_balancing(label, contain_dontcare_label=True):
+    """label: one-hot (N, C, H, W) -> the weight map (N, 1, H, W)."""
+    occurrence = torch.sum(label, dim=(0, 2, 3))
+    if contain_dontcare_label:
+        occurrence[0] = 0
+    present = (occurrence > 0).sum()
+    coefficients = torch.reciprocal(occurrence) * torch.numel(label) / (present * label.shape[1])
+    if contain_dontcare_label:
+        coefficients[0] = 0
+    return coefficients[torch.argmax(label, dim=1, keepdim=True)]
+
+
+def n1_loss(logits, label, for_real, balancing=True, contain_dontcare_label=True):
+    """The (N+1)-class cross-entropy: targets c + 1 (real) or 0 (fake) through the reference's
+    clamp arithmetic; the real term weighted per pixel, both means over every pixel."""
+    c = label.shape[1]
+    ids = torch.argmax(label, dim=1) + (c if for_real else 0)
+    target = torch.clamp(ids, min=c - 1) - c + 1
+    loss = F.cross_entropy(logits, target, reduction="none")
+    if for_real and balancing:
+        return torch.mean(loss * class_balancing(label, contain_dontcare_label)[:, 0])
+    return torch.mean(loss)
