@@ -22,13 +22,15 @@ def param_free_norm(kind, channels):
 
 
 class SPADE(nn.Module):
-    def __init__(self, channels, label_nc, norm="batch", ks=3, norm_name="param_free_norm"):
+    """`hidden` is 128 in both references (our model.spade_hidden lets small models narrow it)."""
+
+    def __init__(self, channels, label_nc, norm="batch", ks=3, norm_name="param_free_norm", hidden=128):
         super().__init__()
         self.norm_name = norm_name
         setattr(self, norm_name, param_free_norm(norm, channels))
-        self.mlp_shared = nn.Sequential(nn.Conv2d(label_nc, 128, ks, padding=ks // 2), nn.ReLU())
-        self.mlp_gamma = nn.Conv2d(128, channels, ks, padding=ks // 2)
-        self.mlp_beta = nn.Conv2d(128, channels, ks, padding=ks // 2)
+        self.mlp_shared = nn.Sequential(nn.Conv2d(label_nc, hidden, ks, padding=ks // 2), nn.ReLU())
+        self.mlp_gamma = nn.Conv2d(hidden, channels, ks, padding=ks // 2)
+        self.mlp_beta = nn.Conv2d(hidden, channels, ks, padding=ks // 2)
 
     def forward(self, x, seg):
         normalized = getattr(self, self.norm_name)(x)
@@ -37,7 +39,8 @@ class SPADE(nn.Module):
 
 
 class SPADEResnetBlock(nn.Module):
-    def __init__(self, fin, fout, label_nc, spectral=True, norm="batch", ks=3, norm_name="param_free_norm"):
+    def __init__(self, fin, fout, label_nc, spectral=True, norm="batch", ks=3, norm_name="param_free_norm",
+                 hidden=128):
         super().__init__()
         sn = spectral_norm if spectral else (lambda m: m)
         middle = min(fin, fout)
@@ -46,10 +49,10 @@ class SPADEResnetBlock(nn.Module):
         self.conv_1 = sn(nn.Conv2d(middle, fout, 3, padding=1))
         if self.learned_shortcut:
             self.conv_s = sn(nn.Conv2d(fin, fout, 1, bias=False))
-        self.norm_0 = SPADE(fin, label_nc, norm, ks, norm_name)
-        self.norm_1 = SPADE(middle, label_nc, norm, ks, norm_name)
+        self.norm_0 = SPADE(fin, label_nc, norm, ks, norm_name, hidden)
+        self.norm_1 = SPADE(middle, label_nc, norm, ks, norm_name, hidden)
         if self.learned_shortcut:
-            self.norm_s = SPADE(fin, label_nc, norm, ks, norm_name)
+            self.norm_s = SPADE(fin, label_nc, norm, ks, norm_name, hidden)
 
     def forward(self, x, seg):
         x_s = self.conv_s(self.norm_s(x, seg)) if self.learned_shortcut else x
@@ -93,14 +96,15 @@ class SPADEGenerator(nn.Module):
 class OASISGenerator(nn.Module):
     """OASIS's generator, the noise z (N, z_dim, H, W) given by the caller (or none with z_dim 0)."""
 
-    def __init__(self, semantic_nc, ngf=64, num_res_blocks=6, z_dim=64, spectral=True, norm="batch"):
+    def __init__(self, semantic_nc, ngf=64, num_res_blocks=6, z_dim=64, spectral=True, norm="batch", hidden=128):
         super().__init__()
         widths = [16, 16, 16, 8, 4, 2, 1][6 - num_res_blocks:]
         self.num_res_blocks = num_res_blocks
         cond = semantic_nc + z_dim
         self.conv_img = nn.Conv2d(widths[-1] * ngf, 3, 3, padding=1)
         self.body = nn.ModuleList([SPADEResnetBlock(widths[i] * ngf, widths[i + 1] * ngf, cond, spectral, norm,
-                                                    norm_name="first_norm") for i in range(num_res_blocks)])
+                                                    norm_name="first_norm", hidden=hidden)
+                                   for i in range(num_res_blocks)])
         self.fc = nn.Conv2d(cond, widths[0] * ngf, 3, padding=1)
 
     def forward(self, seg, z=None):
@@ -242,3 +246,39 @@ def n1_loss(logits, label, for_real, balancing=True, contain_dontcare_label=True
     if for_real and balancing:
         return torch.mean(loss * class_balancing(label, contain_dontcare_label)[:, 0])
     return torch.mean(loss)
+
+
+def oasis_iteration(netG, netD, ema, opt_g, opt_d, label, image, z_g, z_d, mask, lambda_labelmix=10.0,
+                    ema_decay=0.9999, balancing=True, contain_dontcare_label=True):
+    """One iteration of OASIS's train.py (models.OASIS_model's 'losses_G' then 'losses_D', then
+    utils.update_EMA on the state dicts), with the noise of both generator passes and LabelMix's
+    mask given. Returns the losses."""
+    netG.zero_grad()
+    fake = netG(label, z_g)
+    loss_g = n1_loss(netD(fake), label, True, balancing, contain_dontcare_label)
+    loss_g.backward()
+    opt_g.step()
+
+    netD.zero_grad()
+    with torch.no_grad():
+        fake = netG(label, z_d)
+    out_fake = netD(fake)
+    loss_fake = n1_loss(out_fake, label, False, balancing, contain_dontcare_label)
+    out_real = netD(image)
+    loss_real = n1_loss(out_real, label, True, balancing, contain_dontcare_label)
+    loss_d = loss_fake + loss_real
+    loss_lm = None
+    if lambda_labelmix > 0:
+        out_mixed = netD(mask * image + (1 - mask) * fake)
+        loss_lm = lambda_labelmix * F.mse_loss(mask * out_real + (1 - mask) * out_fake, out_mixed)
+        loss_d = loss_d + loss_lm
+    loss_d.backward()
+    opt_d.step()
+
+    with torch.no_grad():
+        state_g = netG.state_dict()
+        for key, value in ema.items():
+            if value.is_floating_point():
+                value.copy_(value * ema_decay + state_g[key] * (1 - ema_decay))
+    return {"loss_G": loss_g.item(), "loss_D": loss_d.item(), "loss_D_fake": loss_fake.item(),
+            "loss_D_real": loss_real.item(), "loss_D_labelmix": None if loss_lm is None else loss_lm.item()}

@@ -3,7 +3,7 @@
 SPADE normalises an activation without parameters of its own (batch norm without affine
 parameters, or instance norm), then scales and shifts it per pixel by gamma and beta that two
 convs compute from the label map (resized to the activation by nearest neighbour) through a
-shared conv with 128 channels and ReLU: out = norm(x) * (1 + gamma) + beta. The residual block
+shared conv with 128 channels (both references; `hidden`) and ReLU: out = norm(x) * (1 + gamma) + beta. The residual block
 (sec. 3, fig. 4) is SPADE, LeakyReLU(0.2), conv 3x3, twice, with a learned 1x1 shortcut (SPADE,
 conv, no bias) when the channel count changes; its convs are spectrally normalised.
 
@@ -91,6 +91,7 @@ class SPADEResnetBlock(nn.Module):
     spectral_norm: bool = True
     param_free_norm: str = "batch"
     spade_kernel_size: int = 3
+    spade_hidden: int = SPADE_HIDDEN
     dtype: Any = jnp.float32
 
     @nn.compact
@@ -99,7 +100,7 @@ class SPADEResnetBlock(nn.Module):
         middle = min(fin, self.features)
 
         def spade(name):
-            return SPADE(self.param_free_norm, self.spade_kernel_size, dtype=self.dtype, name=name)
+            return SPADE(self.param_free_norm, self.spade_kernel_size, self.spade_hidden, dtype=self.dtype, name=name)
 
         def conv(features, kernel, name, use_bias=True):
             return SpectralConv(features, kernel, padding=kernel // 2, use_bias=use_bias, spectral=self.spectral_norm,

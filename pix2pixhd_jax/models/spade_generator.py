@@ -30,7 +30,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from pix2pixhd_jax.models.spade import SPADEResnetBlock, nearest_resize, upsample
+from pix2pixhd_jax.models.spade import SPADE_HIDDEN, SPADEResnetBlock, nearest_resize, upsample
 from pix2pixhd_jax.models.spectral_norm import SpectralConv
 
 ARCHS = ("spade", "oasis")
@@ -100,6 +100,7 @@ class SPADEGenerator(nn.Module):
     spectral_norm: bool = True
     param_free_norm: str = "batch"
     spade_kernel_size: int = 3
+    spade_hidden: int = SPADE_HIDDEN
     dtype: Any = jnp.float32
 
     @nn.compact
@@ -123,7 +124,7 @@ class SPADEGenerator(nn.Module):
             if up:
                 x = upsample(x)
             x = SPADEResnetBlock(width, self.spectral_norm, self.param_free_norm, self.spade_kernel_size,
-                                 dtype=self.dtype, name=f"block_{i}")(x, seg, train)
+                                 self.spade_hidden, dtype=self.dtype, name=f"block_{i}")(x, seg, train)
         x = SpectralConv(self.output_nc, 3, padding=1, spectral=False, dtype=self.dtype,
                          name="conv_out")(nn.leaky_relu(x, 0.2))
         return jnp.tanh(x)
