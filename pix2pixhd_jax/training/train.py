@@ -26,6 +26,7 @@ from pix2pixhd_jax.models.generator import G1
 from pix2pixhd_jax.models.pix2pixhd import Networks, compute_dtype, photo_bits, remat_mode, size_divisor
 from pix2pixhd_jax.runtime import distributed, loop, sharding
 from pix2pixhd_jax.training import old_checkpoints, schedule
+from pix2pixhd_jax.training.oasis_step import init_oasis_train_state, make_oasis_train_step, start_ema_from_generator
 from pix2pixhd_jax.training.step import init_train_state, make_train_step
 from pix2pixhd_jax.weights.vgg19 import vgg_from_config
 
@@ -34,8 +35,9 @@ _SHAPE_FIELDS = {
     "data": ("label_nc", "input_nc", "output_nc", "use_instance"),
     "model": ("netG", "ngf", "n_downsample_global", "n_blocks_global", "n_local_enhancers", "n_blocks_local",
               "norm", "ndf", "n_layers_D", "num_D", "netD", "instance_feat", "label_feat", "feat_num", "nef",
-              "n_downsample_E"),
-    "train": ("pool_size",),
+              "n_downsample_E", "spade_arch", "num_res_blocks", "num_upsampling_layers", "z_dim", "spectral_norm",
+              "param_free_norm", "spade_kernel_size", "spade_hidden"),
+    "train": ("pool_size", "ema_decay"),
 }
 
 
@@ -114,7 +116,8 @@ def initial_weights(state, nets: Networks, config, workdir: str):
     if not source:
         return state
     logging.info("networks initialised from %s", source)
-    return load_initial_weights(state, nets, source)
+    state = load_initial_weights(state, nets, source)
+    return start_ema_from_generator(state) if hasattr(state, "ema_params") else state
 
 
 def check_workdir_config(config, workdir: str):
@@ -176,8 +179,13 @@ class TrainProgram:
     def __init__(self, config, image_size, steps_per_epoch: int, vgg=None):
         self.nets = Networks(config)
         probe = size_divisor(config.model) * 2
-        self.init = lambda rng: init_train_state(self.nets, rng, probe, probe, image_size=tuple(image_size))
-        self.step = make_train_step(config, steps_per_epoch, None if vgg is None else vgg.apply)
+        vgg_apply = None if vgg is None else vgg.apply
+        if config.model.netD == "oasis":  # OASIS's own step (training/oasis_step.py)
+            self.init = lambda rng: init_oasis_train_state(self.nets, rng, probe, probe)
+            self.step = make_oasis_train_step(config, steps_per_epoch, vgg_apply)
+        else:
+            self.init = lambda rng: init_train_state(self.nets, rng, probe, probe, image_size=tuple(image_size))
+            self.step = make_train_step(config, steps_per_epoch, vgg_apply)
 
 
 def train(config, workdir: str, devices=None, progress: bool = True):
