@@ -229,6 +229,11 @@ def run_train(args, config):
     use_reference(args.ref, args.stubs, args.vgg_weights)
     steps_per_epoch = count_examples(args.data) // config.train.batch_size
     run_dir = os.path.abspath(args.run_dir)
+    hold_lock(run_dir + ".lock")
+    epochs = config.train.niter + config.train.niter_decay
+    if os.path.isfile(os.path.join(run_dir, f"{epochs}_net_G.pth")):
+        print(f"{run_dir}: trained ({epochs} epochs)", flush=True)
+        return
     resume = all(os.path.isfile(os.path.join(run_dir, f)) for f in ("iter.txt", "latest_net_G.pth", RESUME_FILE))
     if not resume and os.path.isfile(os.path.join(run_dir, "loss_log.txt")):
         os.remove(os.path.join(run_dir, "loss_log.txt"))  # a fresh start's log only
@@ -241,6 +246,30 @@ def run_train(args, config):
     sys.argv = [os.path.join(args.ref, "train.py")] + argv
     print("reference train.py", " ".join(argv), flush=True)
     runpy.run_path(os.path.join(args.ref, "train.py"), run_name="__main__")
+
+
+def hold_lock(path: str, poll_s: int = 60):
+    """One trainer per run folder: wait while a live process holds `path`, then hold it until exit."""
+    import atexit
+
+    while True:
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                holder = int(open(path).read().strip())
+                if holder <= 0:
+                    raise ValueError(holder)
+                os.kill(holder, 0)
+            except (OSError, ValueError):  # the holder is gone (or never wrote its PID): a stale lock
+                os.remove(path)
+                continue
+            time.sleep(poll_s)
+            continue
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
+        atexit.register(lambda: os.path.isfile(path) and os.remove(path))
+        return
 
 
 def run_init(args, config):

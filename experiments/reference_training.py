@@ -165,12 +165,13 @@ class Experiment:
         d, config = self.dirs(variant, seed), self.config(variant, seed)
         per_epoch, steps = self.steps(config)
         procs = []
-        if checkpoint.latest_step(d["ours"], "state") != steps[-1]:
+        sides = self.args.sides.split(",")
+        if "ours" in sides and checkpoint.latest_step(d["ours"], "state") != steps[-1]:
             procs.append(self.cli("train", "--config", f"{CONFIG}:{variant}", "--workdir", d["ours"], "--no-test",
                                   "--quiet", f"--config.train.init_from={d['ours_init']}",
                                   *[f"--config.{o}" for o in self.overrides(variant, seed)],
                                   log=d["ours"] + ".log", wait=not self.args.side_by_side))
-        if not os.path.isfile(os.path.join(d["reference"], f"{steps[-1] // per_epoch}_net_G.pth")):
+        if "reference" in sides and not os.path.isfile(os.path.join(d["reference"], f"{steps[-1] // per_epoch}_net_G.pth")):
             flags = ["--config", f"{CONFIG}:{variant}", "--seed", str(seed), "--data", self.data, *self.override_flags(),
                      "--run-dir", d["reference"], "--init", d["init"], "--threads", str(self.args.torch_threads)]
             flags += ["--vgg-weights", self.vgg_weights] if variant == "vgg" else []
@@ -467,6 +468,9 @@ def main():
     parser.add_argument("--stages", default="prepare,init,train,score,final,report")
     parser.add_argument("--one-at-a-time", dest="side_by_side", action="store_false",
                         help="train ours, then the reference (default: both at once)")
+    parser.add_argument("--sides", default="ours,reference",
+                        help="the sides to train (one lane per side: --sides reference in a second process "
+                             "runs ahead of --sides ours; a run folder is trained by one process at a time)")
     parser.add_argument("--torch-threads", type=int, default=1)
     parser.add_argument("--override", action="append", default=[],
                         help="key=value for the config of both sides (quick checks: train.niter=1 ...)")
