@@ -15,7 +15,7 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 @pytest.mark.parametrize("name", ["default", "synthetic_demo", "cityscapes_1024x512", "cityscapes_2048x1024",
                                   "edges2photo", "pix2pix_baseline", "synthetic_features", "cityscapes_samples",
-                                  "ablation_synthetic"])
+                                  "ablation_synthetic", "paper_comparison", "reference_training"])
 def test_every_config_loads(name):
     cfg = load_config(str(CONFIGS / f"{name}.py"))
     assert {"data", "model", "loss", "train"} <= set(cfg.keys())
