@@ -28,7 +28,6 @@ evaluation (evaluation.evaluate.Evaluation) scores the reference's pictures as i
 """
 
 import argparse
-import json
 import math
 import os
 import random
