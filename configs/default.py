@@ -41,7 +41,7 @@ def get_config():
     data.prepared_dir = ""
 
     model = config.model = ml_collections.ConfigDict()
-    model.netG = "global"  # global | local | unet_256 | unet_128
+    model.netG = "global"  # global | local | unet_256 | unet_128 | spade (SPADE's and OASIS's, below)
     model.ngf = 64
     model.n_downsample_global = 4
     model.n_blocks_global = 9
@@ -52,7 +52,7 @@ def get_config():
     model.ndf = 64
     model.n_layers_D = 3
     model.num_D = 2
-    model.netD = "multiscale"  # multiscale (pix2pixHD, padding 2) | patch (pix2pix, padding 1)
+    model.netD = "multiscale"  # multiscale (pix2pixHD, padding 2) | patch (pix2pix, padding 1) | oasis (below)
     # Feature encoder (paper sec. 3.4).
     model.instance_feat = False
     model.label_feat = False
@@ -65,6 +65,16 @@ def get_config():
     model.norm_E = ""
     model.n_clusters = 10
     model.load_features = False  # the reference's precomputed-feature recipe: refused when true (not supported)
+    # SPADE and OASIS (models/spade_generator.py, models/oasis_discriminator.py; configs/oasis_*.py).
+    # netG=spade: SPADE residual blocks from the label map (ngf: OASIS's channels_G, SPADE's ngf).
+    model.spade_arch = "oasis"  # oasis: OASIS's num_res_blocks blocks | spade: SPADE's head, middle and up blocks
+    model.num_res_blocks = 6  # OASIS's G (6 blocks, 5 upsamplings) and its U-Net D (6 down, 6 up)
+    model.num_upsampling_layers = "normal"  # spade_arch=spade: normal (5) | more (6, SPADE's Cityscapes) | most (7)
+    model.z_dim = 64  # OASIS's 3D noise: channels of noise joined to the label map; 0 = none (SPADE)
+    model.spectral_norm = True  # the blocks' convs of G and of netD=oasis (OASIS's --no_spectral_norm: false)
+    model.param_free_norm = "batch"  # SPADE's norm before its modulation: batch (the references' syncbatch) | instance
+    model.spade_kernel_size = 3  # SPADE's convs (spade_ks)
+    model.spade_hidden = 128  # SPADE's shared conv width (fixed at 128 in both references)
 
     loss = config.loss = ml_collections.ConfigDict()
     loss.no_lsgan = False  # True = vanilla (BCE) GAN loss
@@ -73,6 +83,11 @@ def get_config():
     loss.lambda_feat = 10.0
     loss.lambda_l1 = 0.0  # pix2pix baseline: 100
     loss.vgg_weights = ""  # path to VGG19 weights (torchvision .pth, converted .npz, or Keras .h5)
+    # netD=oasis (training/oasis_losses.py): the (N+1)-class segmentation loss replaces the GAN and
+    # feature-matching terms.
+    loss.no_balancing_inloss = False  # OASIS: true = no class-balancing weights in the real term
+    loss.contain_dontcare_label = True  # OASIS: label id 0 is 'unlabeled' and weighs 0 in the real term
+    loss.lambda_labelmix = 10.0  # OASIS's LabelMix consistency weight in D's loss; 0 = no LabelMix
 
     train = config.train = ml_collections.ConfigDict()
     train.batch_size = 1  # global batch, over all devices and hosts
@@ -81,6 +96,10 @@ def get_config():
     train.niter_fix_global = 0  # epochs with the global generator frozen (local stage)
     train.lr_decay_per_step = False  # reference: per epoch
     train.lr = 2e-4
+    # OASIS's step (netD=oasis) only: D's own lr (-1 = train.lr; OASIS: G 1e-4, D 4e-4), and a moving
+    # average of G's weights that synthesis and evaluation use (OASIS 0.9999; 0 = none).
+    train.lr_D = -1.0
+    train.ema_decay = 0.0
     train.beta1 = 0.5
     train.beta2 = 0.999
     train.pool_size = 0

@@ -35,7 +35,7 @@ from pix2pixhd_jax.config_loading import load_config
 from pix2pixhd_jax.inference import export
 from pix2pixhd_jax.inference.synthesis import Synthesizer
 from pix2pixhd_jax.models.pix2pixhd import Networks
-from pix2pixhd_jax.training.benchmark import fill_like
+from pix2pixhd_jax.weights.filled import random_variables
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = os.path.join(ROOT, "configs")
@@ -191,9 +191,7 @@ def artifact_latency(args):
     overrides = SMOKE_MODEL if args.smoke else []
     config = load_config(os.path.join(CONFIGS, "cityscapes_2048x1024.py"), overrides)
     nets = Networks(config)
-    g_params, g_stats, _, _ = fill_like(jax.eval_shape(lambda: nets.init(jax.random.PRNGKey(0), 64, 64)))
-    synth = Synthesizer(config, {"generator": {"params": g_params["generator"], "batch_stats": g_stats["generator"]}},
-                        dtype=args.dtype)
+    synth = Synthesizer(config, random_variables(nets), dtype=args.dtype)
     platform = jax.default_backend()
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:

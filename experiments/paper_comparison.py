@@ -45,6 +45,23 @@ def cli(*args):
     subprocess.run(cmd, cwd=ROOT, check=True)
 
 
+def make_scenes(data, eval_data):
+    """The 200 + 20 training scenes and the 100 held-out scenes, each made if its folder is empty."""
+    if not os.path.isdir(os.path.join(data, "train_label")):
+        cli("make-synthetic", "--out", data, "--num-train", "200", "--num-test", "20", "--size", "256x128",
+            "--seed", "0", "--quiet")
+    if not os.path.isdir(os.path.join(eval_data, "test_label")):
+        cli("make-synthetic", "--out", eval_data, "--num-train", "1", "--num-test", "100", "--size", "256x128",
+            "--seed", "0", "--quiet")
+
+
+def train_judge(judge, data):
+    """The judge (configs/ablation_synthetic.py:segmenter), trained if `judge` has none."""
+    if not os.path.isfile(os.path.join(judge, "segmenter_done.json")):
+        cli("train-segmenter", "--config", f"{JUDGE_CONFIG}:segmenter", "--workdir", judge,
+            f"--config.data.dataroot={data}", "--quiet")
+
+
 def curve(workdir):
     """{step: {eval/...}} from a run's metrics.jsonl (the last record of a step: a resumed run
     repeats the steps after its last checkpoint)."""
@@ -157,15 +174,9 @@ def main():
     os.makedirs(out, exist_ok=True)
 
     if "data" in stages:
-        if not os.path.isdir(os.path.join(data, "train_label")):
-            cli("make-synthetic", "--out", data, "--num-train", "200", "--num-test", "20", "--size", "256x128",
-                "--seed", "0", "--quiet")
-        if not os.path.isdir(os.path.join(eval_data, "test_label")):
-            cli("make-synthetic", "--out", eval_data, "--num-train", "1", "--num-test", "100", "--size", "256x128",
-                "--seed", "0", "--quiet")
-    if "judge" in stages and not os.path.isfile(os.path.join(judge, "segmenter_done.json")):
-        cli("train-segmenter", "--config", f"{JUDGE_CONFIG}:segmenter", "--workdir", judge,
-            f"--config.data.dataroot={data}", "--quiet")
+        make_scenes(data, eval_data)
+    if "judge" in stages:
+        train_judge(judge, data)
     if "train" in stages:
         for m in methods:
             workdir = os.path.join(root, m)

@@ -22,16 +22,7 @@ from pix2pixhd_jax.config_loading import load_config
 from pix2pixhd_jax.inference import features
 from pix2pixhd_jax.inference.synthesis import Synthesizer
 from pix2pixhd_jax.models.pix2pixhd import Networks
-from pix2pixhd_jax.training.benchmark import fill_like
-
-
-def random_variables(nets):
-    shapes = jax.eval_shape(lambda: nets.init(jax.random.PRNGKey(0), 32, 32))
-    g_params, g_stats, _, _ = fill_like(shapes)
-    out = {"generator": {"params": g_params["generator"], "batch_stats": g_stats["generator"]}}
-    if "encoder" in g_params:
-        out["encoder"] = {"params": g_params["encoder"], "batch_stats": g_stats["encoder"]}
-    return out
+from pix2pixhd_jax.weights.filled import random_variables
 
 
 def main():

@@ -25,6 +25,7 @@ import orbax.checkpoint as ocp
 import tensorstore as ts
 
 from pix2pixhd_jax import atomic
+from pix2pixhd_jax.config_loading import Config, with_defaults
 from pix2pixhd_jax.errors import CheckpointError, UnreadableCheckpointError
 
 # The JSON files Orbax reads to restore a step: in the step's folder, and in an item's.
@@ -48,29 +49,8 @@ def write_config(workdir: str, config):
 
 
 def config_dict(config) -> dict:
-    """A config (ConfigDict, or read_config's attribute dict) as plain JSON-able nested dicts."""
-    if hasattr(config, "to_json_best_effort"):
-        return json.loads(config.to_json_best_effort())
+    """A config as plain JSON-able nested dicts."""
     return json.loads(json.dumps(config))
-
-
-class _Attributes(dict):
-    """Attribute access to a nested dict: the config where ml_collections is not installed."""
-
-    def __getattr__(self, name):
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(name) from None
-
-    # Writes go to the dict too (inference_config sets data fields), so what is read, copied and
-    # written back as JSON is one thing.
-    __setattr__ = dict.__setitem__
-
-
-def attributes(obj):
-    """A nested dict (a config.json) with attribute access, as read_config gives it without ml_collections."""
-    return _Attributes({k: attributes(v) for k, v in obj.items()}) if isinstance(obj, dict) else obj
 
 
 def _json_problem(path: str) -> Optional[str]:
@@ -105,10 +85,9 @@ def config_problem(workdir: str, groups=("data",)) -> str:
     return ""
 
 
-def read_config(workdir: str, groups=("data",)):
-    """The workdir's config: an ml_collections.ConfigDict, or a read-only attribute dict where
-    ml_collections is not installed (inference and benchmarks need no more). groups: the groups
-    it must hold (MODEL_GROUPS for a model's)."""
+def read_config(workdir: str, groups=("data",)) -> Config:
+    """The workdir's config, with the settings it lacks at their defaults (config_loading.with_defaults).
+    groups: the groups it must hold (MODEL_GROUPS for a model's)."""
     path = os.path.join(os.path.abspath(workdir), "config.json")
     if not os.path.isfile(path):
         raise CheckpointError(f"{path}: not found; {workdir} is not a pix2pixhd-jax workdir.")
@@ -118,12 +97,7 @@ def read_config(workdir: str, groups=("data",)):
                               "back from a backup, or resume training there with the --config the model was trained "
                               "with (`pix2pixhd-jax train` writes it anew when it resumes).")
     with open(path) as f:
-        raw = json.load(f)
-    try:
-        import ml_collections
-    except ImportError:
-        return attributes(raw)
-    return ml_collections.ConfigDict(raw)
+        return with_defaults(json.load(f))
 
 
 def manager(workdir: str, max_to_keep: Optional[int] = None) -> ocp.CheckpointManager:

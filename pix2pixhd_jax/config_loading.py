@@ -1,4 +1,5 @@
-"""Loading `configs/*.py` files and applying `--config.key=value` overrides.
+"""Configs: `configs/*.py` files with `--config.key=value` overrides, and saved configs with
+every setting they lack filled in. Both give one shape, `Config`.
 
 A config file defines `get_config()` (optionally `get_config(arg)`, selected
 with `path.py:arg`) returning an ml_collections.ConfigDict, as in the Flax
@@ -7,19 +8,57 @@ the folder holding the config folder is put on sys.path while loading, and the
 project's own configs package after it, so a config copied anywhere (`cp
 configs/synthetic_demo.py ~/my_config.py`) still finds `configs.default`. A config
 file that fails to load is a ConfigError naming its line, never a traceback.
+
+What the program reads is a `Config`: nested dicts with attribute access, made from the
+file's ConfigDict once its overrides are applied, or from a workdir's config.json
+(`checkpoint.read_config`) by `with_defaults`, which adds every setting the saved config
+lacks (a workdir from before the setting existed) at its value in configs/default.py. So
+no reader needs a fallback, and nothing past loading needs ml_collections (the accelerator
+images have none).
 """
 
 import ast
+import contextlib
+import copy
+import functools
 import importlib.util
 import inspect
+import logging
 import os
 import sys
 import traceback
+import types
 
 from pix2pixhd_jax.errors import ConfigError
 
 # The folder holding the project's `configs` package (a clone, or an editable install).
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
+DEFAULT_CONFIG = os.path.join(PROJECT_ROOT, "configs", "default.py")
+
+
+class Config(dict):
+    """A loaded config: nested dicts read and written by attribute (`config.data.label_nc`) or
+    key; a missing setting is an AttributeError. It is its own JSON form (json.dumps takes it)."""
+
+    def __getattr__(self, name):
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    __setattr__ = dict.__setitem__
+
+    def __deepcopy__(self, memo):
+        return Config({k: copy.deepcopy(v, memo) for k, v in self.items()})
+
+
+def as_config(value):
+    """A ConfigDict or nested dicts as a Config (groups become Configs, lists stay lists)."""
+    if _is_group(value):
+        return Config({k: as_config(v) for k, v in value.items()})
+    if isinstance(value, (list, tuple)):
+        return type(value)(as_config(v) for v in value)
+    return value
 
 
 def _failure(path: str, error: BaseException) -> ConfigError:
@@ -71,7 +110,53 @@ def load_config(spec: str, overrides=()):
             sys.path.remove(p)
     for item in overrides:
         apply_override(config, item)
-    return config
+    return as_config(config)
+
+
+@contextlib.contextmanager
+def _without_ml_collections():
+    """configs/default.py read where ml_collections is not installed: its ConfigDicts are Configs."""
+    stand_in = types.ModuleType("ml_collections")
+    stand_in.ConfigDict = Config
+    previous = sys.modules.get("ml_collections", stand_in)
+    sys.modules["ml_collections"] = stand_in
+    try:
+        yield
+    finally:
+        if previous is stand_in:
+            del sys.modules["ml_collections"]
+        else:
+            sys.modules["ml_collections"] = previous
+
+
+@functools.lru_cache(maxsize=1)
+def _defaults():
+    if not os.path.isfile(DEFAULT_CONFIG):
+        # An installed package without the project's configs/: saved configs are read as they are.
+        logging.debug("%s not found: saved configs get no defaults", DEFAULT_CONFIG)
+        return Config()
+    try:
+        import ml_collections  # noqa: F401
+    except ImportError:
+        with _without_ml_collections():
+            return load_config(DEFAULT_CONFIG)
+    return load_config(DEFAULT_CONFIG)
+
+
+def with_defaults(saved) -> Config:
+    """A saved config (nested dicts, e.g. a workdir's config.json) as a Config, with every setting
+    it lacks in the groups it has at its configs/default.py value: the one place where a
+    workdir from before a setting existed gets it. A group it lacks stays missing: the groups
+    say what kind of workdir it is (load_segmenter asks for a 'segmenter' group)."""
+    def fill(into, defaults):
+        for key, value in defaults.items():
+            if key not in into and not _is_group(value):
+                into[key] = copy.deepcopy(value)
+            elif key in into and _is_group(value) and _is_group(into[key]):
+                fill(into[key], value)
+        return into
+
+    return fill(as_config(saved), _defaults())
 
 
 def _parse_value(text: str, current, key: str):

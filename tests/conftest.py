@@ -21,6 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 CITYSCAPES_SAMPLES = ROOT.parent / "shared" / "data" / "cityscapes_samples"
 
+from pix2pixhd_jax.data.synthetic.blocks import block_maps, grid_shape  # noqa: E402  (this tree's package)
+
 def pytest_collection_modifyitems(config, items):
     """The slow tests first: pytest-xdist hands tests out in this order, so the longest ones do
     not start last and leave one worker running alone."""
@@ -33,14 +35,9 @@ COLOURS = np.random.default_rng(7).integers(0, 256, size=(256, 3)).astype(np.uin
 
 def block_example(w=128, h=64, block=16, seed=0, label_nc=35):
     """Label blocks with random ids, instance ids label*1000+block index, photo coloured by label."""
-    rng = np.random.default_rng(seed)
-    gh, gw = -(-h // block), -(-w // block)
-    grid = rng.integers(1, min(label_nc, 34), size=(gh, gw))
-    label = np.kron(grid, np.ones((block, block), np.int64))[:h, :w].astype(np.uint8)
-    index = np.kron(np.arange(gh * gw).reshape(gh, gw), np.ones((block, block), np.int64))[:h, :w]
-    inst = (label.astype(np.int64) * 1000 + index % 1000).astype(np.uint16)
-    photo = COLOURS[label]
-    return label, inst, photo
+    grid = np.random.default_rng(seed).integers(1, min(label_nc, 34), size=grid_shape(h, w, block))
+    label, inst = block_maps(grid, h, w, block)
+    return label.astype(np.uint8), inst.astype(np.uint16), COLOURS[label]
 
 
 def save(path, array, mode=None):
@@ -73,6 +70,20 @@ def load_test_config(*overrides):
     return load_config(str(ROOT / "configs" / "synthetic_demo.py"), list(TEST_BASE) + list(overrides))
 
 
+def cli_env(cache_dir, xla_flags: str = "", **extra) -> dict:
+    """The environment of a CLI process a test starts: JAX on the CPU with its compilation cache in
+    `cache_dir`, XLA's quick optimisation (the tests check behaviour, not speed) and `xla_flags`,
+    this tree first on the path, and `extra`."""
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = " ".join(["--xla_backend_optimization_level=0", xla_flags or env.get("XLA_FLAGS", "")]).strip()
+    env["JAX_COMPILATION_CACHE_DIR"] = str(cache_dir)
+    env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+    env["JAX_PLATFORMS"] = "cpu"
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    env.update(extra)
+    return env
+
+
 @pytest.fixture
 def cityscapes_samples():
     if not (CITYSCAPES_SAMPLES / "train_label").is_dir():
@@ -86,34 +97,12 @@ TINY_FEATURES = ("model.instance_feat=True", "model.ngf=4", "model.n_downsample_
                  "model.nef=4", "model.n_downsample_E=2", "model.ndf=4", "model.num_D=1", "model.n_layers_D=1")
 
 
-def random_variables(nets, seed=0):
-    """Networks' variables filled from numpy by leaf name (kernels N(0, 0.05), biases
-    U(-0.1, 0.1)): shapes from jax.eval_shape, so no slow init program is compiled."""
-    import jax
-
-    shapes = jax.eval_shape(lambda: nets.init(jax.random.PRNGKey(0), 16, 16))
-    rng = np.random.default_rng(seed)
-
-    def fill(path, s):
-        name = str(getattr(path[-1], "key", path[-1]))
-        value = {"kernel": lambda: rng.normal(0.0, 0.05, s.shape), "bias": lambda: rng.uniform(-0.1, 0.1, s.shape),
-                 "scale": lambda: rng.normal(1.0, 0.02, s.shape), "var": lambda: np.ones(s.shape)}.get(
-                     name, lambda: np.zeros(s.shape))()
-        return np.asarray(value, s.dtype)
-
-    g_params, g_stats, d_params, d_stats = jax.tree_util.tree_map_with_path(fill, shapes)
-    out = {"generator": {"params": g_params["generator"], "batch_stats": g_stats["generator"]},
-           "discriminator": {"params": d_params, "batch_stats": d_stats}}
-    if "encoder" in g_params:
-        out["encoder"] = {"params": g_params["encoder"], "batch_stats": g_stats["encoder"]}
-    return out
-
-
 def make_model_workdir(workdir, *overrides, seed=0):
     """A workdir holding config.json and an 'imported' checkpoint of a random tiny model
     (TINY_FEATURES unless overridden); returns (config, variables)."""
     from pix2pixhd_jax import checkpoint
     from pix2pixhd_jax.models.pix2pixhd import Networks
+    from pix2pixhd_jax.weights.filled import random_variables
 
     config = load_test_config(*[f"--config.{o}" for o in TINY_FEATURES + tuple(overrides)])
     variables = random_variables(Networks(config), seed)

@@ -2,18 +2,18 @@
 times per step (on the fake and the real photo inside G's loss, and again inside D's).
 
 make_train_step shares those passes (D(real) once, and D(fake) once without an image pool);
-both update the parameters with training.step.apply_gradients;
+both update the parameters with training.step.step_result (and share G's loss terms,
+training.losses.generator_loss_terms);
 tests/test_step_formulation.py holds the two against each other, and experiments/step_ab.py
 times them side by side.
 """
 
 import jax
 import jax.numpy as jnp
-import optax
 
 from pix2pixhd_jax.models.pix2pixhd import Networks, apply_variables, generate, model_inputs
 from pix2pixhd_jax.training import image_pool, losses
-from pix2pixhd_jax.training.step import TrainState, apply_gradients
+from pix2pixhd_jax.training.step import TrainState, step_result
 
 
 def four_pass_step(config, steps_per_epoch: int, vgg_apply=None):
@@ -34,15 +34,9 @@ def four_pass_step(config, steps_per_epoch: int, vgg_apply=None):
         def g_loss_fn(g_params):
             fake, g_stats = generate(nets, g_params, state.g_stats, inputs, train=True, rng=k_drop)
             pred_fake, _ = d_apply(state.d_params, jnp.concatenate([label, fake], axis=-1), state.d_stats)
-            terms = {"loss_G_GAN": losses.gan_loss(pred_fake, True, use_lsgan)}
-            if not loss_cfg.no_ganFeat_loss:
-                pred_real, _ = d_apply(state.d_params, real_input, state.d_stats)
-                terms["loss_G_GAN_Feat"] = losses.feature_matching_loss(
-                    pred_fake, pred_real, config.model.n_layers_D, loss_cfg.lambda_feat)
-            if vgg_apply is not None:
-                terms["loss_G_VGG"] = losses.vgg_loss(vgg_apply, vgg_variables, fake, real) * loss_cfg.lambda_feat
-            if loss_cfg.lambda_l1 > 0:
-                terms["loss_G_L1"] = losses.l1_loss(fake, real) * loss_cfg.lambda_l1
+            pred_real = None if loss_cfg.no_ganFeat_loss else d_apply(state.d_params, real_input, state.d_stats)[0]
+            terms = losses.generator_loss_terms(loss_cfg, config.model.n_layers_D, pred_fake, pred_real, fake, real,
+                                                vgg_apply, vgg_variables)
             return sum(terms.values()), (fake, g_stats, terms)
 
         (loss_g, (fake, g_stats, g_terms)), g_grads = jax.value_and_grad(g_loss_fn, has_aux=True)(state.g_params)
@@ -61,11 +55,9 @@ def four_pass_step(config, steps_per_epoch: int, vgg_apply=None):
 
         (loss_d, (d_stats, d_terms)), d_grads = jax.value_and_grad(d_loss_fn, has_aux=True)(state.d_params)
 
-        new_state, lr, frozen = apply_gradients(state, g_grads, d_grads, steps_per_epoch, train_cfg)
-        new_state = new_state.replace(g_stats=g_stats, d_stats=d_stats, rng=rng, pool=pool)
-        metrics = dict(g_terms, **d_terms, loss_G=loss_g, loss_D=loss_d, lr=lr,
-                       grad_norm_G=optax.global_norm(g_grads), grad_norm_D=optax.global_norm(d_grads),
-                       global_generator_frozen=frozen.astype(jnp.float32))
+        new_state, metrics = step_result(state, g_grads, d_grads, steps_per_epoch, train_cfg,
+                                         dict(g_terms, **d_terms, loss_G=loss_g, loss_D=loss_d),
+                                         g_stats=g_stats, d_stats=d_stats, rng=rng, pool=pool)
         return new_state, metrics, fake
 
     return step_fn

@@ -24,7 +24,7 @@ ALLOWED = {
     "errors": set(),
     "atomic": {"errors"},
     "config_loading": {"errors"},
-    "checkpoint": {"atomic", "errors"},
+    "checkpoint": {"config_loading", "atomic", "errors"},
     "__init__": set(),
     "models": {"errors"},
     "runtime": {"checkpoint", "atomic", "errors"},

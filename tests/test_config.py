@@ -1,17 +1,21 @@
 """Configs load, carry the reference's defaults, and take typed --config overrides."""
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from pix2pixhd_jax.config_loading import ConfigError, load_config, split_config_args
+from pix2pixhd_jax.config_loading import Config, ConfigError, load_config, split_config_args
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 @pytest.mark.parametrize("name", ["default", "synthetic_demo", "cityscapes_1024x512", "cityscapes_2048x1024",
                                   "edges2photo", "pix2pix_baseline", "synthetic_features", "cityscapes_samples",
-                                  "ablation_synthetic"])
+                                  "ablation_synthetic", "paper_comparison", "reference_training"])
 def test_every_config_loads(name):
     cfg = load_config(str(CONFIGS / f"{name}.py"))
     assert {"data", "model", "loss", "train"} <= set(cfg.keys())
@@ -107,3 +111,56 @@ def test_ablation_pix2pix_is_the_baseline_at_the_demo_budget():
 def test_unknown_ablation_variant():
     with pytest.raises(Exception, match="not one of"):
         load_config(str(CONFIGS / "ablation_synthetic.py:sideways"))
+
+
+def test_a_loaded_config_is_one_shape_and_its_own_json():
+    cfg = load_config(str(CONFIGS / "synthetic_demo.py"), ["data.label_nc=7"])
+    assert type(cfg) is Config and type(cfg.data) is Config and cfg.data.label_nc == cfg["data"]["label_nc"] == 7
+    assert json.loads(json.dumps(cfg)) == cfg
+    with pytest.raises(AttributeError):
+        cfg.data.no_such_setting  # noqa: B018
+
+
+# Settings that later versions added: a workdir from before them has a config.json without them.
+ADDED_LATER = {"data": ("image_bit_depth", "unknown_label", "device_prefetch", "prepared_dir", "output_nc"),
+               "model": ("norm_E", "load_features", "netD"), "train": ("eval_every", "remat", "max_steps")}
+
+
+def _strip(workdir):
+    """Rewrite the workdir's config.json as an older version wrote it: without ADDED_LATER and the
+    segmenter group (a group is not filled in: the groups say what kind of workdir it is)."""
+    path = workdir / "config.json"
+    saved = json.loads(path.read_text())
+    for group, keys in ADDED_LATER.items():
+        for key in keys:
+            del saved[group][key]
+    del saved["segmenter"]
+    path.write_text(json.dumps(saved))
+
+
+def test_an_old_workdirs_config_gets_the_settings_it_lacks_and_synthesizes_as_before(tmp_path):
+    from conftest import block_example, make_model_workdir
+    from pix2pixhd_jax import checkpoint
+    from pix2pixhd_jax.inference.synthesis import Synthesizer
+
+    config, _ = make_model_workdir(tmp_path)
+    label, inst, _ = block_example(32, 24, block=8)
+    want = Synthesizer.from_workdir(str(tmp_path)).synthesize(label, inst)
+    _strip(tmp_path)
+    saved = checkpoint.read_config(str(tmp_path), checkpoint.MODEL_GROUPS)
+    assert type(saved) is Config and saved == {k: v for k, v in config.items() if k != "segmenter"}
+    np.testing.assert_array_equal(Synthesizer.from_workdir(str(tmp_path)).synthesize(label, inst), want)
+
+
+def test_an_old_workdirs_config_gets_its_defaults_without_ml_collections(tmp_path):
+    """The accelerator images have no ml_collections: configs/default.py's values still fill the gaps."""
+    from conftest import make_model_workdir
+
+    config, _ = make_model_workdir(tmp_path)
+    _strip(tmp_path)
+    code = ("import sys, json; sys.modules['ml_collections'] = None\n"
+            "from pix2pixhd_jax import checkpoint\n"
+            f"print(json.dumps(checkpoint.read_config({str(tmp_path)!r})))\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=CONFIGS.parent, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {k: v for k, v in config.items() if k != "segmenter"}

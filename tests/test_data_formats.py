@@ -13,7 +13,7 @@ from PIL import Image
 from conftest import ROOT, block_example, load_test_config, make_model_workdir, save
 from pix2pixhd_jax.cli import main
 from pix2pixhd_jax.config_loading import load_config
-from pix2pixhd_jax.data import decode, instances, readers
+from pix2pixhd_jax.data import decode, instances, label_maps, readers
 from pix2pixhd_jax.data.pipeline import InputPipeline
 from pix2pixhd_jax.errors import DataError
 from pix2pixhd_jax.inference import export
@@ -246,7 +246,7 @@ def test_unknown_label_maps_out_of_range_ids_and_says_how_many(tmp_path, caplog)
     assert (out[:4, :10] == 0).all() and (out[4:] == label[4:]).all()
     assert "L.png: 40 pixels with ids >= 35 (up to 255) set to class 0 (data.unknown_label)" in caplog.text
     with pytest.raises(DataError, match="data.unknown_label=40 is not a class of label_nc=35"):
-        decode.unknown_label_of(load_test_config("data.unknown_label=40").data)
+        label_maps.unknown_label_of(load_test_config("data.unknown_label=40").data)
 
 
 def _png(array):

@@ -18,7 +18,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import ROOT, make_model_workdir
+from conftest import ROOT, cli_env, make_model_workdir
 
 pytestmark = pytest.mark.slow
 
@@ -34,15 +34,9 @@ def free_port():
 
 @pytest.fixture(scope="module")
 def base_env(tmp_path_factory):
-    env = dict(os.environ)
-    env["XLA_FLAGS"] = "--xla_backend_optimization_level=0 --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-    env["JAX_COMPILATION_CACHE_DIR"] = str(tmp_path_factory.mktemp("jax_cache"))
-    env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
-    env["JAX_PLATFORMS"] = "cpu"
-    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
-    env["PYTHONUNBUFFERED"] = "1"
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
-    return env
+    return cli_env(tmp_path_factory.mktemp("jax_cache"),
+                   "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
+                   TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
 
 
 def devices_env(base, n):

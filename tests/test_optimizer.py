@@ -267,15 +267,20 @@ def test_each_moment_lands_at_its_parameter(generator, tmp_path):
 def test_the_loop_resumes_from_a_two_part_checkpoint(runs, tmp_path):
     config, new, old = runs
     save(tmp_path, SAVED_AT, old[SAVED_AT][1])
-    nets = Networks(config)
-    job = loop.Job(name="train", item="state", seed=0, init=lambda rng: init_train_state(nets, rng, H, W),
-                   step=make_train_step(config, SPE), extra_args=({},), has_outputs=True, batches=batches,
-                   batch_keys=sorted(make_batch(2, H, W, LABEL_NC)), global_batch=2, steps_per_epoch=SPE,
-                   total_steps=STEPS, save_due=lambda step: False, print_freq=STEPS, keep_checkpoints=2,
-                   fix_hint="", convert_old=old_checkpoints.restore_two_adam_state)
-    result = loop.run(job, config, str(tmp_path), sharding.make_mesh(jax.devices()[:1]), progress=False)
-    assert result.step == STEPS
-    got, want = flat(jax.device_get(result.state)), flat(new[STEPS][1])
+    nets, mesh, workdir = Networks(config), sharding.make_mesh(jax.devices()[:1]), str(tmp_path)
+    # As the trainers run: restore (converting the old layout), step on from the saved data position, save.
+    state, start, shardings = loop.restore_or_init(workdir, "state", lambda rng: init_train_state(nets, rng, H, W), 0,
+                                                   mesh, convert_old=old_checkpoints.restore_two_adam_state)
+    assert start == SAVED_AT
+    train = loop.jit_step(make_train_step(config, SPE), mesh, shardings, 1, has_outputs=True)
+    out = loop.Outputs(workdir, "train", "state", start, STEPS, SPE, 2, STEPS, 2, progress=False)
+    keys = set(make_batch(2, H, W, LABEL_NC))
+    for step, (_, batch) in zip(range(start + 1, STEPS + 1), loop.device_batches(batches(start), mesh, keys)):
+        state, metrics, _ = train(state, batch, {})
+        out.read(step, metrics)
+    out.finish(step, state)
+    assert step == STEPS
+    got, want = flat(jax.device_get(state)), flat(new[STEPS][1])
     assert got.keys() == want.keys()
     for key in want:
         np.testing.assert_allclose(got[key], want[key], rtol=1e-5, atol=1e-7, err_msg=key)

@@ -12,12 +12,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import ROOT, random_variables
+from conftest import ROOT
 from pix2pixhd_jax.config_loading import load_config
 from pix2pixhd_jax.models.pixels import to_uint8
 from pix2pixhd_jax.errors import ConfigError
 from pix2pixhd_jax.inference.synthesis import Synthesizer
 from pix2pixhd_jax.models.pix2pixhd import Networks, build_generator, label_input
+from pix2pixhd_jax.weights.filled import random_variables
 
 TINY_G = ["--config.model.ngf=8", "--config.model.n_downsample_global=2", "--config.model.n_blocks_global=1",
           "--config.model.ndf=4", "--config.model.num_D=1", "--config.model.n_layers_D=1"]
@@ -37,11 +38,11 @@ def samples(root, n=6):
 
 def test_inputs_are_scaled_as_the_references_test_transform_scales_them(cityscapes_samples):
     synth = synthesizer("cityscapes_1024x512.py")  # scale_width to 1024, as train_512p / test_512p
-    assert synth.test_size(2048, 1024) == (1024, 512)
+    assert synth.maps.test_size(2048, 1024) == (1024, 512)
     for label_file, inst_file, photo_file in samples(cityscapes_samples):
         label, inst = np.asarray(Image.open(label_file)), np.asarray(Image.open(inst_file)).astype(np.int32)
         photo = np.asarray(Image.open(photo_file).convert("RGB"))
-        got_label, got_inst, got_photo = synth.prepare(label, inst, photo)
+        got_label, got_inst, got_photo = synth.maps.prepare(label, inst, photo)
         # The reference: PIL images in their own modes, __scale_width (NEAREST for label maps,
         # BICUBIC for photos): target width 1024, height int(1024 * 1024 / 2048).
         np.testing.assert_array_equal(got_label, np.asarray(Image.open(label_file).resize((1024, 512), Image.NEAREST)))
@@ -52,8 +53,8 @@ def test_inputs_are_scaled_as_the_references_test_transform_scales_them(cityscap
     synth = synthesizer("cityscapes_2048x1024.py")
     label_file = samples(cityscapes_samples, 1)[0][0]
     cut = np.asarray(Image.open(label_file))[:1000, :2040]  # 2040x1000: to 2048x992 (factor 16)
-    got, _, _ = synth.prepare(cut)
-    base = synth.divisor
+    got, _, _ = synth.maps.prepare(cut)
+    base = synth.maps.divisor
     want_size = (int(round(2040 / base) * base), int(round(1000 / base) * base))
     assert got.shape[::-1] == want_size
     np.testing.assert_array_equal(got, np.asarray(Image.fromarray(cut).resize(want_size, Image.NEAREST)))
@@ -64,7 +65,7 @@ def test_pictures_are_the_references_tensor2im_of_the_same_float_output(cityscap
     floats = [rng.uniform(-1.2, 1.2, (64, 128, 3)).astype(np.float32), np.linspace(-1, 1, 4096, dtype=np.float32)]
     synth = synthesizer("cityscapes_1024x512.py")
     for label_file, inst_file, _ in samples(cityscapes_samples, 2):
-        label, inst, _ = synth.prepare(np.asarray(Image.open(label_file)),
+        label, inst, _ = synth.maps.prepare(np.asarray(Image.open(label_file)),
                                        np.asarray(Image.open(inst_file)).astype(np.int32))
         floats.append(np.asarray(synth.nets.G.apply(synth.g_vars, synth_input(synth, label, inst)))[0])
     for fake in floats:

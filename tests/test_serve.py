@@ -9,6 +9,7 @@ import base64
 import io
 import socket
 import threading
+import types
 
 import numpy as np
 import pytest
@@ -83,7 +84,7 @@ def test_helpers():
 
 def test_service_refuses_rgb_label_models(synth):
     class RGB:
-        label_nc = 0
+        maps = types.SimpleNamespace(label_nc=0)
 
     from pix2pixhd_jax.errors import UserError
 
@@ -178,7 +179,7 @@ def test_uploads_are_scaled_to_the_models_test_size_and_say_so(synth):
     # The model's config scales to width W (scale_width, data.load_size): as its test.py would.
     assert (state["width"], state["height"], state["scaled_from"]) == (W, H, [2 * W, 2 * H])
     scene = service.sessions[state["session"]].editor.scene
-    np.testing.assert_array_equal(scene.label, synth.prepare(big_label)[0])
+    np.testing.assert_array_equal(scene.label, synth.maps.prepare(big_label)[0])
     assert service.info["resize"] == "config" and "scale_width" in service.info["size"]
     assert service.info["size"].endswith(f"{W}x{W // 2}")  # where a 2048x1024 map would be worked on
     assert service.upload({"label": png_b64(label)})["scaled_from"] is None

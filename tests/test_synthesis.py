@@ -50,7 +50,7 @@ def model(tmp_path_factory):
 def synth(model):
     _, config, variables, clusters = model
     s = Synthesizer(config, variables, clusters)
-    assert s.has_encoder and s.feat_num == 3 and s.divisor == 4 and s.label_nc == 35
+    assert s.has_encoder and s.feat_num == 3 and s.maps.divisor == 4 and s.maps.label_nc == 35
     return s
 
 
@@ -303,10 +303,10 @@ def test_cli_scales_maps_as_the_models_test_transform_by_default(model, scenes, 
     out = tmp_path / "scaled"
     assert _run(model, scenes, out, "--seed", "2", resize="config") == 0
     _, examples = scenes
-    assert synth.test_size(W, H) == (256, int(256 * H / W))
+    assert synth.maps.test_size(W, H) == (256, int(256 * H / W))
     for name, label, inst, _ in examples:
         got = np.asarray(Image.open(out / f"{name}_synthesized.png"))
-        scaled_label, scaled_inst, _ = synth.prepare(label, inst)
+        scaled_label, scaled_inst, _ = synth.maps.prepare(label, inst)
         assert got.shape == scaled_label.shape + (3,) == (int(256 * H / W), 256, 3)
         _close(got, synth.synthesize(scaled_label, scaled_inst, seed=2))
 

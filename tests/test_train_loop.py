@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import ROOT, load_test_config
+from conftest import ROOT, cli_env, load_test_config
 
 W, H = 64, 32  # the training size: 128x64 scenes, scale_width to 64
 STEPS = 12  # run A: 4 epochs of 3 batches
@@ -44,14 +44,7 @@ RESUMABLE = [f"--config.train.max_steps={STEPS}", "--config.train.save_latest_fr
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
-    env = dict(os.environ)
-    env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip()
-    env["JAX_COMPILATION_CACHE_DIR"] = str(tmp_path_factory.mktemp("jax_cache"))
-    env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
-    env["JAX_PLATFORMS"] = "cpu"
-    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
-    return env
+    return cli_env(tmp_path_factory.mktemp("jax_cache"), TF_CPP_MIN_LOG_LEVEL="2")
 
 
 @pytest.fixture(scope="module")

@@ -140,12 +140,13 @@ def test_inference_mode_keeps_the_scale_and_drops_the_random_crop():
             assert (w, h) == size  # the whole image at its own size
 
 
-def test_inference_config_copies_the_workdir_config_without_ml_collections():
-    """read_config's attribute dict (no ml_collections): the copy changes, the original and what
-    it writes back as JSON stay consistent."""
-    from pix2pixhd_jax.checkpoint import attributes, config_dict
+def test_inference_config_copies_the_workdir_config():
+    """A config as read_config gives it: the copy changes, the original and what it writes back
+    as JSON stay consistent."""
+    from pix2pixhd_jax.checkpoint import config_dict
+    from pix2pixhd_jax.config_loading import as_config
 
-    saved = attributes({"data": {"resize_or_crop": "scale_width_and_crop", "load_size": 256, "fine_size": 128}})
+    saved = as_config({"data": {"resize_or_crop": "scale_width_and_crop", "load_size": 256, "fine_size": 128}})
     whole = transforms.inference_config(saved)
     assert saved.data.resize_or_crop == "scale_width_and_crop"
     assert whole.data.resize_or_crop == whole.data["resize_or_crop"] != "scale_width_and_crop"

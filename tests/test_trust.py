@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import ROOT
+from conftest import ROOT, cli_env
 
 CONFIG = str(ROOT / "configs" / "synthetic_demo.py")
 TINY = ["--config.data.load_size=64", "--config.model.ngf=4", "--config.model.ndf=4",
@@ -36,13 +36,8 @@ LIBRARY_NOISE = ("InitGoogle", "TPU_WORKER_HOSTNAMES", "host bounds", "oneDNN", 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
-    env = dict(os.environ)
-    env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip()
-    env["JAX_COMPILATION_CACHE_DIR"] = str(tmp_path_factory.mktemp("jax_cache"))
-    env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
-    env["JAX_PLATFORMS"] = "cpu"
+    env = cli_env(tmp_path_factory.mktemp("jax_cache"))
     env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # the command's own default is under test
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     return env
 
 

@@ -1,4 +1,4 @@
-"""Decoding and validating one example's images (numpy + Pillow, no TensorFlow).
+"""Decoding one example's images (numpy + Pillow, no TensorFlow), checked by data/label_maps.py.
 
 The record format shared by every reader and the TFDS builders is a dict of
 encoded image bytes: {'label', 'inst', 'image'} plus, for error messages, the
@@ -14,6 +14,7 @@ import threading
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from pix2pixhd_jax.data.label_maps import check_label_ids, image_ids
 from pix2pixhd_jax.errors import DataError
 
 _BUFFER_REPR = re.compile(r"<_io\.BytesIO object at 0x[0-9a-fA-F]+>")
@@ -57,25 +58,11 @@ def open_image(data: bytes, where: str) -> Image.Image:
     return img
 
 
-def _single_channel(img: Image.Image, where: str, what: str, fix: str) -> np.ndarray:
-    """The integer ids of a single-channel image; RGB only when all channels agree."""
-    if img.mode in ("L", "P", "I", "I;16", "I;16B", "I;16L", "I;16N", "1"):
-        return np.asarray(img).astype(np.int32)
-    if img.mode == "LA":
-        return np.asarray(img)[..., 0].astype(np.int32)
-    if img.mode in ("RGB", "RGBA"):
-        arr = np.asarray(img)
-        if np.array_equal(arr[..., 0], arr[..., 1]) and np.array_equal(arr[..., 0], arr[..., 2]):
-            return arr[..., 0].astype(np.int32)
-        raise DataError(f"{where}: the {what} is a colour ({img.mode}) image; {fix}")
-    raise DataError(f"{where}: the {what} has image mode {img.mode!r}; {fix}")
-
-
 def label_ids(data: bytes, where: str, reader: str = "config") -> np.ndarray:
     """The (H, W) int32 ids of a single-channel label map, unchecked against any label_nc. reader:
     who reads it ('config': training, 'model': a trained model, 'ids': make-instances), which
     decides the fix a colour map's error gives."""
-    return _single_channel(open_image(data, where), where, "label map", COLOUR_LABEL_FIXES[reader])
+    return image_ids(open_image(data, where), where, "label map", COLOUR_LABEL_FIXES[reader])
 
 
 def decode_label(data: bytes, where: str, label_nc: int, unknown_label: int = -1, input_nc: int = 3,
@@ -87,58 +74,13 @@ def decode_label(data: bytes, where: str, label_nc: int, unknown_label: int = -1
     if label_nc == 0:
         return open_image(data, where).convert("L" if input_nc == 1 else "RGB")
     ids = label_ids(data, where, "model" if for_model else "config")
-    top = int(ids.max())
-    if top >= label_nc:
-        count = int((ids >= label_nc).sum())
-        if unknown_label >= 0:
-            logging.info("%s: %d pixels with ids >= %d (up to %d) set to class %d (data.unknown_label)", where,
-                         count, label_nc, top, unknown_label)
-            ids = np.where(ids >= label_nc, unknown_label, ids)
-        else:
-            hint = " (255 is often an 'ignore' id)" if top == 255 else ""
-            if for_model:
-                raise DataError(
-                    f"{where}: label id {top} is out of range: the model was trained for {label_nc} classes (ids "
-                    f"0..{label_nc - 1}), and {count} pixels have ids >= {label_nc}{hint}. Pass --unknown-label K "
-                    f"to synthesize them as class K, or remap the map's ids to the model's classes.")
-            raise DataError(
-                f"{where}: label id {top} is out of range for label_nc={label_nc} "
-                f"({count} pixels have ids >= {label_nc}){hint}. Set --config.data.unknown_label=K to map "
-                f"every id >= {label_nc} to class K (e.g. 0), set --config.data.label_nc={top + 1}, or remap "
-                f"the ids to 0..{label_nc - 1}."
-            )
-    if int(ids.min()) < 0:
-        raise DataError(f"{where}: negative label id {int(ids.min())}; ids must be 0..{label_nc - 1}.")
-    return ids
-
-
-def photo_format(data_cfg) -> tuple:
-    """(channels, bit depth) of the config's photos, checked (workdirs from before these settings: 3, 8)."""
-    channels = int(data_cfg.output_nc)
-    bit_depth = int(getattr(data_cfg, "image_bit_depth", 8))
-    if channels not in (1, 3):
-        raise DataError(f"data.output_nc={channels}: photos have 1 (grayscale, depth, medical) or 3 (RGB) channels.")
-    if bit_depth not in (8, 16):
-        raise DataError(f"data.image_bit_depth={bit_depth}: photos are 8- or 16-bit.")
-    if bit_depth == 16 and channels != 1:
-        raise DataError("data.image_bit_depth=16 with data.output_nc=3: 16-bit photos must be single-channel (Pillow "
-                        "reads no 16-bit colour images); set --config.data.output_nc=1, or use 8-bit RGB photos.")
-    return channels, bit_depth
-
-
-def unknown_label_of(data_cfg) -> int:
-    """data.unknown_label, checked against label_nc (-1: off; workdirs from before it: off)."""
-    k = int(getattr(data_cfg, "unknown_label", -1))
-    if k >= 0 and data_cfg.label_nc and k >= data_cfg.label_nc:
-        raise DataError(f"data.unknown_label={k} is not a class of label_nc={data_cfg.label_nc}; pick one of "
-                        f"0..{data_cfg.label_nc - 1}, or -1 to stop on out-of-range ids.")
-    return k
+    return check_label_ids(ids, label_nc, where, "file" if for_model else "config", unknown_label)
 
 
 def decode_instances(data: bytes, where: str) -> np.ndarray:
     """Instance ids (H, W) int32 from a 16-bit PNG; 8-bit maps are accepted with a warning."""
     img = open_image(data, where)
-    ids = _single_channel(
+    ids = image_ids(
         img,
         where,
         "instance map",

@@ -20,7 +20,7 @@ and flip only on (seed, epoch, name), so training resumes at an exact step by
 building the pipeline from that step, without replaying it. Each process of a
 multi-host run reads its own disjoint part of every global batch.
 
-TensorFlow is imported when a pipeline is first built (`_tensorflow`), not when this module
+TensorFlow is imported when a pipeline is first built (`tensorflow`), not when this module
 is: the training, evaluation and encoding modules import this one at their top and still
 import where TensorFlow is not installed (the accelerator images have none).
 """
@@ -34,15 +34,16 @@ import zlib
 import numpy as np
 
 from pix2pixhd_jax.data import decode, prepared, readers, transforms
+from pix2pixhd_jax.data.label_maps import ModelMaps
 from pix2pixhd_jax.errors import DataError
-from pix2pixhd_jax.models.pix2pixhd import size_divisor
 
 _DATA_ERROR = re.compile(r"DataError: (.*?)(?:\n|$)", re.DOTALL)
 
 
-def _tensorflow():
+def tensorflow():
     """TensorFlow, imported on first use, with the GPUs hidden from it (JAX owns the
-    accelerators; TF only reads and decodes on the host)."""
+    accelerators; TF only reads, decodes and encodes on the host): the pipeline's and the TFDS
+    builders'."""
     try:
         import tensorflow as tf
     except ImportError:
@@ -104,12 +105,9 @@ class InputPipeline:
         self.train = split == "train" if train is None else train
         self.seed = config.seed if seed is None else seed
         self.process_index, self.process_count = process_index, process_count
-        self.divisor = size_divisor(config.model)
         transforms.check_mode(data.resize_or_crop)
-        self.channels, self.bit_depth = decode.photo_format(data)
-        self.unknown_label = decode.unknown_label_of(data)
-        if data.label_nc < 0:
-            raise DataError(f"data.label_nc={data.label_nc} must be >= 0 (0 = RGB label images).")
+        self.maps = maps = ModelMaps.of(config)
+        self.divisor, self.channels, self.bit_depth = maps.divisor, maps.channels, maps.bits
         self.global_batch = config.train.batch_size if batch_size is None else batch_size
         if self.global_batch % process_count:
             raise DataError(
@@ -117,9 +115,8 @@ class InputPipeline:
                 "choose a global batch size that is a multiple of the process count."
             )
         self.batch = self.global_batch // process_count
-        self.label_dtype = np.dtype(np.uint8 if data.label_nc <= 256 else np.uint16)
-        self.image_dtype = np.dtype(np.uint8 if self.bit_depth == 8 else np.uint16)
-        self._prepared = prepared.read(config, split) if data.get("prepared_dir") else None
+        self.label_dtype, self.image_dtype = maps.label_dtype, maps.photo_dtype
+        self._prepared = prepared.read(config, split) if data.prepared_dir else None
         self._tfds = self._prepared is None and data.dataset_format == "tfds"
         if self._tfds:
             self._init_tfds()
@@ -184,7 +181,7 @@ class InputPipeline:
     def _records_for_epoch(self, epoch: int, skip_examples: int):
         """Encoded records of this process for one epoch, in order (a tf.data.Dataset); for a
         prepared dataset, with each example's crop and flip (crop_x, crop_y, flip) beside it."""
-        tf = _tensorflow()
+        tf = tensorflow()
         if self._tfds:
             return self._tfds_records(epoch, skip_examples)
         order = epoch_order(self.num_examples, self.seed, epoch, self.train)
@@ -218,7 +215,7 @@ class InputPipeline:
     def _tfds_records(self, epoch: int, skip_examples: int):
         import tensorflow_datasets as tfds
 
-        tf = _tensorflow()
+        tf = tensorflow()
         seed = epoch_seed(self.seed, epoch)
         read_config = tfds.ReadConfig(shuffle_seed=seed, interleave_cycle_length=4)
         features = self._builder.info.features
@@ -248,7 +245,7 @@ class InputPipeline:
     @property
     def _parallel(self):
         n = self.data_cfg.num_parallel_calls
-        return _tensorflow().data.AUTOTUNE if n is None or n < 0 else n
+        return tensorflow().data.AUTOTUNE if n is None or n < 0 else n
 
     # ----- decoding --------------------------------------------------------
     def params(self, name, width: int, height: int, epoch: int) -> transforms.TransformParams:
@@ -265,7 +262,7 @@ class InputPipeline:
         rec = dict(record, **text)
         label, inst, photo = decode.decode_example(rec, data.label_nc, data.use_instance and not self._ab,
                                                    self._ab, channels=self.channels, bit_depth=self.bit_depth,
-                                                   unknown_label=self.unknown_label, input_nc=data.input_nc)
+                                                   unknown_label=self.maps.unknown_label, input_nc=data.input_nc)
         params = self.params(record["name"], *photo.size, epoch)
         label, inst, image = transforms.transform_example(label, inst, photo, params, data, self.divisor,
                                                           self.train, rec["image_file"])
@@ -316,7 +313,7 @@ class InputPipeline:
 
     def _decode_map(self, epoch: int):
         """Record -> example through `process` (Pillow, in tf.numpy_function)."""
-        tf = _tensorflow()
+        tf = tensorflow()
         data = self.data_cfg
         w, h = self.output_size
         keys = ("label", "inst", "image", "label_file", "inst_file", "image_file", "name")
@@ -345,7 +342,7 @@ class InputPipeline:
     def _prepared_map(self):
         """Prepared record -> example with TensorFlow ops only: PNG decode, crop, flip (no Python
         per example, so tf.data's threads run it in parallel)."""
-        tf = _tensorflow()
+        tf = tensorflow()
         data = self.data_cfg
         w, h = self.output_size
         crops = self._crops
@@ -379,7 +376,7 @@ class InputPipeline:
 
     def epoch_dataset(self, epoch: int, skip_batches: int = 0):
         """Batches of one epoch for this process, starting after `skip_batches` (a tf.data.Dataset)."""
-        tf = _tensorflow()
+        tf = tensorflow()
         ds = self._records_for_epoch(epoch, skip_batches * self.batch)
         make = self._prepared_map() if self._prepared is not None else self._decode_map(epoch)
         ds = ds.map(make, num_parallel_calls=self._parallel, deterministic=True)
@@ -392,7 +389,7 @@ class InputPipeline:
 
     def iterate(self, start_step: int = 0, num_epochs=None):
         """Numpy batches from global step `start_step` on, over `num_epochs` epochs (None: forever)."""
-        tf = _tensorflow()
+        tf = tensorflow()
         steps = self.steps_per_epoch
         if steps == 0:
             raise DataError(f"{self.description}: no complete batch of {self.batch} per process.")

@@ -31,8 +31,8 @@ from tqdm import tqdm
 
 from pix2pixhd_jax import atomic
 from pix2pixhd_jax.data import decode, readers, transforms
+from pix2pixhd_jax.data.label_maps import ModelMaps
 from pix2pixhd_jax.errors import DataError
-from pix2pixhd_jax.models.pix2pixhd import size_divisor
 
 MANIFEST = "prepared.json"
 FORMAT = 1
@@ -41,12 +41,12 @@ SPLITS = ("train", "test")
 
 def settings(config) -> dict:
     """The data settings a prepared dataset depends on (a config with other values needs another)."""
-    data = config.data
+    data, maps = config.data, ModelMaps.of(config)
     return {
-        "label_nc": int(data.label_nc), "input_nc": int(data.input_nc), "output_nc": int(data.output_nc),
-        "image_bit_depth": decode.photo_format(data)[1], "unknown_label": decode.unknown_label_of(data),
-        "use_instance": bool(data.use_instance), "resize_or_crop": str(data.resize_or_crop),
-        "load_size": int(data.load_size), "size_divisor": size_divisor(config.model),
+        "label_nc": maps.label_nc, "input_nc": maps.input_nc, "output_nc": maps.channels,
+        "image_bit_depth": maps.bits, "unknown_label": maps.unknown_label,
+        "use_instance": maps.use_instance, "resize_or_crop": str(data.resize_or_crop),
+        "load_size": int(data.load_size), "size_divisor": maps.divisor,
         "ab_direction": str(data.ab_direction) if data.dataset_format == "ab" else "",
     }
 
@@ -73,32 +73,27 @@ class PreparedSplit:
         return len(self.examples)
 
 
-def _label_dtype(label_nc: int) -> np.dtype:
-    return np.dtype(np.uint8 if label_nc <= 256 else np.uint16)
-
-
 def _png(array: np.ndarray) -> Image.Image:
     """A PIL image that PNG stores losslessly: 8-bit L/RGB, or 16-bit grayscale for uint16."""
     array = array[..., 0] if array.ndim == 3 and array.shape[-1] == 1 else array
     return Image.fromarray(array if array.dtype == np.uint16 else array.astype(np.uint8, copy=False))
 
 
-def _prepare_one(example, record_of, cfg, divisor: int, settings_: dict, out_dir: str):
-    data = cfg
+def _prepare_one(example, record_of, maps: ModelMaps, ab_direction: str, out_dir: str):
+    data = maps.data
     record = record_of(example)
     label, inst, photo = decode.decode_example(
-        record, data.label_nc, data.use_instance and not settings_["ab_direction"], settings_["ab_direction"] or None,
-        channels=data.output_nc, bit_depth=settings_["image_bit_depth"], unknown_label=settings_["unknown_label"],
-        input_nc=data.input_nc)
+        record, maps.label_nc, maps.use_instance and not ab_direction, ab_direction or None, channels=maps.channels,
+        bit_depth=maps.bits, unknown_label=maps.unknown_label, input_nc=maps.input_nc)
     w, h = photo.size
-    step = lambda img, method: transforms.resize_step(img, data.resize_or_crop, data.load_size, divisor,  # noqa: E731
-                                                      method)
+    step = lambda img, method: transforms.resize_step(img, data.resize_or_crop, data.load_size,  # noqa: E731
+                                                      maps.divisor, method)
     out_photo = transforms.image_levels(step(photo, Image.BICUBIC))
     if isinstance(label, Image.Image):
         out_label = transforms.image_levels(step(label, Image.BICUBIC))
     else:
         out_label = np.asarray(step(Image.fromarray(label.astype(np.int32), "I"), Image.NEAREST)).astype(
-            _label_dtype(data.label_nc))
+            maps.label_dtype)
     files = {"label": f"{example.name}_label.png", "image": f"{example.name}_image.png"}
     if inst is not None:
         ids = np.asarray(step(Image.fromarray(inst.astype(np.int32), "I"), Image.NEAREST))
@@ -134,12 +129,11 @@ def write(config, out: str, splits=SPLITS, workers: int = 0, progress: bool = Tr
     if data.dataset_format == "tfds":
         raise DataError("prepare-data reads dataset files (data.dataset_format aligned, cityscapes, ade20k or ab); "
                         "a TFDS dataset is prepared by `pix2pixhd-jax prepare-tfds`.")
-    if data.get("prepared_dir"):
+    if data.prepared_dir:
         raise DataError(f"data.prepared_dir={data.prepared_dir!r}: prepare-data reads the source files; leave "
                         "data.prepared_dir unset (it is the setting that trains from the prepared folder).")
     transforms.check_mode(data.resize_or_crop)
-    wanted = settings(config)
-    divisor = size_divisor(config.model)
+    wanted, maps = settings(config), ModelMaps.of(config)
     done = {}
     for i, split in enumerate(splits):
         try:
@@ -156,12 +150,12 @@ def write(config, out: str, splits=SPLITS, workers: int = 0, progress: bool = Tr
             return {"label": read(ex.label), "inst": read(ex.inst), "image": read(ex.image),
                     "label_file": ex.label or "", "inst_file": ex.inst or "", "image_file": ex.image}
 
-        work = lambda ex: _prepare_one(ex, record_of, data, divisor, wanted, split_dir)  # noqa: E731
+        work = lambda ex: _prepare_one(ex, record_of, maps, wanted["ab_direction"], split_dir)  # noqa: E731
         with futures.ThreadPoolExecutor(max(1, workers or os.cpu_count() or 1)) as pool:
             rows = list(tqdm(pool.map(work, source.examples), total=len(source), disable=not progress,
                              desc=f"prepare {split}", unit="example"))
         manifest = {"format": FORMAT, "split": split, "source": source.description, "settings": wanted,
-                    "label_dtype": _label_dtype(data.label_nc).name if data.label_nc else "uint8",
+                    "label_dtype": maps.label_dtype.name if maps.label_nc else "uint8",
                     "examples": rows}
         atomic.write_text(os.path.join(split_dir, MANIFEST), json.dumps(manifest))
         done[split] = len(rows)

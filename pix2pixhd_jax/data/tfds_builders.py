@@ -34,19 +34,15 @@ import os
 from typing import Optional
 
 import numpy as np
-import tensorflow as tf
 import tensorflow_datasets as tfds
 from etils import epath
 from PIL import Image
 
 from pix2pixhd_jax.data import decode, readers, synthetic
+from pix2pixhd_jax.data.pipeline import tensorflow
 from pix2pixhd_jax.errors import DataError
 
-# JAX owns the accelerators; TF only encodes and reads on the host.
-try:
-    tf.config.set_visible_devices([], "GPU")
-except RuntimeError:  # already initialised by the caller
-    pass
+tf = tensorflow()
 
 _VERSION = tfds.core.Version("1.0.0")
 

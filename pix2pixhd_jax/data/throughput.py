@@ -8,6 +8,7 @@ machine's core count. experiments/benchmarks.md "Input" compares it with the ref
 path (its AlignedDataset through torch's DataLoader).
 """
 
+import copy
 import os
 import platform
 import time
@@ -21,7 +22,7 @@ def measure(config, images: int = 48, warmup: int = 8, workers: int = 0, split: 
         raise UserError(f"--images {images} must be >= 1 and --warmup {warmup} >= 0.")
     if workers < 0:
         raise UserError(f"--workers {workers}: give 1 or more parallel calls (0: one per core).")
-    config = config.copy_and_resolve_references()
+    config = copy.deepcopy(config)
     n = workers or os.cpu_count() or 1
     config.data.num_parallel_calls = n
     pipeline = InputPipeline(config, split)
@@ -38,8 +39,8 @@ def measure(config, images: int = 48, warmup: int = 8, workers: int = 0, split: 
     seconds = time.perf_counter() - start
     timed = seen - warmup
     width, height = pipeline.output_size
-    return {"what": "input", "config": getattr(config, "name", ""), "split": split,
-            "source": "prepared" if config.data.get("prepared_dir") else "files",
+    return {"what": "input", "config": config.name, "split": split,
+            "source": "prepared" if config.data.prepared_dir else "files",
             "description": pipeline.description, "images_per_s": round(timed / seconds, 3), "images": timed,
             "warmup": warmup, "seconds": round(seconds, 3), "workers": n, "batch": pipeline.batch,
             "bytes_per_example": int(nbytes), "width": width, "height": height,

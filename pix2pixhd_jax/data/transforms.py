@@ -201,8 +201,7 @@ def test_transform(array: np.ndarray, data_cfg, divisor: int, kind: str, where: 
 
 def inference_config(config):
     """A copy of `config` whose data group reads whole images (see inference_mode)."""
-    config = (config.copy_and_resolve_references() if hasattr(config, "copy_and_resolve_references")
-              else copy.deepcopy(config))
+    config = copy.deepcopy(config)
     data = config.data
     data.resize_or_crop, data.load_size, data.fine_size = inference_mode(data.resize_or_crop, data.load_size,
                                                                          data.fine_size)

@@ -1,11 +1,12 @@
 """`pix2pixhd-jax train-segmenter`: the evaluation segmenter, trained on the real training photos.
 
-It trains on the runtime's loop skeleton like any other model: its workdir holds config.json
-and Orbax checkpoints (item 'segmenter': params, Adam state, step), it resumes where it
-stopped, saves and stops on SIGTERM, stops on a non-finite loss, writes TensorBoard scalars
-(loss, pixel accuracy) and ends with `segmenter_done.json`: the last steps' training accuracy
-and, when the data has a test split, the oracle there (`score_real_photos`: the segmenter on the
-real photos, the paper's upper bound for any generator, per class).
+`train_segmenter` is its loop, top to bottom, with the runtime's shared parts (runtime/loop.py)
+as `train`'s: its workdir holds config.json and Orbax checkpoints (item 'segmenter': params,
+Adam state, step), it resumes where it stopped, saves and stops on SIGTERM, stops on a
+non-finite loss, writes TensorBoard scalars (loss, pixel accuracy) and ends with
+`segmenter_done.json`: the last steps' training accuracy and, when the data has a test split,
+the oracle there (`score_real_photos`: the segmenter on the real photos, the paper's upper
+bound for any generator, per class).
 `load_segmenter` gives `evaluate` a jitted photos -> (label ids, bottleneck features) function.
 """
 
@@ -20,6 +21,7 @@ import optax
 
 from pix2pixhd_jax import atomic, checkpoint
 from pix2pixhd_jax.data import decode
+from pix2pixhd_jax.data.label_maps import ModelMaps
 from pix2pixhd_jax.data.pipeline import InputPipeline
 from pix2pixhd_jax.models.pixels import from_levels
 from pix2pixhd_jax.errors import DataError, UserError
@@ -82,11 +84,11 @@ def class_weights(counts: np.ndarray, weighting: str) -> np.ndarray:
 
 def label_counts(config) -> np.ndarray:
     """Pixels per class over the training split's label maps (read as files, at their own size)."""
-    data = config.data
-    counts = np.zeros(int(data.label_nc), np.int64)
-    for ex in read_source(data, "train").examples:
+    maps = ModelMaps.of(config)
+    counts = np.zeros(maps.label_nc, np.int64)
+    for ex in read_source(config.data, "train").examples:
         with open(ex.label, "rb") as f:
-            ids = decode.decode_label(f.read(), ex.label, int(data.label_nc), decode.unknown_label_of(data))
+            ids = decode.decode_label(f.read(), ex.label, maps.label_nc, maps.unknown_label)
         counts += np.bincount(ids.ravel(), minlength=len(counts))[:len(counts)]
     return counts
 
@@ -114,13 +116,14 @@ def train_segmenter(config, workdir: str, progress: bool = True, devices=None):
     module = segmenter_module(config)
     seg = config.segmenter
     batch_size = int(seg.batch_size)
+    # ----- Set-up: the mesh, the workdir, the data, the objective ----------------------------------
     mesh = sharding.make_mesh(devices)
     workdir = loop.prepare(config, workdir, mesh, batch_size, "segmenter.batch_size")
     pipeline = InputPipeline(config, "train", batch_size=batch_size,
                              process_index=jax.process_index(), process_count=jax.process_count())
     tx = _optimizer(config)
     size = 2 ** int(seg.depth) * 2
-    weighting = str(seg.get("class_weighting", "none"))
+    weighting = str(seg.class_weighting)
     weights = None if weighting == "none" else class_weights(label_counts(config), weighting)
     if weights is not None:
         logging.info("segmenter class weights (%s): %s", weighting, np.round(weights, 3).tolist())
@@ -129,18 +132,40 @@ def train_segmenter(config, workdir: str, progress: bool = True, devices=None):
         params = module.init(rng, jnp.zeros((1, size, size, int(config.data.output_nc))))["params"]
         return {"params": params, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32)}
 
+    # ----- The state: resumed at the step it was saved at, or new ------------------------------------
+    state, start, shardings = loop.restore_or_init(workdir, "segmenter", init, config.seed, mesh)
+    loop.write_config(workdir, config)
+    step_fn = make_segmenter_step(module, tx, module.num_classes, weights, photo_bits(config))
+    seg_step = loop.compiled_on_first_call(loop.jit_step(step_fn, mesh, shardings, 0, has_outputs=False), "segmenter")
+
+    # ----- What the run writes: checkpoints, scalars -------------------------------------------------
     total, save_freq = int(seg.steps), int(seg.save_freq)
-    recent = collections.deque(maxlen=50)
-    job = loop.Job(
-        name="segmenter", item="segmenter", seed=config.seed, init=init,
-        step=make_segmenter_step(module, tx, module.num_classes, weights, photo_bits(config)), batches=pipeline.iterate,
-        batch_keys=("image", "label_ids"), global_batch=batch_size, steps_per_epoch=pipeline.steps_per_epoch,
-        total_steps=total, save_due=lambda step: step % save_freq == 0, print_freq=50,
-        keep_checkpoints=2, fix_hint="lower segmenter.lr and run again.",
-        on_step=lambda at, metrics, outputs, batch, writer: recent.append(float(metrics["pixel_accuracy"])),
-        postfix=lambda m: {"loss": f"{m['loss']:.3f}", "acc": f"{m['pixel_accuracy']:.3f}"})
-    result = loop.run(job, config, workdir, mesh, progress)
-    summary = {"step": result.step,
+    out = loop.Outputs(workdir, "segmenter", "segmenter", start, total, pipeline.steps_per_epoch, batch_size,
+                       print_freq=50, keep=2, progress=progress)
+    recent = collections.deque(maxlen=50)  # the training pixel accuracy of the last steps
+
+    def read(at, metrics):
+        metrics = out.read(at, metrics, fix_hint="lower segmenter.lr and run again.",
+                           show={"loss": "loss", "acc": "pixel_accuracy"})
+        recent.append(float(metrics["pixel_accuracy"]))
+
+    # ----- The loop ----------------------------------------------------------------------------------
+    step, late = start, loop.Late()
+    batches = loop.device_batches(pipeline.iterate(start), mesh, {"image", "label_ids"},
+                                  int(config.data.device_prefetch))
+    with loop.Preemption() as preemption:
+        for step, (_, batch) in zip(range(start + 1, total + 1), batches):
+            state, metrics = seg_step(state, batch)
+            save, stop = step % save_freq == 0, preemption.check(step)
+            for results in late.swap((step, metrics), now=save or stop or step == total):
+                read(*results)
+            out.save_if_due(step, state, due=save, preempted=stop)
+    for results in late.drain():  # the data ran out before `total`
+        read(*results)
+    out.finish(step, state)
+
+    # ----- The oracle: the segmenter on the real test photos ------------------------------------------
+    summary = {"step": step,
                "train_pixel_accuracy_last_50": float(np.mean(recent)) if recent else None,
                "oracle": None}
     try:
@@ -149,13 +174,13 @@ def train_segmenter(config, workdir: str, progress: bool = True, devices=None):
         logging.warning("the oracle is not scored (no usable test split): %s", e)
     if jax.process_index() == 0:
         atomic.write_json(os.path.join(workdir, DONE_FILE), summary)
-        print(f"segmenter trained to step {result.step} (training pixel accuracy over the last 50 steps "
+        print(f"segmenter trained to step {step} (training pixel accuracy over the last 50 steps "
               f"{summary['train_pixel_accuracy_last_50']:.4f}); checkpoints in {checkpoint.checkpoint_dir(workdir)}")
         if summary["oracle"]:
             o = summary["oracle"]
             print(f"oracle on the {o['split']} split's real photos: pixel accuracy {o['pixel_accuracy']:.4f}, mean "
                   f"IoU {o['mean_iou']:.4f} (per class in {os.path.join(workdir, DONE_FILE)})")
-    return result.state, summary
+    return state, summary
 
 
 def load_segmenter(workdir: str):

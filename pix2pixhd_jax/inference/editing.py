@@ -218,10 +218,6 @@ class Editor:
             raise EditError(f"max_history={max_history}: keep at least the current scene (1).")
         self.synth, self.seed, self.max_history = synthesizer, seed, max_history
         self.history = [scene]
-        self._check(scene)
-
-    def _check(self, scene: Scene):
-        self.synth.check_label(scene.label)
 
     @property
     def scene(self) -> Scene:
@@ -232,11 +228,13 @@ class Editor:
         return self.synth.synthesize(scene.label, scene.inst, scene.style_map, seed=self.seed, sample=sample)
 
     def _push(self, scene: Scene) -> np.ndarray:
-        self._check(scene)
+        """Synthesize the edited scene, then keep it: synthesis checks its labels, so a failed edit
+        leaves the history as it was."""
+        photo = self.render(scene)
         self.history.append(scene)
         if self.max_history is not None and len(self.history) > self.max_history:
             del self.history[:len(self.history) - self.max_history]
-        return self.render()
+        return photo
 
     def relabel(self, instance_id: int, label: int) -> np.ndarray:
         return self._push(self.scene.relabel(instance_id, label)[0])

@@ -34,6 +34,7 @@ import numpy as np
 from jax import export as jax_export
 
 from pix2pixhd_jax import atomic, checkpoint
+from pix2pixhd_jax.data.synthetic.blocks import block_maps, grid_shape
 from pix2pixhd_jax.errors import ExportError
 from pix2pixhd_jax.inference.synthesis import Synthesizer
 from pix2pixhd_jax.models import conv
@@ -52,26 +53,26 @@ def signature(synth: Synthesizer, height: int, width: int) -> dict:
     """The program's inputs and output (shapes with 'B' for the batch) for a model and size."""
     data = synth.config.data
     inputs = []
-    if synth.label_nc:
+    if synth.maps.label_nc:
         inputs.append({"name": "label_ids", "dtype": "int32", "shape": ["B", height, width],
-                       "meaning": f"class ids 0..{synth.label_nc - 1}"})
+                       "meaning": f"class ids 0..{synth.maps.label_nc - 1}"})
     else:
         inputs.append({"name": "label_rgb", "dtype": "uint8", "shape": ["B", height, width, int(data.input_nc)],
                        "meaning": "the label image"})
-    if synth.use_instance:
+    if synth.maps.use_instance:
         inputs.append({"name": "inst_ids", "dtype": "int32", "shape": ["B", height, width],
                        "meaning": "instance ids; Cityscapes' convention: class*1000+k for objects, the class id "
                                   "for stuff"})
     if synth.has_encoder:
         inputs.append({"name": "features", "dtype": "float32", "shape": ["B", height, width, synth.feat_num],
                        "meaning": "every pixel's style: its instance's feature vector (style_features builds it)"})
-    photo_dtype = "uint16" if synth.bit_depth == 16 else "uint8"
+    photo_dtype = "uint16" if synth.maps.bits == 16 else "uint8"
     return {"inputs": inputs, "outputs": [{"name": "photo", "dtype": photo_dtype,
                                            "shape": ["B", height, width, int(data.output_nc)]}]}
 
 
 def _check_size(synth: Synthesizer, height: int, width: int):
-    d = synth.divisor
+    d = synth.maps.divisor
     if height < d or width < d or height % d or width % d:
         raise ExportError(f"--height {height} --width {width}: both must be positive multiples of {d} for this "
                           f"generator (model.netG={synth.config.model.netG}); try --height {max(d, height // d * d)} "
@@ -92,7 +93,7 @@ def program_fn(synth: Synthesizer):
     def generator(*inputs):
         inputs = list(inputs)
         label = inputs.pop(0)
-        inst = inputs.pop(0) if synth.use_instance else None
+        inst = inputs.pop(0) if synth.maps.use_instance else None
         features = inputs.pop(0) if synth.has_encoder else None
         return run(synth.g_vars, label, inst, features)
 
@@ -152,24 +153,23 @@ def check_onnx(path: str, synth: Synthesizer, sig: dict, seed: int = 0):
 
 
 def example_inputs(synth: Synthesizer, sig: dict, batch: int = 1, seed: int = 0) -> dict:
-    """Random inputs that fit the signature: block label maps with an object per block."""
+    """Random inputs that fit the signature: block label maps (8x8 blocks, an object per block:
+    data/synthetic/blocks.py), random label images and features."""
     rng = np.random.default_rng(seed)
+    h, w = sig["inputs"][0]["shape"][1:3]
+    grid = rng.integers(0, max(synth.maps.label_nc, 1), (batch,) + grid_shape(h, w, 8))
+    label, inst = block_maps(grid, h, w, 8)
     out = {}
     for spec in sig["inputs"]:
         shape = [batch if d == "B" else d for d in spec["shape"]]
-        h, w = shape[1], shape[2]
-        if spec["name"] in ("label_ids", "inst_ids"):
-            blocks = rng.integers(0, max(synth.label_nc, 1), (batch, -(-h // 8), -(-w // 8)))
-            ids = np.kron(blocks, np.ones((1, 8, 8), np.int64))[:, :h, :w]
-            if spec["name"] == "inst_ids":
-                ids = ids * 1000 + np.arange(ids.size).reshape(ids.shape) // 64 % 1000
-            out[spec["name"]] = ids.astype(np.int32)
+        if spec["name"] == "label_ids":
+            out["label_ids"] = label.astype(np.int32)
+        elif spec["name"] == "inst_ids":
+            out["inst_ids"] = inst.astype(np.int32)
         elif spec["name"] == "label_rgb":
             out[spec["name"]] = rng.integers(0, 256, shape).astype(np.uint8)
         else:
             out[spec["name"]] = rng.uniform(-1, 1, shape).astype(np.float32)
-    if "inst_ids" in out:  # instances live on their class: the class under each id is its label
-        out["inst_ids"] = out["label_ids"] * 1000 + out["inst_ids"] % 1000
     return out
 
 
@@ -180,36 +180,26 @@ def style_features(synth: Synthesizer, label: np.ndarray, inst: Optional[np.ndar
     synthesize draws them. Returns (H, W, feat_num) float32."""
     if not synth.has_encoder:
         raise ExportError("this model has no feature encoder: its program takes no features input.")
-    label = synth.check_label(label)
-    inst = synth.default_instances(label) if inst is None else np.asarray(inst, np.int32)
-    return synth.feature_map(label, inst, synth.style_vectors(label, inst, styles, seed, sample))
+    return synth.program_arrays([label], [inst], [styles], seed, sample)[2][0]
 
 
 def program_inputs(synth: Synthesizer, labels, insts=None, styles=None, seed: int = 0, sample: int = 0,
                    resize: str = "config") -> dict:
     """The program's inputs (by the signature's names) for label maps (H, W) of one size (RGB
     (H, W, 3) when label_nc == 0), as `synthesize` prepares them: resize 'config' scales them as
-    the reference's test.py does for the model's config, 'none' leaves them (then the size must
-    be the exported one); instance maps default to the label ids; features (with the encoder)
-    come from `styles` (one {instance id: cluster index | vector} per map) or the clusters."""
-    n = len(labels)
-    insts = list(insts) if insts is not None else [None] * n
-    styles = list(styles) if styles is not None else [None] * n
-    out = {"label": [], "inst": [], "features": []}
-    for label, inst, style in zip(labels, insts, styles):
-        if resize == "config":
-            label, inst, _ = synth.prepare(label, inst)
-        label = synth.check_label(label)
-        inst = synth.default_instances(label) if inst is None else np.asarray(inst, np.int32)
-        out["label"].append(label.astype(np.uint8) if not synth.label_nc else label)
-        out["inst"].append(inst)
-        if synth.has_encoder:
-            out["features"].append(style_features(synth, label, inst, style, seed, sample))
-    inputs = {"label_ids" if synth.label_nc else "label_rgb": np.stack(out["label"])}
-    if synth.use_instance:
-        inputs["inst_ids"] = np.stack(out["inst"]).astype(np.int32)
+    the reference's test.py does for the model's config (maps.prepare), 'none' leaves them (then
+    the size must be the exported one); then Synthesizer.program_arrays, as synthesis: instance
+    maps default to the label ids; features (with the encoder) come from `styles` (one
+    {instance id: cluster index | vector} per map) or the clusters."""
+    insts = list(insts) if insts is not None else [None] * len(labels)
+    if resize == "config":
+        labels, insts = zip(*[synth.maps.prepare(label, inst)[:2] for label, inst in zip(labels, insts)])
+    label, inst, features = synth.program_arrays(labels, insts, styles, seed, sample)
+    inputs = {"label_ids": label} if synth.maps.label_nc else {"label_rgb": label.astype(np.uint8)}
+    if synth.maps.use_instance:
+        inputs["inst_ids"] = inst
     if synth.has_encoder:
-        inputs["features"] = np.stack(out["features"]).astype(np.float32)
+        inputs["features"] = features
     return inputs
 
 
@@ -243,7 +233,7 @@ def export(workdir: str, out: str, fmt: str, height: int, width: int, platforms=
     sig.update({
         "format": SIGNATURE_FORMAT, "artifact": os.path.basename(path), "artifact_format": fmt,
         "platforms": platforms, "dtype": dtype, "height": height, "width": width,
-        "label_nc": synth.label_nc, "feat_num": synth.feat_num, "size_divisor": synth.divisor,
+        "label_nc": synth.maps.label_nc, "feat_num": synth.feat_num, "size_divisor": synth.maps.divisor,
         "workdir": os.path.abspath(workdir), "step": step, "seconds": round(time.time() - start, 2),
         "config": checkpoint.config_dict(config),
     })

@@ -115,33 +115,33 @@ def synthesize_files(synth: Synthesizer, label: str, out: str, inst: Optional[st
         raise UserError(f"--num-samples {num_samples}: must be at least 1.")
     atomic.output_folder(out)
 
-    data = synth.config.data
-    channels, bits = decode.photo_format(data)
-    unknown = decode.unknown_label_of(data)
+    maps = synth.maps
+    unknown = maps.unknown_label
     if unknown_label is not None:
-        if not 0 <= unknown_label < max(synth.label_nc, 1):
-            raise UserError(f"--unknown-label {unknown_label}: not one of the model's classes 0..{synth.label_nc - 1}.")
+        if not 0 <= unknown_label < max(maps.label_nc, 1):
+            raise UserError(f"--unknown-label {unknown_label}: not one of the model's classes 0..{maps.label_nc - 1}.")
         unknown = unknown_label
     groups = collections.OrderedDict()  # one jitted program per size
     for f in labels:
-        lab = decode.decode_label(_read(f), f, synth.label_nc, unknown, data.input_nc, for_model=True)
-        lab = np.asarray(lab) if synth.label_nc == 0 else lab
+        lab = decode.decode_label(_read(f), f, maps.label_nc, unknown, maps.input_nc, for_model=True)
+        lab = np.asarray(lab) if maps.label_nc == 0 else lab
         ins = decode.decode_instances(_read(insts[f]), insts[f]) if f in insts else None
         if ins is not None and ins.shape != lab.shape[:2]:
             raise UserError(f"{insts[f]}: {ins.shape[1]}x{ins.shape[0]}, but its label map {f} is "
                             f"{lab.shape[1]}x{lab.shape[0]}; they must be the same size.")
         styles = style_json.get(None, style_json.get(scene_key(f)))
-        photo = np.asarray(decode.decode_photo(_read(photos[f]), photos[f], channels, bits)) if f in photos else None
+        photo = (np.asarray(decode.decode_photo(_read(photos[f]), photos[f], maps.channels, maps.bits)) if f in photos
+                 else None)
         if photo is not None and photo.shape[:2] != lab.shape[:2]:
             raise UserError(f"{photos[f]}: {photo.shape[1]}x{photo.shape[0]}, but the label map {f} is "
                             f"{lab.shape[1]}x{lab.shape[0]}; encode a photo of the same size.")
         if resize == "config":
-            lab, ins, photo = synth.prepare(lab, ins, photo, where=f)
+            lab, ins, photo = maps.prepare(lab, ins, photo, where=f)
         if photo is not None:
             styles = synth.encode_styles(photo, lab, ins)
         groups.setdefault(lab.shape, []).append((f, lab, ins, styles))
 
-    if synth.use_instance and not inst:
+    if maps.use_instance and not inst:
         logging.warning("the model was trained with instance maps (data.use_instance) and no --inst was given: each "
                         "class's region is taken as one object, so touching objects of a class blur into one; give "
                         "--inst (e.g. from `pix2pixhd-jax make-instances`) for their boundaries.")

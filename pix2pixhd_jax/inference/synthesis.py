@@ -7,10 +7,12 @@ the user gives, or the feature E extracts from a real photo. Inference builds no
 gradients and compiles once per input shape. Sizes that are not a multiple of the
 generator's factor are padded (edge pixels repeated) and the output cropped back.
 
+Maps come in through `data/label_maps.py` (`Synthesizer.maps`, the model's ModelMaps): its
 `prepare` scales inputs as the reference's test.py does for the model's config (a 512p model
 given a raw 2048x1024 Cityscapes map works at 1024x512); the synthesize command, the editor and
 export's inputs go through it unless told `resize none`. `synthesize` itself takes maps at the
-size they are given.
+size they are given; `program_arrays` checks them and adds the instance maps and features the
+program takes, for synthesis and export alike.
 
 Random styles are drawn per instance from (seed, sample, instance id), so editing one
 object never reshuffles the styles of the others.
@@ -29,12 +31,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from pix2pixhd_jax import checkpoint
-from pix2pixhd_jax.models.pixels import from_levels, to_levels
-from pix2pixhd_jax.data.transforms import test_size, test_transform
+from pix2pixhd_jax.data.label_maps import ModelMaps
 from pix2pixhd_jax.errors import SynthesisError
 from pix2pixhd_jax.inference import features as features_lib
 from pix2pixhd_jax.models.pix2pixhd import (INFERENCE_DTYPES, Networks, apply_inference, cast_for_inference, generate,
                                            model_inputs, photo_bits, size_divisor)
+from pix2pixhd_jax.models.pixels import from_levels, to_levels
 from pix2pixhd_jax.runtime import host_memory
 
 Style = Union[int, np.ndarray, list, tuple]
@@ -102,7 +104,7 @@ class Synthesizer:
     """A trained generator (+ encoder and clusters) ready to synthesize.
 
     Args:
-      config: the model's config (attribute access: ConfigDict or the workdir's config.json).
+      config: the model's config (config_loading.Config: a loaded file or a workdir's config.json).
       variables: {'generator': {'params', 'batch_stats'}, 'encoder': ...} as numpy or jax arrays.
       clusters: FeatureClusters for random/cluster styles (models with the encoder).
       dtype: the compute dtype, 'float32', 'bfloat16' or 'float16'; default the config's train.dtype.
@@ -119,11 +121,7 @@ class Synthesizer:
         self.has_encoder = self.nets.E is not None
         self.label_feat = bool(config.model.label_feat)
         self.feat_num = int(config.model.feat_num) if self.has_encoder else 0
-        self.label_nc = int(config.data.label_nc)
-        self.use_instance = bool(config.data.use_instance)
-        self.output_nc = int(config.data.output_nc)
-        self.bit_depth = photo_bits(config)
-        self.divisor = size_divisor(config.model)
+        self.maps = ModelMaps.of(config)
         self.clusters = clusters
         if clusters is not None and self.has_encoder and clusters.feat_num != self.feat_num:
             raise SynthesisError(f"the clusters have {clusters.feat_num} features, the encoder gives {self.feat_num} "
@@ -156,46 +154,6 @@ class Synthesizer:
         return apply_inference(self.nets.E, e_vars, photo)
 
     # ----- inputs ----------------------------------------------------------------
-    def test_size(self, width: int, height: int) -> tuple:
-        """(width, height) that `prepare` makes of a map of this size."""
-        return test_size(width, height, self.config.data, self.divisor)
-
-    def prepare(self, label: np.ndarray, inst: Optional[np.ndarray] = None, photo: Optional[np.ndarray] = None,
-                where: str = "label map"):
-        """(label, inst, photo) as the reference's test.py feeds them to its model: the config's
-        resize_or_crop without random crop or flip (scale_width to load_size, ...; for 'none' the
-        size rounded to the generator's factor), NEAREST for label and instance ids, BICUBIC for
-        photos and RGB label images. inst and photo may be None."""
-        data = self.config.data
-        label = test_transform(label, data, self.divisor, "ids" if self.label_nc else "image", where)
-        if inst is not None:
-            inst = test_transform(inst, data, self.divisor, "ids", where)
-        if photo is not None:
-            photo = test_transform(photo, data, self.divisor, "image", where)
-        return label, inst, photo
-
-    def check_label(self, label: np.ndarray, where: str = "label map"):
-        label = np.asarray(label)
-        if self.label_nc == 0:
-            if label.ndim != 3 or label.shape[-1] != 3:
-                raise SynthesisError(f"{where}: shape {label.shape}; this model (label_nc=0) takes RGB label images "
-                                     "(H, W, 3).")
-            return label
-        if label.ndim != 2:
-            raise SynthesisError(f"{where}: shape {label.shape}; expected (H, W) label ids. Convert colour label "
-                                 "images to ids first.")
-        if label.size and (label.min() < 0 or label.max() >= self.label_nc):
-            bad = int(label.max()) if label.max() >= self.label_nc else int(label.min())
-            raise SynthesisError(f"{where}: label id {bad} is out of range for this model (label_nc={self.label_nc}); "
-                                 f"ids must be 0..{self.label_nc - 1}. Remap it to a class the model knows.")
-        return label.astype(np.int32)
-
-    def default_instances(self, label: np.ndarray) -> np.ndarray:
-        """Without an instance map every class region is one instance (id = label id)."""
-        if self.label_nc == 0:
-            return np.zeros(label.shape[:2], np.int32)
-        return label.astype(np.int32)
-
     def pool_ids(self, label: np.ndarray, inst: np.ndarray) -> np.ndarray:
         return label if self.label_feat else inst
 
@@ -205,16 +163,17 @@ class Synthesizer:
         levels for image_bit_depth=16) and its label/instance maps."""
         if not self.has_encoder:
             raise SynthesisError("this model has no feature encoder: styles do not apply to it.")
-        label = self.check_label(label)
-        inst = self.default_instances(label) if inst is None else np.asarray(inst, np.int32)
+        label = self.maps.check_label(label)
+        inst = self.maps.instances(label, inst)
         photo = np.asarray(photo)
         photo = photo[..., None] if photo.ndim == 2 else photo
-        if photo.ndim != 3 or photo.shape[:2] != label.shape[:2] or photo.shape[-1] < self.output_nc:
+        channels = self.maps.channels
+        if photo.ndim != 3 or photo.shape[:2] != label.shape[:2] or photo.shape[-1] < channels:
             raise SynthesisError(f"the style photo is {photo.shape[1::-1] if photo.ndim >= 2 else photo.shape}, the "
                                  f"label map {label.shape[1::-1]} (W, H): they must be the same size, with "
-                                 f"{self.output_nc} channel(s) (data.output_nc).")
+                                 f"{channels} channel(s) (data.output_nc).")
         h, w = label.shape[:2]
-        x = pad_to_multiple(from_levels(photo[..., :self.output_nc], self.bit_depth), self.divisor)
+        x = pad_to_multiple(from_levels(photo[..., :channels], self.maps.bits), self.maps.divisor)
         out = np.asarray(self._encode(self.e_vars, x[None]))[0, :h, :w]
         ids, feats, _ = features_lib.instance_rows(out, self.pool_ids(label, inst))
         return {int(i): f for i, f in zip(ids, feats)}
@@ -261,26 +220,31 @@ class Synthesizer:
 
     def synthesize_batch(self, labels, insts=None, styles=None, seed: int = 0, sample: int = 0):
         """Photos for label maps of one size, in one jitted call."""
+        label, inst, feats = self.program_arrays(labels, insts, styles, seed, sample)
+        h, w = label.shape[1:3]
+        pad = lambda arrays: jnp.asarray(np.stack([pad_to_multiple(a, self.maps.divisor) for a in arrays]))  # noqa: E731
+        out = self._generate(self.g_vars, pad(label), pad(inst), None if feats is None else pad(feats))
+        return np.asarray(out)[:, :h, :w]
+
+    def program_arrays(self, labels, insts=None, styles=None, seed: int = 0, sample: int = 0):
+        """The photo program's inputs for label maps of one size, checked (maps.check_label): label
+        ids (B, H, W) int32 (label images (B, H, W, 3) when label_nc == 0), instance ids (B, H, W)
+        int32 (without a map, one instance per class region), and with the encoder the features
+        (B, H, W, feat_num) float32 of `styles` (one {instance id: cluster index | vector} per map)
+        and the clusters; else None."""
         n = len(labels)
         insts = insts if insts is not None else [None] * n
         styles = styles if styles is not None else [None] * n
-        prepared = []
+        rows = []
         for label, inst, style in zip(labels, insts, styles):
-            label = self.check_label(label)
-            inst = self.default_instances(label) if inst is None else np.asarray(inst, np.int32)
-            if inst.shape != label.shape[:2]:
-                raise SynthesisError(f"the instance map is {inst.shape[::-1]}, the label map {label.shape[1::-1]} "
-                                     "(W, H): they must be the same size.")
+            label = self.maps.check_label(label)
+            inst = self.maps.instances(label, inst)
             feats = None
             if self.has_encoder:
                 feats = self.feature_map(label, inst, self.style_vectors(label, inst, style, seed, sample))
-            prepared.append((label, inst, feats))
-        shapes = {p[0].shape for p in prepared}
+            rows.append((label, inst, feats))
+        shapes = {row[0].shape for row in rows}
         if len(shapes) != 1:
-            raise SynthesisError(f"synthesize_batch takes label maps of one size, got {sorted(shapes)}.")
-        h, w = prepared[0][0].shape[:2]
-        stack = lambda i: np.stack([pad_to_multiple(p[i], self.divisor) for p in prepared])  # noqa: E731
-        label = stack(0)
-        feats = jnp.asarray(stack(2)) if self.has_encoder else None
-        out = self._generate(self.g_vars, jnp.asarray(label), jnp.asarray(stack(1)), feats)
-        return np.asarray(out)[:, :h, :w]
+            raise SynthesisError(f"label maps are synthesized together only at one size, got {sorted(shapes)}.")
+        labels, insts, feats = zip(*rows)
+        return np.stack(labels), np.stack(insts), np.stack(feats) if self.has_encoder else None

@@ -6,8 +6,10 @@ VGG19 of the perceptual loss, the FID InceptionV3, the evaluation segmenter, the
 under every layer (`conv`), and `pix2pixhd`: networks from a config, G's input, G (with E)
 applied.
 
-May import: flax, jax, numpy and `pix2pixhd_jax.errors`, nothing else of the project. No
-file is read here: weight files are read in `pix2pixhd_jax.weights`.
+No file is read here: weight files are read in `pix2pixhd_jax.weights`.
+
+Which parts it may import: docs/architecture.md ("Who may import whom"), the one statement of
+the rules (tests/test_architecture.py holds the code to them).
 """
 
 from pix2pixhd_jax.models.discriminator import MultiscaleDiscriminator, NLayerDiscriminator, PatchDiscriminator

@@ -216,19 +216,24 @@ class BatchNorm(nn.Module):
     statistics (torch's eval()); 'batch' normalises each image with its own statistics, which is
     what the reference's test.py computes, since it never calls eval() and tests one image at a
     time. Parameters and statistics keep flax's names (scale, bias; mean, var), in float32.
+    `affine=False` is BatchNorm2d(affine=False): no scale or bias (SPADE's parameter-free norm).
     """
 
     inference_stats: str = "running"
     momentum: float = 0.1
     epsilon: float = 1e-5
     dtype: Any = jnp.float32
+    affine: bool = True
 
     @nn.compact
     def __call__(self, x, train: bool = False):
         c = x.shape[-1]
-        # weights_init: scale ~ N(1, 0.02), bias 0.
-        scale = self.param("scale", lambda k, s: 1.0 + 0.02 * jax.random.normal(k, s, jnp.float32), (c,))
-        bias = self.param("bias", nn.initializers.zeros, (c,), jnp.float32)
+        if self.affine:
+            # weights_init: scale ~ N(1, 0.02), bias 0.
+            scale = self.param("scale", lambda k, s: 1.0 + 0.02 * jax.random.normal(k, s, jnp.float32), (c,))
+            bias = self.param("bias", nn.initializers.zeros, (c,), jnp.float32)
+        else:
+            scale, bias = 1.0, 0.0
         ra_mean = self.variable("batch_stats", "mean", lambda: jnp.zeros((c,), jnp.float32))
         ra_var = self.variable("batch_stats", "var", lambda: jnp.ones((c,), jnp.float32))
         x32 = x.astype(jnp.float32)

@@ -7,9 +7,13 @@ E's instance-pooled features of the photo. D sees the labels (and boundaries) an
 never the features. Training, synthesis, encoding, export and the benchmark all build their
 programs from here; nothing here knows of training.
 
+The successors build here too: netG=spade is SPADE's generator (OASIS's with model.z_dim > 0,
+reading 3D noise beside the label map) and netD=oasis OASIS's segmentation discriminator, which
+sees the image alone (models/spade_generator.py, models/oasis_discriminator.py).
+
 The input helpers work on numpy and jax.numpy arrays alike (pass `xp`), so the input
 pipeline builds them on the host and the programs on the device. Configs are read by
-attribute (an ml_collections.ConfigDict or the workdir's config.json).
+attribute (a config_loading.Config, or any object with the same attributes).
 """
 
 import logging
@@ -23,10 +27,15 @@ from pix2pixhd_jax.models.discriminator import MultiscaleDiscriminator, PatchDis
 from pix2pixhd_jax.models.encoder import FeatureEncoder
 from pix2pixhd_jax.models.generator import GlobalGenerator, LocalEnhancer
 from pix2pixhd_jax.models.layers import remat_policy
+from pix2pixhd_jax.models.oasis_discriminator import OASISDiscriminator
 from pix2pixhd_jax.models.pixels import from_levels
+from pix2pixhd_jax.models.spade import PARAM_FREE_NORMS
+from pix2pixhd_jax.models.spade_generator import (ARCHS, UPSAMPLING_LAYERS, SPADEGenerator, broadcast_noise,
+                                                  num_upsamplings)
 from pix2pixhd_jax.models.unet_generator import UnetGenerator
 
-GENERATORS = ("global", "local", "unet_256", "unet_128")
+GENERATORS = ("global", "local", "unet_256", "unet_128", "spade")
+DISCRIMINATORS = ("multiscale", "patch", "oasis")
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 INFERENCE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
@@ -55,8 +64,18 @@ def one_hot_labels(label, label_nc, xp=np):
 
 
 def size_divisor(model_cfg) -> int:
-    """The factor every training and synthesis size must be a multiple of."""
+    """The factor every training and synthesis size must be a multiple of (with OASIS's D, which
+    halves the image num_res_blocks times, at least 2 ** num_res_blocks)."""
+    divisor = generator_divisor(model_cfg)
+    if model_cfg.get("netD") == "oasis":
+        divisor = max(divisor, 2 ** int(model_cfg.num_res_blocks))
+    return divisor
+
+
+def generator_divisor(model_cfg) -> int:
     net = model_cfg.netG
+    if net == "spade":
+        return 2 ** num_upsamplings(spade_arch(model_cfg), model_cfg.num_res_blocks, model_cfg.num_upsampling_layers)
     if net == "global":
         return 2 ** model_cfg.n_downsample_global
     if net == "local":
@@ -83,8 +102,16 @@ def generator_input_nc(config) -> int:
 
 
 def discriminator_input_nc(config) -> int:
-    """D sees labels (+ boundary map) and the image, never the feature map."""
+    """D sees labels (+ boundary map) and the image, never the feature map; OASIS's D the image alone."""
+    if config.model.netD == "oasis":
+        return config.data.output_nc
     return label_channels(config) + config.data.output_nc
+
+
+def noise_channels(config) -> int:
+    """The channels of noise G reads beside its label input: OASIS's 3D noise (model.z_dim) for
+    netG=spade, else none."""
+    return int(config.model.z_dim) if config.model.netG == "spade" else 0
 
 
 def label_input(label, inst, config, xp=jnp):
@@ -128,8 +155,8 @@ def model_inputs(batch, config, xp=jnp):
 
 
 def photo_bits(config) -> int:
-    """The photos' bit depth (data.image_bit_depth; 8 for workdirs from before the setting)."""
-    return int(getattr(config.data, "image_bit_depth", 8))
+    """The photos' bit depth (data.image_bit_depth)."""
+    return int(config.data.image_bit_depth)
 
 
 # ----- the networks -----------------------------------------------------------------------
@@ -168,7 +195,31 @@ def build_generator(config, dtype=jnp.float32, remat="none"):
     if m.netG in ("unet_256", "unet_128"):
         return UnetGenerator(output_nc=out, num_downs=8 if m.netG == "unet_256" else 7, ngf=m.ngf, norm=m.norm,
                              use_dropout=m.use_dropout, dtype=dtype)
+    if m.netG == "spade":
+        check_spade_config(m)
+        return SPADEGenerator(out, m.ngf, spade_arch(m), int(m.num_res_blocks), m.num_upsampling_layers, int(m.z_dim),
+                              bool(m.spectral_norm), m.param_free_norm, int(m.spade_kernel_size), int(m.spade_hidden),
+                              dtype=dtype)
     raise UserError(f"model.netG={m.netG!r} is not one of {', '.join(map(repr, GENERATORS))}.")
+
+
+def spade_arch(model_cfg) -> str:
+    return model_cfg.get("spade_arch") or "oasis"
+
+
+def check_spade_config(m):
+    """The SPADE/OASIS settings, each checked against what the networks take."""
+    checks = [(spade_arch(m) in ARCHS, f"model.spade_arch={spade_arch(m)!r} is not one of {ARCHS}"),
+              (m.num_upsampling_layers in UPSAMPLING_LAYERS,
+               f"model.num_upsampling_layers={m.num_upsampling_layers!r} is not one of {UPSAMPLING_LAYERS}"),
+              (m.param_free_norm in PARAM_FREE_NORMS,
+               f"model.param_free_norm={m.param_free_norm!r} is not one of {PARAM_FREE_NORMS}"),
+              (2 <= int(m.num_res_blocks) <= 6, f"model.num_res_blocks={m.num_res_blocks} is not between 2 and 6"),
+              (int(m.z_dim) >= 0, f"model.z_dim={m.z_dim} is negative"),
+              (int(m.spade_kernel_size) % 2 == 1, f"model.spade_kernel_size={m.spade_kernel_size} is not odd")]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(f"{message}; see configs/default.py.")
 
 
 def build_discriminator(config, dtype=jnp.float32, remat="none"):
@@ -177,12 +228,19 @@ def build_discriminator(config, dtype=jnp.float32, remat="none"):
         return MultiscaleDiscriminator(m.ndf, m.n_layers_D, m.num_D, m.norm, remat=remat, dtype=dtype)
     if m.netD == "patch":
         return PatchDiscriminator(m.ndf, m.n_layers_D, m.norm, remat=remat, dtype=dtype)
-    raise UserError(f"model.netD={m.netD!r} is not 'multiscale' or 'patch'.")
+    if m.netD == "oasis":
+        if not config.data.label_nc:
+            raise ConfigError("model.netD=oasis segments the image into data.label_nc classes, but data.label_nc=0 "
+                              "(RGB label images): set data.label_nc to the number of label ids.")
+        check_spade_config(m)
+        return OASISDiscriminator(int(config.data.label_nc), m.ndf, int(m.num_res_blocks), bool(m.spectral_norm),
+                                  dtype=dtype)
+    raise UserError(f"model.netD={m.netD!r} is not one of {', '.join(map(repr, DISCRIMINATORS))}.")
 
 
 def build_encoder(config, dtype=jnp.float32, remat="none"):
     m = config.model
-    norm = m.get("norm_E") or m.norm  # workdirs from before norm_E have no such key
+    norm = m.norm_E or m.norm
     return FeatureEncoder(m.feat_num, m.nef, m.n_downsample_E, norm, remat=remat, dtype=dtype)
 
 
@@ -190,7 +248,7 @@ class Networks:
     """G, D (and E) built from a config, in the config's compute dtype."""
 
     def __init__(self, config, dtype=None):
-        if config.model.get("load_features"):
+        if config.model.load_features:
             raise ConfigError(
                 "model.load_features=true: the reference's recipe of precomputed instance feature maps "
                 "(precompute_feature_maps.py, then training G on them without E) is not supported. Train the "
@@ -204,11 +262,15 @@ class Networks:
         self.E = build_encoder(config, dtype, remat=self.remat) if uses_encoder(config) else None
         self.g_in = generator_input_nc(config)
         self.d_in = discriminator_input_nc(config)
+        self.z_dim = noise_channels(config)
 
     def init(self, rng, height: int, width: int):
         """Variables of G (+E) and D. Parameters do not depend on the image size."""
         k_g, k_d, k_e = jax.random.split(rng, 3)
-        g_vars = self.G.init({"params": k_g, "dropout": k_g}, jnp.zeros((1, height, width, self.g_in)))
+        g_args = [jnp.zeros((1, height, width, self.g_in))]
+        if self.z_dim:
+            g_args.append(jnp.zeros((1, height, width, self.z_dim)))
+        g_vars = self.G.init({"params": k_g, "dropout": k_g}, *g_args)
         d_vars = self.D.init(k_d, jnp.zeros((1, height, width, self.d_in)))
         g_params, g_stats = {"generator": g_vars["params"]}, {"generator": g_vars.get("batch_stats", {})}
         if self.E is not None:
@@ -243,17 +305,25 @@ def apply_inference(module, variables, *args):
 
 
 def generate(nets: Networks, g_params, g_stats, inputs, *, train: bool, rng, features=None):
-    """G(s[, E(x)]) -> (fake image in f32, new stats), from model_inputs' dict. `features`
-    overrides E's output."""
+    """G(s[, E(x)][, z]) -> (fake image in f32, new stats), from model_inputs' dict. `features`
+    overrides E's output. A generator with 3D noise (netG=spade, z_dim > 0) reads inputs['noise']
+    (N, H, W, z_dim), or, without one, OASIS's per-image noise drawn from `rng`."""
     config = nets.config
     label = inputs["label"]
     stats = dict(g_stats)
+    noise = ()
+    if nets.z_dim:
+        z = inputs.get("noise")
+        if z is None:
+            n, h, w = label.shape[:3]
+            z = broadcast_noise(jax.random.fold_in(rng, 1), n, h, w, nets.z_dim)
+        noise = (z,)
     if nets.E is not None:
         if features is None:
             pool_ids = inputs["label_ids"] if config.model.label_feat else inputs["inst"]
             features, stats["encoder"] = apply_variables(nets.E, g_params["encoder"], g_stats["encoder"],
                                                          inputs["image"], pool_ids, train=train)
         label = jnp.concatenate([label, features.astype(label.dtype)], axis=-1)
-    fake, stats["generator"] = apply_variables(nets.G, g_params["generator"], g_stats["generator"], label,
+    fake, stats["generator"] = apply_variables(nets.G, g_params["generator"], g_stats["generator"], label, *noise,
                                                train=train, rngs={"dropout": rng})
     return fake.astype(jnp.float32), stats

@@ -1,35 +1,54 @@
-"""The training-loop skeleton: what every trainer of the project does around its jitted step.
+"""The parts every trainer of the project shares, as plain functions and objects: pix2pixHD's
+`train` (training/train.py) and the evaluation segmenter's `train-segmenter`
+(evaluation/segmenter.py) each write their loop top to bottom with them, in marked sections
+(big_vision's train.py is the model):
 
-A trainer (pix2pixHD's `train`, the evaluation segmenter's `train-segmenter`) calls `prepare`
-before it builds anything (every process must run the same config: a process that differs
-would otherwise fail alone and leave the others waiting in a collective), then describes its
-job in a `Job`: how to initialise a state, the pure step, its batches and when to save.
-`run` then, the same way for every job:
+    mesh = sharding.make_mesh(devices)
+    workdir = loop.prepare(config, workdir, mesh, global_batch)        # same config everywhere, writable
+    state, start, shardings = loop.restore_or_init(workdir, item, init, seed, mesh)
+    loop.write_config(workdir, config)                                 # after the restore
+    step_fn = loop.compiled_on_first_call(loop.jit_step(step, mesh, shardings, ...), name)
+    out, late = loop.Outputs(workdir, name, item, start, total, ...), loop.Late()
+    with loop.Preemption() as preemption:
+        for step, (host_batch, batch) in zip(range(start + 1, total + 1), loop.device_batches(...)):
+            state, metrics = step_fn(state, batch)
+            save, stop = save_due(step), preemption.check(step)
+            for at, metrics in late.swap((step, metrics), now=save or stop or step == total):
+                out.read(at, metrics, ...)                                   # one step late
+            out.save_if_due(step, state, due=save, preempted=stop)
+    ... late.drain() ...; out.finish(step, state)
 
-- restores the workdir's newest readable checkpoint of the job's item (runtime/resume.py: process
-  0's view of the shared disk decides; an unreadable newer step is skipped, said so and set aside;
-  one in an older layout goes through the job's conversion) or initialises the state under jit
-  with its shardings, and only then writes config.json, so a checkpoint that fails to restore
-  keeps the config it was made with;
-- jits the step with the state's shardings, the batch split over the mesh's 'data' axis and
-  the state donated;
-- reads a step's metrics one step late, once the next step is dispatched, so the device does
-  not wait for the host between steps; a step whose state is saved (periodically, on SIGTERM,
-  at the end) is read first, so only a state whose own metrics are finite is saved, and a
-  non-finite step n stops the run (NonFiniteLossError) before step n + 1's state is saved;
-- writes scalars (with images/s and the epoch) to TensorBoard and metrics.jsonl, runs the job's
-  periodic evaluations (their scalars too), shows a progress bar, and on SIGTERM (a preempted
-  job) saves the current step and exits with 143.
+What they keep, for every trainer:
+
+- `restore_or_init`: the workdir's newest readable checkpoint of the item (runtime/resume.py:
+  process 0's view of the shared disk decides; an unreadable newer step is skipped, said so and
+  set aside; one in an older layout goes through the trainer's conversion) or a fresh state,
+  initialised under jit with its shardings; config.json is written only after it, so a
+  checkpoint that fails to restore keeps the config it was made with. The data resume at the
+  step's position (the pipelines' `iterate(start)`).
+- `jit_step`: the step jitted with the state's shardings, the batch split over the mesh's
+  'data' axis and the state donated (`benchmark --topology` compiles the same);
+  `compiled_on_first_call` compiles it ahead of its first call, on every process, so that no
+  process enters the step's collectives while another is still compiling it.
+- `device_batches`: host batches put on the devices ahead of the step that reads them.
+- `Late`: a step's metrics are read one step late, once the next step is dispatched, so the
+  device does not wait for the host between steps; a step whose state is used (saved,
+  evaluated, the last) is read at once, so only a state whose own metrics are finite is saved.
+- `Outputs.read`: a non-finite step n stops the run (NonFiniteLossError, naming the last good
+  checkpoint) before step n + 1's state is saved; scalars (with images/s and the epoch) go to
+  TensorBoard and metrics.jsonl (a resumed run's later records dropped, runtime/metric_writer.py),
+  the progress bar to the console; `Outputs.scores`: evaluation scores, written and printed.
+- `Outputs.save_if_due`: periodic asynchronous saves; on SIGTERM (`Preemption`, a preempted job)
+  the current step is saved and the process exits with 143.
 """
 
 import collections
-import dataclasses
 import logging
 import os
 import signal
 import tempfile
 import time
-from typing import Any, Callable, Iterable, Optional, Sequence
+from typing import Iterable, Sequence
 
 import jax
 import numpy as np
@@ -42,51 +61,6 @@ from pix2pixhd_jax.runtime import distributed, host_memory, resume, sharding
 from pix2pixhd_jax.runtime.metric_writer import MetricWriter
 
 SIGTERM_EXIT = 143
-
-
-@dataclasses.dataclass
-class Job:
-    """One trainer's part of a run.
-
-    `step(state, batch, *extra_args) -> (state, metrics)`, or `(state, metrics, outputs)` with
-    `has_outputs` (outputs sharded like the batch, e.g. the generated images for sample grids).
-    `batches(start_step)` yields this process's host batches from `start_step` on; `batch_keys`
-    are the arrays of a host batch the step reads.
-    """
-
-    name: str
-    item: str  # the checkpoint item the state is saved under
-    seed: int
-    init: Callable[[Any], Any]  # rng -> a fresh state (pure: it is jitted with the state's shardings)
-    step: Callable
-    batches: Callable[[int], Iterable[dict]]
-    batch_keys: Sequence[str]
-    global_batch: int
-    steps_per_epoch: int
-    total_steps: int
-    save_due: Callable[[int], bool]
-    print_freq: int
-    keep_checkpoints: int
-    fix_hint: str  # what to change when a loss is not finite
-    finite_keys: Sequence[str] = ("loss",)  # metrics whose names start so must be finite
-    shard_params: bool = False
-    extra_args: tuple = ()  # the step's further arguments, replicated (e.g. VGG19's weights)
-    has_outputs: bool = False
-    after_init: Optional[Callable[[Any], Any]] = None  # fresh state -> state (initial weights)
-    # (workdir, step, the state's shapes) -> that step's checkpoint converted from an older layout
-    # (host arrays), or None when it is in the current one.
-    convert_old: Optional[Callable[[str, int, Any], Any]] = None
-    # (every, fn(step, state) -> scalars): run at every `every`-th step and the last, on every
-    # process, after the step's own metrics are read; its scalars go to TensorBoard and metrics.jsonl.
-    periodic: Sequence[tuple] = ()
-    on_step: Optional[Callable] = None  # (step, host metrics, outputs, host batch, writer) once read
-    postfix: Callable[[dict], dict] = lambda metrics: {}  # progress-bar fields from host metrics
-
-
-@dataclasses.dataclass
-class Result:
-    state: Any
-    step: int
 
 
 class Preemption:
@@ -169,113 +143,138 @@ def device_batches(host_batches: Iterable[dict], mesh, keys, depth: int = 2):
         yield ahead.popleft()
 
 
-def run(job: Job, config, workdir: str, mesh, progress: bool = True) -> Result:
-    """Train `job` in `workdir` (made by `prepare`) on `mesh` to job.total_steps; returns the
-    final state (on device) and step."""
-    workdir = os.path.abspath(workdir)
-    is_main = jax.process_index() == 0
-
-    rng = jax.random.PRNGKey(job.seed)
-    shapes = jax.eval_shape(job.init, rng)
-    state_sharding = sharding.state_shardings(shapes, mesh, job.shard_params)
+def restore_or_init(workdir: str, item: str, init, seed: int, mesh, shard_params: bool = False, convert_old=None):
+    """(state, start step, the state's shardings): the newest readable checkpoint of `item` in
+    `workdir` (made by `prepare`), or `init(rng)` (pure: jitted with the state's shardings) at
+    step 0. convert_old(workdir, step, the state's shapes): that step's state converted from an
+    older layout (host arrays), or None when it is in today's."""
+    rng = jax.random.PRNGKey(seed)
+    shapes = jax.eval_shape(init, rng)
+    shardings = sharding.state_shardings(shapes, mesh, shard_params)
     abstract = jax.tree_util.tree_map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
-                                      shapes, state_sharding)
-    convert = None if job.convert_old is None else (lambda where, at: job.convert_old(where, at, shapes))
-    state, start = resume.restore_newest(workdir, job.item, abstract, convert)
+                                      shapes, shardings)
+    convert = None if convert_old is None else (lambda where, at: convert_old(where, at, shapes))
+    state, start = resume.restore_newest(workdir, item, abstract, convert)
     if state is None:
-        start = 0
-        state = jax.jit(job.init, out_shardings=state_sharding)(rng)
-        if job.after_init is not None:
-            state = jax.device_put(job.after_init(state), state_sharding)
-    if is_main:
+        return jax.jit(init, out_shardings=shardings)(rng), 0, shardings
+    return state, start, shardings
+
+
+def write_config(workdir: str, config):
+    """config.json (process 0), once the state is restored or made."""
+    if jax.process_index() == 0:
         checkpoint.write_config(workdir, config)
-    # Made after the restore, which may have set unreadable steps aside: the manager counts only the others.
-    mngr = checkpoint.train_manager(workdir, job.keep_checkpoints)
 
-    extra_args = jax.device_put(job.extra_args, sharding.replicated(mesh))
-    step_fn = jit_step(job.step, mesh, state_sharding, len(extra_args), job.has_outputs)
 
-    writer = MetricWriter(os.path.join(workdir, "tensorboard"), enabled=is_main, resume_step=start)
-    bar = tqdm(total=job.total_steps, initial=start, disable=not (progress and is_main), unit="step",
-               dynamic_ncols=True, desc=job.name)
-    last_saved = start if start else None
-    tick, tick_step = time.time(), start
-    step = start
+def compiled_on_first_call(step_fn, name: str):
+    """`step_fn` (jitted) as a function that compiles it for its first call's arguments and waits
+    for every process to have done so before running it."""
+    compiled = None
 
-    def save(at):
-        nonlocal last_saved
-        if last_saved != at:
-            checkpoint.save_state(mngr, at, state, job.item)
-            last_saved = at
+    def run(*args):
+        nonlocal compiled
+        if compiled is None:
+            compiled = step_fn.lower(*args).compile()
+            distributed.wait_for_all(f"{name}/compiled")
+        return compiled(*args)
 
-    def finish(done):
-        """Read a dispatched step's metrics (waiting for that step only): the non-finite stop,
-        the progress bar, the scalars, then the job's own use of them."""
-        nonlocal tick, tick_step
-        at, metrics, outputs, host_batch = done
+    return run
+
+
+class Late:
+    """Holds one dispatched step's results until the next step is dispatched."""
+
+    def __init__(self):
+        self._held = None
+
+    def swap(self, results, now: bool = False) -> list:
+        """The held step's results, to read now, with `results` held in their place; with `now`
+        (this step's state is about to be used), `results` as well."""
+        out = [] if self._held is None else [self._held]
+        self._held = results
+        if now:
+            out.append(results)
+            self._held = None
+        return out
+
+    def drain(self) -> list:
+        """What is held (the data ran out before the last step)."""
+        out = [] if self._held is None else [self._held]
+        self._held = None
+        return out
+
+
+class Outputs:
+    """What a run writes: checkpoints of `item` (asynchronous, `keep` newest), the scalars every
+    `print_freq` steps and at the last (TensorBoard and metrics.jsonl, process 0) and the
+    progress bar."""
+
+    def __init__(self, workdir: str, name: str, item: str, start: int, total: int, steps_per_epoch: int,
+                 global_batch: int, print_freq: int, keep: int, progress: bool = True):
+        self.workdir, self.name, self.item = workdir, name, item
+        self.total, self.steps_per_epoch, self.global_batch, self.print_freq = total, steps_per_epoch, global_batch, print_freq
+        self.is_main = jax.process_index() == 0
+        # Made after the restore, which may have set unreadable steps aside: the manager counts only the others.
+        self.manager = checkpoint.train_manager(workdir, keep)
+        self.last_saved = start if start else None
+        self.writer = MetricWriter(os.path.join(workdir, "tensorboard"), enabled=self.is_main, resume_step=start)
+        self.bar = tqdm(total=total, initial=start, disable=not (progress and self.is_main), unit="step",
+                        dynamic_ncols=True, desc=name)
+        self._tick, self._tick_step = time.time(), start
+
+    def read(self, at: int, metrics, finite: Sequence[str] = ("loss",), fix_hint: str = "", show=None) -> dict:
+        """Step `at`'s metrics on the host, after that step only: the metrics whose names start
+        with one of `finite` must be finite (else NonFiniteLossError, with `fix_hint`); the
+        progress bar (the epoch, and `show`: {bar field: metric}) and, every print_freq steps and
+        at the last, the scalars."""
         metrics = jax.device_get(metrics)
-        checked = {k: float(v) for k, v in metrics.items() if k.startswith(tuple(job.finite_keys))}
+        checked = {k: float(v) for k, v in metrics.items() if k.startswith(tuple(finite))}
         if not all(np.isfinite(v) for v in checked.values()):
-            mngr.wait_until_finished()
-            where = checkpoint.checkpoint_dir(workdir)
-            kept = (f"The last good checkpoint is kept in {where} (step {last_saved})" if last_saved is not None
+            self.manager.wait_until_finished()
+            where = checkpoint.checkpoint_dir(self.workdir)
+            kept = (f"The last good checkpoint is kept in {where} (step {self.last_saved})" if self.last_saved is not None
                     else f"No checkpoint was saved in {where} before it")
-            raise NonFiniteLossError(f"non-finite loss at step {at}: {checked}. {kept}; {job.fix_hint}")
-        epoch = (at - 1) // job.steps_per_epoch
-        bar.update(1)
-        bar.set_postfix(epoch=epoch, **job.postfix(metrics), refresh=False)
-        if at % job.print_freq == 0 or at == job.total_steps:
+            raise NonFiniteLossError(f"non-finite loss at step {at}: {checked}. {kept}; {fix_hint}")
+        epoch = (at - 1) // self.steps_per_epoch
+        self.bar.update(1)
+        self.bar.set_postfix(epoch=epoch, **{k: f"{float(metrics[m]):.3f}" for k, m in (show or {}).items()},
+                             refresh=False)
+        if at % self.print_freq == 0 or at == self.total:
             now = time.time()
-            rate = (at - tick_step) * job.global_batch / max(now - tick, 1e-9)
-            writer.scalars(at, dict(metrics, images_per_second=rate, epoch=epoch))
-            tick, tick_step = now, at
-        if job.on_step is not None:
-            job.on_step(at, metrics, outputs, host_batch, writer)
+            rate = (at - self._tick_step) * self.global_batch / max(now - self._tick, 1e-9)
+            self.writer.scalars(at, dict(metrics, images_per_second=rate, epoch=epoch))
+            self._tick, self._tick_step = now, at
+        return metrics
 
-    pending, compiled = None, None
-    depth = int(config.data.device_prefetch)
-    with Preemption() as preemption:
-        for host_batch, batch in device_batches(job.batches(start), mesh, set(job.batch_keys), depth):
-            if step >= job.total_steps:
-                break
-            if compiled is None:
-                # Compiled ahead so that no process enters the step's collectives while another
-                # is still compiling it.
-                compiled = step_fn.lower(state, batch, *extra_args).compile()
-                distributed.wait_for_all(f"{job.name}/compiled/{step}")
-            state, metrics, *outputs = compiled(state, batch, *extra_args)
-            step += 1
-            if pending is not None:
-                finish(pending)
-            pending = (step, metrics, outputs[0] if outputs else None, host_batch)
-            save_due, stop = job.save_due(step), preemption.check(step)
-            periodic = [fn for every, fn in job.periodic if step % every == 0 or step >= job.total_steps]
-            if save_due or stop or periodic or step >= job.total_steps:
-                finish(pending)
-                pending = None
-            for fn in periodic:
-                scores = fn(step, state)
-                writer.scalars(step, scores)
-                writer.flush()
-                if is_main:  # above the progress bar, which stays at the bottom
-                    tqdm.write(f"{job.name} step {step}: " + ", ".join(f"{k} {float(v):.4g}" for k, v in scores.items()))
-            if save_due:
-                save(step)
-            if stop:
-                save(step)
-                mngr.wait_until_finished()
-                bar.close()
-                logging.warning("SIGTERM: saved step %d in %s; run the same command to resume.", step,
-                                checkpoint.checkpoint_dir(workdir))
-                writer.close()
-                raise SystemExit(SIGTERM_EXIT)
-            if step >= job.total_steps:
-                break
-    if pending is not None:  # the data ran out before total_steps
-        finish(pending)
-    save(step)
-    mngr.wait_until_finished()
-    mngr.close()
-    bar.close()
-    writer.close()
-    return Result(state, step)
+    def scores(self, step: int, scores: dict):
+        """An evaluation's scores: to TensorBoard and metrics.jsonl, and above the progress bar."""
+        self.writer.scalars(step, scores)
+        self.writer.flush()
+        if self.is_main:
+            tqdm.write(f"{self.name} step {step}: " + ", ".join(f"{k} {float(v):.4g}" for k, v in scores.items()))
+
+    def save(self, step: int, state):
+        """Save `state` at `step` (asynchronously), once."""
+        if self.last_saved != step:
+            checkpoint.save_state(self.manager, step, state, self.item)
+            self.last_saved = step
+
+    def save_if_due(self, step: int, state, due: bool, preempted: bool):
+        """The save a step may owe: when `due`; on SIGTERM the save, then the exit (143)."""
+        if due or preempted:
+            self.save(step, state)
+        if preempted:
+            self.manager.wait_until_finished()
+            self.bar.close()
+            logging.warning("SIGTERM: saved step %d in %s; run the same command to resume.", step,
+                            checkpoint.checkpoint_dir(self.workdir))
+            self.writer.close()
+            raise SystemExit(SIGTERM_EXIT)
+
+    def finish(self, step: int, state):
+        """The last save, written through, and everything closed."""
+        self.save(step, state)
+        self.manager.wait_until_finished()
+        self.manager.close()
+        self.bar.close()
+        self.writer.close()

@@ -3,7 +3,8 @@
 Lives here: the editor's sessions, validation and edits without HTTP (`service`), its HTTP
 layer and start-up (`http`), and its page (`page/`: plain HTML, JS and CSS).
 
-May import: `inference`, `models`, `data` and the shared basics; never `training`.
+Which parts it may import: docs/architecture.md ("Who may import whom"), the one statement of
+the rules (tests/test_architecture.py holds the code to them).
 """
 
 from pix2pixhd_jax.errors import ApiError

@@ -5,6 +5,7 @@ Bound to loopback, only loopback Host headers are answered (a DNS-rebinding page
 the API); another address serves anyone who can reach it, with a warning (no authentication).
 """
 
+import copy
 import http.server
 import importlib.resources
 import ipaddress
@@ -12,7 +13,6 @@ import json
 import logging
 import socket
 import time
-import types
 import urllib.parse
 from typing import Dict, Optional, Tuple
 
@@ -237,16 +237,15 @@ def make_server(service: EditorService, host: str = "127.0.0.1", port: int = 800
 
 def list_test_scenes(config, dataroot: Optional[str] = None) -> Dict[str, Tuple[str, Optional[str]]]:
     """{scene name: (label file, instance file | None)} of the config's test split ({} when absent)."""
-    data = config.data.to_dict() if hasattr(config.data, "to_dict") else dict(config.data)
+    data = copy.deepcopy(config.data)
     if dataroot:
-        data["dataroot"] = dataroot
-    data.setdefault("check_names", True)
-    if data.get("dataset_format") not in ("aligned", "cityscapes"):
+        data.dataroot = dataroot
+    if data.dataset_format not in ("aligned", "cityscapes"):
         logging.warning("data.dataset_format=%r: the editor lists test scenes of 'aligned' and 'cityscapes' "
-                        "folders only; upload label maps instead.", data.get("dataset_format"))
+                        "folders only; upload label maps instead.", data.dataset_format)
         return {}
     try:
-        source = read_source(types.SimpleNamespace(**data), "test")
+        source = read_source(data, "test")
     except DataError as e:
         logging.warning("no test-split scenes to list (%s); upload label maps, or pass --dataroot.", e)
         return {}

@@ -51,12 +51,14 @@ from PIL import Image
 
 from pix2pixhd_jax.data.cityscapes_labels import palette
 from pix2pixhd_jax.data.instances import dataset_classes, instances_from_labels, png_numbering
+from pix2pixhd_jax.data.label_maps import image_ids
 from pix2pixhd_jax.data.visualize import colorize_labels, png_image
-from pix2pixhd_jax.errors import ApiError, UserError
+from pix2pixhd_jax.errors import ApiError, DataError, UserError
 from pix2pixhd_jax.inference.editing import Editor, Scene
 from pix2pixhd_jax.inference.synthesis import random_style_index
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+ID_MAP_FIX = "upload ids in one channel (a grayscale PNG), not colours such as Cityscapes' *_color.png."
 DOWNLOADS = ("label", "inst", "photo", "colors")
 
 
@@ -128,20 +130,6 @@ def _number(body: dict, field: str, lo: float, hi: float, fix: str, integer: boo
     return value
 
 
-def _ids(img: Image.Image, where: str, what: str) -> np.ndarray:
-    """The integer ids of a single-channel PNG (RGB only when its channels agree)."""
-    if img.mode in ("L", "P", "I", "I;16", "I;16B", "I;16L", "I;16N", "1"):
-        return np.asarray(img).astype(np.int32)
-    if img.mode in ("LA", "RGB", "RGBA"):
-        arr = np.asarray(img)
-        chans = arr[..., :1] if img.mode == "LA" else arr[..., :3]
-        if np.all(chans == chans[..., :1]):
-            return chans[..., 0].astype(np.int32)
-        raise ApiError(400, f"{where}: a colour ({img.mode}) image; the {what} must hold ids in one "
-                            "channel (a grayscale PNG), not Cityscapes' *_color.png colours.")
-    raise ApiError(400, f"{where}: image mode {img.mode!r}; the {what} must be a grayscale PNG of ids.")
-
-
 def check_instances(label: np.ndarray, inst: np.ndarray, where: str):
     """Instance ids: the class id for a stuff region, an id >= 1000 for an object, either
     Cityscapes' class*1000+k or make-instances' 1000+n (objects numbered across the image,
@@ -174,7 +162,7 @@ class EditorService:
 
     def __init__(self, synth, scenes: Optional[Dict[str, Tuple[str, Optional[str]]]] = None,
                  limits: Optional[Limits] = None, seed: int = 0, resize: str = "config"):
-        if synth.label_nc == 0:
+        if synth.maps.label_nc == 0:
             raise UserError("this model takes RGB label images (data.label_nc=0); the editor paints label ids, "
                             "so it needs a model trained on label maps (label_nc > 0).")
         self.synth = synth
@@ -189,7 +177,7 @@ class EditorService:
         self.names, self.things = dataset_classes(synth.config.data)
         self.sessions: "collections.OrderedDict[str, Session]" = collections.OrderedDict()
         self._sessions_lock = threading.Lock()
-        self.label_nc = synth.label_nc
+        self.label_nc = synth.maps.label_nc
         self.styled = synth.has_encoder and not synth.label_feat and synth.clusters is not None
         self.info = self._info()
 
@@ -216,7 +204,7 @@ class EditorService:
         size = ("label maps as they come" if self.resize == "none" else
                 f"label maps scaled as the model's test transform scales them ({data.resize_or_crop}, load_size "
                 f"{data.load_size}): a 2048x1024 map is worked on at "
-                f"{'x'.join(map(str, self.synth.test_size(2048, 1024)))}")
+                f"{'x'.join(map(str, self.synth.maps.test_size(2048, 1024)))}")
         return {"label_nc": self.label_nc, "styles": self.styled, "has_encoder": bool(self.synth.has_encoder),
                 "classes": classes, "scenes": list(self.scenes), "size": size, "resize": self.resize,
                 "limits": {"max_upload_bytes": lim.max_upload_bytes, "max_pixels": lim.max_pixels,
@@ -231,7 +219,7 @@ class EditorService:
         start = time.perf_counter()
         given = label.shape[::-1]
         if self.resize == "config":
-            label, inst, _ = self.synth.prepare(label, inst, where=name)
+            label, inst, _ = self.synth.maps.prepare(label, inst, where=name)
         inst = instances_from_labels(label, self.things, png_numbering(self.things)) if inst is None else inst
         # The dataset's thing classes, and any class the map already splits into objects.
         scene = Scene.from_arrays(label, inst, things=self.things | frozenset(np.unique(label[inst >= 1000]).tolist()))
@@ -351,15 +339,16 @@ class EditorService:
             raise
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
             raise ApiError(400, f"{where}: the PNG cannot be decoded ({e}); re-export the {what}.") from None
-        return _ids(img, where, what)
+        try:
+            return image_ids(img, where, what, ID_MAP_FIX)
+        except DataError as e:
+            raise ApiError(400, str(e)) from None
 
     def _check_labels(self, label: np.ndarray, where: str):
-        bad = (label < 0) | (label >= self.label_nc)
-        if bad.any():
-            y, x = (int(v) for v in np.argwhere(bad)[0])
-            raise ApiError(400, f"{where}: label id {int(label[y, x])} at pixel ({x}, {y}) ({int(bad.sum())} pixels "
-                                f"out of range); this model knows ids 0..{self.label_nc - 1} (label_nc="
-                                f"{self.label_nc}). Remap those pixels to a class the model knows.")
+        try:
+            self.synth.maps.check_label(label, where)
+        except UserError as e:
+            raise ApiError(400, str(e)) from None
 
     def _instances(self, label: np.ndarray, inst: Optional[np.ndarray], where: str) -> Optional[np.ndarray]:
         if inst is None:

@@ -141,7 +141,7 @@ def _describe(config, what, topology_name, devices, chip, height, width, per_chi
         libtpu = importlib.metadata.version("libtpu")
     except importlib.metadata.PackageNotFoundError:
         libtpu = None
-    return {"what": f"{what}_tpu_compile", "config": getattr(config, "name", ""), "topology": topology_name,
+    return {"what": f"{what}_tpu_compile", "config": config.name, "topology": topology_name,
             "chips": len(devices), "device_kind": devices[0].device_kind, "chip": chip.name,
             "height": height, "width": width, "per_chip_batch": per_chip_batch,
             "global_batch": per_chip_batch * len(devices), "dtype": str(config.train.dtype),

@@ -1,7 +1,7 @@
 """`pix2pixhd-jax benchmark`: the real train step (and synthesis) on random on-device batches.
 
-No TensorFlow and no dataset: the state is filled from numpy by parameter name (shapes
-from jax.eval_shape, so no init program runs), batches are random block label maps made
+No TensorFlow and no dataset: the state is filled from numpy by parameter name
+(weights/filled.py: shapes from jax.eval_shape, so no init program runs), batches are random block label maps made
 on the device, and the VGG19 (when the config's VGG loss is on) gets random weights of
 the right shapes: speed does not depend on the values. Prints one JSON line.
 
@@ -20,8 +20,8 @@ import time
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
+from pix2pixhd_jax.data.synthetic.blocks import block_maps, grid_shape
 from pix2pixhd_jax.errors import UserError
 from pix2pixhd_jax.models import conv
 from pix2pixhd_jax.models.pix2pixhd import Networks, generate, model_inputs, photo_bits, remat_mode, size_divisor
@@ -29,41 +29,22 @@ from pix2pixhd_jax.models.pixels import level_dtype
 from pix2pixhd_jax.models.vgg19 import VGG19Features
 from pix2pixhd_jax.runtime import host_memory
 from pix2pixhd_jax.training.step import init_train_state, make_train_step
-
-
-def fill_like(shapes, seed=0):
-    """Arrays of the given shapes, filled by leaf name: kernels N(0, 0.02), scales and variances 1,
-    everything else 0 (timing does not depend on the values)."""
-    rng = np.random.default_rng(seed)
-
-    def fill(path, s):
-        name = str(getattr(path[-1], "key", getattr(path[-1], "name", path[-1])))
-        if name == "kernel":
-            return np.asarray(rng.normal(0.0, 0.02, s.shape), s.dtype)
-        if name in ("scale", "var"):
-            return np.ones(s.shape, s.dtype)
-        return np.zeros(s.shape, s.dtype)  # biases, means, Adam moments and counts, the step, the pool
-
-    return jax.tree_util.tree_map_with_path(fill, shapes)
+from pix2pixhd_jax.weights.filled import fill_like
 
 
 def random_batch(config, batch: int, height: int, width: int, seed: int = 0):
     """A batch as the input pipeline carries it (data/pipeline.py), made on the device: block
-    label maps (16x16 blocks, uint8 ids), instance ids label*1000+block (uint16), a random photo
-    (its uint8 levels, uint16 for 16-bit data)."""
+    label maps (16x16 blocks, uint8 ids; data/synthetic/blocks.py), instance ids label*1000+block
+    (uint16), a random photo (its uint8 levels, uint16 for 16-bit data)."""
     data = config.data
     k1, k2 = jax.random.split(jax.random.PRNGKey(seed))
-    bh, bw = -(-height // 16), -(-width // 16)
     bits = photo_bits(config)
     out = {"image": jax.random.randint(k2, (batch, height, width, data.output_nc), 0, 2 ** bits).astype(
         level_dtype(bits, jnp))}
     if data.label_nc:
-        ids = jax.random.randint(k1, (batch, bh, bw), 0, data.label_nc)
-        ids = jnp.repeat(jnp.repeat(ids, 16, 1), 16, 2)[:, :height, :width]
-        blocks = jnp.arange(bh * bw).reshape(bh, bw)
-        blocks = jnp.repeat(jnp.repeat(blocks, 16, 0), 16, 1)[:height, :width]
+        grid = jax.random.randint(k1, (batch,) + grid_shape(height, width, 16), 0, data.label_nc)
+        ids, inst = block_maps(grid, height, width, 16, xp=jnp)
         out["label_ids"] = ids.astype(jnp.uint8 if data.label_nc <= 256 else jnp.uint16)
-        inst = (ids * 1000 + blocks[None]) % 65536
     else:
         out["label"] = jax.random.randint(k1, (batch, height, width, data.input_nc), 0, 256).astype(jnp.uint8)
         inst = jnp.zeros((batch, height, width), jnp.int32)
@@ -119,7 +100,7 @@ def _vgg(config, nets):
 
 
 def _describe(config, height, width, batch) -> dict:
-    return {"config": getattr(config, "name", ""), "height": height, "width": width, "batch": batch,
+    return {"config": config.name, "height": height, "width": width, "batch": batch,
             "dtype": config.train.dtype, "remat": remat_mode(config.train), "vgg": not config.loss.no_vgg_loss,
             "netG": config.model.netG, "num_D": config.model.num_D}
 

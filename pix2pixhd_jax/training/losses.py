@@ -88,3 +88,20 @@ def vgg_loss(vgg_apply: Callable, variables, fake, real,
         r = jax.lax.stop_gradient(r)
         total = total + w * jnp.mean(jnp.abs(f.astype(jnp.float32) - r.astype(jnp.float32)))
     return total
+
+
+def generator_loss_terms(loss_cfg, n_layers_D: int, pred_fake, pred_real, fake, real, vgg_apply=None,
+                         vgg_variables=None, vgg_batched: bool = True) -> dict:
+    """G's loss terms by name (paper eq. 4, and the reference's VGG and pix2pix's L1 options):
+    the GAN term on D's predictions of the fake; feature matching against D's features of the
+    real photo (constants), unless loss.no_ganFeat_loss (then pred_real may be None); the VGG
+    term when `vgg_apply` is given; L1 when loss.lambda_l1 > 0. G's loss is their sum."""
+    use_lsgan = not loss_cfg.no_lsgan
+    terms = {"loss_G_GAN": gan_loss(pred_fake, True, use_lsgan)}
+    if not loss_cfg.no_ganFeat_loss:
+        terms["loss_G_GAN_Feat"] = feature_matching_loss(pred_fake, pred_real, n_layers_D, loss_cfg.lambda_feat)
+    if vgg_apply is not None:
+        terms["loss_G_VGG"] = vgg_loss(vgg_apply, vgg_variables, fake, real, batched=vgg_batched) * loss_cfg.lambda_feat
+    if loss_cfg.lambda_l1 > 0:
+        terms["loss_G_L1"] = l1_loss(fake, real) * loss_cfg.lambda_l1
+    return terms

@@ -117,6 +117,16 @@ def apply_gradients(state: TrainState, g_grads, d_grads, steps_per_epoch: int, t
     return new_state, lr, schedule.global_generator_frozen(state.step, steps_per_epoch, train_cfg)
 
 
+def step_result(state: TrainState, g_grads, d_grads, steps_per_epoch: int, train_cfg, losses_, **carried):
+    """A step's (new state, metrics) from its gradients (apply_gradients), its losses (`losses_`:
+    the loss terms, loss_G and loss_D by name) and the fields it carries to the next step
+    (g_stats, d_stats, rng, pool)."""
+    new_state, lr, frozen = apply_gradients(state, g_grads, d_grads, steps_per_epoch, train_cfg)
+    metrics = dict(losses_, lr=lr, grad_norm_G=optax.global_norm(g_grads), grad_norm_D=optax.global_norm(d_grads),
+                   global_generator_frozen=frozen.astype(jnp.float32))
+    return new_state.replace(**carried), metrics
+
+
 def make_train_step(config, steps_per_epoch: int, vgg_apply=None):
     """The pure train step: (state, batch, vgg_variables) -> (state, metrics, fake).
 
@@ -168,16 +178,9 @@ def make_train_step(config, steps_per_epoch: int, vgg_apply=None):
         pred_real, real_vjp, d_stats = jax.vjp(lambda p: d_apply(p, real, stats), state.d_params, has_aux=True)
 
         def g_loss_fn(fake, pred_fake):
-            terms = {"loss_G_GAN": losses.gan_loss(pred_fake, True, use_lsgan)}
-            if not loss_cfg.no_ganFeat_loss:  # the real features are constants (stop-gradient)
-                terms["loss_G_GAN_Feat"] = losses.feature_matching_loss(
-                    pred_fake, pred_real, config.model.n_layers_D, loss_cfg.lambda_feat)
-            if vgg_apply is not None:
-                # Two passes: the real photo's, under stop_gradient, keeps nothing for the backward pass.
-                terms["loss_G_VGG"] = losses.vgg_loss(vgg_apply, vgg_variables, fake, real,
-                                                      batched=False) * loss_cfg.lambda_feat
-            if loss_cfg.lambda_l1 > 0:
-                terms["loss_G_L1"] = losses.l1_loss(fake, real) * loss_cfg.lambda_l1
+            # VGG in two passes: the real photo's, under stop_gradient, keeps nothing for the backward pass.
+            terms = losses.generator_loss_terms(loss_cfg, config.model.n_layers_D, pred_fake, pred_real, fake, real,
+                                                vgg_apply, vgg_variables, vgg_batched=False)
             return sum(terms.values()), terms
 
         (loss_g, g_terms), (dg_fake, dg_pred) = jax.value_and_grad(g_loss_fn, argnums=(0, 1), has_aux=True)(
@@ -189,11 +192,9 @@ def make_train_step(config, steps_per_epoch: int, vgg_apply=None):
             pred_fake_d, pred_real)
         d_grads = jax.tree_util.tree_map(jnp.add, d_fake_vjp(dd_fake)[0], real_vjp(dd_real)[0])
 
-        new_state, lr, frozen = apply_gradients(state, g_grads, d_grads, steps_per_epoch, train_cfg)
-        new_state = new_state.replace(g_stats=g_stats, d_stats=d_stats, rng=rng, pool=pool)
-        metrics = dict(g_terms, **d_terms, loss_G=loss_g, loss_D=loss_d, lr=lr,
-                       grad_norm_G=optax.global_norm(g_grads), grad_norm_D=optax.global_norm(d_grads),
-                       global_generator_frozen=frozen.astype(jnp.float32))
+        new_state, metrics = step_result(state, g_grads, d_grads, steps_per_epoch, train_cfg,
+                                         dict(g_terms, **d_terms, loss_G=loss_g, loss_D=loss_d),
+                                         g_stats=g_stats, d_stats=d_stats, rng=rng, pool=pool)
         return new_state, metrics, fake
 
     return step_fn

@@ -1,10 +1,10 @@
 """pix2pixHD's training: `pix2pixhd-jax train --config CONFIG --workdir DIR`.
 
-Builds the input pipeline, the networks and the pure step (`training.step`) and runs them on
-the runtime's loop skeleton (`runtime.loop`: resume at the exact step and data position, sharded
-jit, metrics read one step late, periodic asynchronous Orbax checkpoints, the non-finite stop,
-the save on SIGTERM). A fresh run starts from `train.init_from`, from imported weights in the
-workdir, or from scratch. It writes TensorBoard scalars and sample grids (label | boundaries |
+`train` builds the input pipeline, the networks and the pure step (`training.step`) and runs
+them in its loop, top to bottom, with the runtime's shared parts (`runtime.loop`: resume at the
+exact step and data position, sharded jit, metrics read one step late, periodic asynchronous
+Orbax checkpoints, the non-finite stop, the save on SIGTERM). A fresh run starts from
+`train.init_from`, from imported weights in the workdir, or from scratch. It writes TensorBoard scalars and sample grids (label | boundaries |
 generated | real) and, at the end, synthesizes the test split into <workdir>/test_results.
 """
 
@@ -26,6 +26,7 @@ from pix2pixhd_jax.models.generator import G1
 from pix2pixhd_jax.models.pix2pixhd import Networks, compute_dtype, photo_bits, remat_mode, size_divisor
 from pix2pixhd_jax.runtime import distributed, loop, sharding
 from pix2pixhd_jax.training import old_checkpoints, schedule
+from pix2pixhd_jax.training.oasis_step import init_oasis_train_state, make_oasis_train_step, start_ema_from_generator
 from pix2pixhd_jax.training.step import init_train_state, make_train_step
 from pix2pixhd_jax.weights.vgg19 import vgg_from_config
 
@@ -34,8 +35,9 @@ _SHAPE_FIELDS = {
     "data": ("label_nc", "input_nc", "output_nc", "use_instance"),
     "model": ("netG", "ngf", "n_downsample_global", "n_blocks_global", "n_local_enhancers", "n_blocks_local",
               "norm", "ndf", "n_layers_D", "num_D", "netD", "instance_feat", "label_feat", "feat_num", "nef",
-              "n_downsample_E"),
-    "train": ("pool_size",),
+              "n_downsample_E", "spade_arch", "num_res_blocks", "num_upsampling_layers", "z_dim", "spectral_norm",
+              "param_free_norm", "spade_kernel_size", "spade_hidden"),
+    "train": ("pool_size", "ema_decay"),
 }
 
 
@@ -43,7 +45,7 @@ def check_resumable(saved, config, workdir):
     """A clear error when the workdir's config would build other shapes than `config`."""
     diffs = [f"{group}.{key}: {saved[group][key]!r} in the workdir, {config[group][key]!r} now"
              for group, keys in _SHAPE_FIELDS.items() for key in keys
-             if group in saved and key in saved[group] and saved[group][key] != config[group][key]]
+             if saved[group][key] != config[group][key]]
     if diffs:
         raise UserError(f"{workdir} holds checkpoints of another model ({'; '.join(diffs)}). Resume with the "
                         "config saved there (config.json), or train in a new --workdir.")
@@ -107,6 +109,38 @@ def load_initial_weights(state, nets: Networks, source_workdir: str):
     return state.replace(g_params=g_params, g_stats=g_stats, d_params=d_params, d_stats=d_stats)
 
 
+def initial_weights(state, nets: Networks, config, workdir: str):
+    """A fresh run's networks: from train.init_from, from weights imported into the workdir
+    (import-torch), or the state as initialised."""
+    source = config.train.init_from or (workdir if checkpoint.latest_step(workdir, "models") is not None else "")
+    if not source:
+        return state
+    logging.info("networks initialised from %s", source)
+    state = load_initial_weights(state, nets, source)
+    return start_ema_from_generator(state) if hasattr(state, "ema_params") else state
+
+
+def check_workdir_config(config, workdir: str):
+    """A workdir's config.json that would build other shapes than `config` is an error; an
+    unreadable one is left to the restore (it checks the checkpoints' own shapes)."""
+    if not os.path.isfile(os.path.join(workdir, "config.json")):
+        return
+    problem = checkpoint.config_problem(workdir, checkpoint.MODEL_GROUPS)
+    if problem:
+        # The restore compares the checkpoint's own shapes with this config's; config.json is written anew.
+        logging.warning("%s; resuming checks the checkpoints' shapes against --config instead and writes it "
+                        "anew.", problem)
+    else:
+        check_resumable(checkpoint.read_config(workdir), config, workdir)
+
+
+def save_due(step: int, steps_per_epoch: int, train_cfg) -> bool:
+    """train.save_latest_freq steps, or the end of every train.save_epoch_freq-th epoch."""
+    epoch_end = step % steps_per_epoch == 0
+    return (step % train_cfg.save_latest_freq == 0
+            or (epoch_end and (step // steps_per_epoch) % train_cfg.save_epoch_freq == 0))
+
+
 def sample_grid(host_batch, fake, config, rows: int = 4):
     """label colours | boundaries | generated | real for the first rows of a batch."""
     bits = photo_bits(config)
@@ -119,6 +153,15 @@ def sample_grid(host_batch, fake, config, rows: int = 4):
         row += [visualize.photo_panel(fake[i], bits), visualize.photo_panel(host_batch["image"][i])]
         out.append(row)
     return visualize.grid(out)
+
+
+def write_samples(writer, samples_dir: str, at: int, host_batch, fake, config):
+    """Step `at`'s sample grid (this process's rows): to TensorBoard and samples/ (step_N.png, latest.png)."""
+    grid = sample_grid(host_batch, local_rows(fake), config)
+    writer.image(at, "samples/label_boundaries_generated_real", grid)
+    visualize.save_png(os.path.join(samples_dir, f"step_{at:07d}.png"), grid)
+    visualize.save_png(os.path.join(samples_dir, "latest.png"), grid)
+    writer.flush()
 
 
 def local_rows(array):
@@ -136,75 +179,79 @@ class TrainProgram:
     def __init__(self, config, image_size, steps_per_epoch: int, vgg=None):
         self.nets = Networks(config)
         probe = size_divisor(config.model) * 2
-        self.init = lambda rng: init_train_state(self.nets, rng, probe, probe, image_size=tuple(image_size))
-        self.step = make_train_step(config, steps_per_epoch, None if vgg is None else vgg.apply)
+        vgg_apply = None if vgg is None else vgg.apply
+        if config.model.netD == "oasis":  # OASIS's own step (training/oasis_step.py)
+            self.init = lambda rng: init_oasis_train_state(self.nets, rng, probe, probe)
+            self.step = make_oasis_train_step(config, steps_per_epoch, vgg_apply)
+        else:
+            self.init = lambda rng: init_train_state(self.nets, rng, probe, probe, image_size=tuple(image_size))
+            self.step = make_train_step(config, steps_per_epoch, vgg_apply)
 
 
 def train(config, workdir: str, devices=None, progress: bool = True):
     """Train per `config` in `workdir`; returns the final state (on device)."""
+    cfg = config.train
+    # ----- Set-up: the mesh, the workdir, the data ------------------------------------------------
     mesh = sharding.make_mesh(devices)
-    workdir = loop.prepare(config, workdir, mesh, config.train.batch_size)
-    if os.path.isfile(os.path.join(workdir, "config.json")):
-        problem = checkpoint.config_problem(workdir, checkpoint.MODEL_GROUPS)
-        if problem:
-            # The restore compares the checkpoint's own shapes with this config's; config.json is written anew.
-            logging.warning("%s; resuming checks the checkpoints' shapes against --config instead and writes it "
-                            "anew.", problem)
-        else:
-            check_resumable(checkpoint.read_config(workdir), config, workdir)
-    pipeline = InputPipeline(config, "train", process_index=jax.process_index(),
-                             process_count=jax.process_count())
+    workdir = loop.prepare(config, workdir, mesh, cfg.batch_size)
+    check_workdir_config(config, workdir)
+    pipeline = InputPipeline(config, "train", process_index=jax.process_index(), process_count=jax.process_count())
     steps_per_epoch = pipeline.steps_per_epoch
-    total = schedule.total_steps(steps_per_epoch, config.train)
-    if config.train.max_steps > 0:
-        total = min(total, config.train.max_steps)
+    total = schedule.total_steps(steps_per_epoch, cfg)
+    if cfg.max_steps > 0:
+        total = min(total, cfg.max_steps)
     width, height = pipeline.output_size
-    train_cfg = config.train
+    evaluator = TrainingEvaluator(config) if cfg.eval_every > 0 else None  # its judge is checked before any step
 
+    # ----- The state: resumed at the step it was saved at, or new --------------------------------
     # VGG19 in the step's compute dtype and remat policy, as G and D.
-    vgg = vgg_from_config(config.loss, compute_dtype(config.train), remat_mode(config.train))
+    vgg = vgg_from_config(config.loss, compute_dtype(cfg), remat_mode(cfg))
     program = TrainProgram(config, (height, width), steps_per_epoch, None if vgg is None else vgg[0])
-    nets = program.nets
-    is_main = jax.process_index() == 0
+    state, start, shardings = loop.restore_or_init(workdir, "state", program.init, config.seed, mesh,
+                                                   cfg.shard_params, old_checkpoints.restore_two_adam_state)
+    if start == 0:
+        state = jax.device_put(initial_weights(state, program.nets, config, workdir), shardings)
+    loop.write_config(workdir, config)
+    train_step = loop.compiled_on_first_call(loop.jit_step(program.step, mesh, shardings, 1, has_outputs=True),
+                                             "train")
+    vgg_variables = jax.device_put({} if vgg is None else vgg[1], sharding.replicated(mesh))
+
+    # ----- What the run writes: checkpoints, scalars, sample grids, evaluation scores -------------
+    out = loop.Outputs(workdir, "train", "state", start, total, steps_per_epoch, cfg.batch_size, cfg.print_freq,
+                       cfg.keep_checkpoints, progress)
     samples_dir = os.path.join(workdir, "samples")
     os.makedirs(samples_dir, exist_ok=True)
+    is_main = jax.process_index() == 0
 
-    def initial_weights(state):
-        source = train_cfg.init_from or (workdir if checkpoint.latest_step(workdir, "models") is not None else "")
-        if not source:
-            return state
-        logging.info("networks initialised from %s", source)
-        return load_initial_weights(state, nets, source)
+    def read(at, metrics, fake, host_batch):
+        """Step `at`'s metrics, read one step late (a finite loss with non-finite gradients has
+        spoiled the state too), and every display_freq steps its sample grid."""
+        out.read(at, metrics, finite=("loss", "grad_norm"), show={"G": "loss_G", "D": "loss_D"},
+                 fix_hint="lower train.lr, or try train.dtype=float32, and run again.")
+        if is_main and (at % cfg.display_freq == 0 or at == total):
+            write_samples(out.writer, samples_dir, at, host_batch, fake, config)
 
-    def save_due(step):
-        epoch_end = step % steps_per_epoch == 0
-        return (step % train_cfg.save_latest_freq == 0
-                or (epoch_end and (step // steps_per_epoch) % train_cfg.save_epoch_freq == 0))
-
-    def samples(at, metrics, fake, host_batch, writer):
-        if is_main and (at % train_cfg.display_freq == 0 or at == total):
-            grid = sample_grid(host_batch, local_rows(fake), config)
-            writer.image(at, "samples/label_boundaries_generated_real", grid)
-            visualize.save_png(os.path.join(samples_dir, f"step_{at:07d}.png"), grid)
-            visualize.save_png(os.path.join(samples_dir, "latest.png"), grid)
-            writer.flush()
-
-    job = loop.Job(
-        name="train", item="state", seed=config.seed,
-        init=program.init, step=program.step, extra_args=({} if vgg is None else vgg[1],), has_outputs=True,
-        batches=pipeline.iterate, batch_keys=sorted(required_keys(config)), global_batch=train_cfg.batch_size,
-        steps_per_epoch=steps_per_epoch, total_steps=total, save_due=save_due, print_freq=train_cfg.print_freq,
-        keep_checkpoints=train_cfg.keep_checkpoints, shard_params=train_cfg.shard_params,
-        finite_keys=("loss", "grad_norm"),  # a finite loss with non-finite gradients has spoiled the state too
-        fix_hint="lower train.lr, or try train.dtype=float32, and run again.",
-        after_init=initial_weights, convert_old=old_checkpoints.restore_two_adam_state, on_step=samples,
-        periodic=[(train_cfg.eval_every, TrainingEvaluator(config))] if train_cfg.get("eval_every", 0) > 0 else [],
-        postfix=lambda m: {"G": f"{m['loss_G']:.3f}", "D": f"{m['loss_D']:.3f}"})
-    result = loop.run(job, config, workdir, mesh, progress)
+    # ----- The loop ------------------------------------------------------------------------------
+    step, late = start, loop.Late()
+    batches = loop.device_batches(pipeline.iterate(start), mesh, required_keys(config),
+                                  int(config.data.device_prefetch))
+    with loop.Preemption() as preemption:
+        for step, (host_batch, batch) in zip(range(start + 1, total + 1), batches):
+            state, metrics, fake = train_step(state, batch, vgg_variables)
+            save, stop = save_due(step, steps_per_epoch, cfg), preemption.check(step)
+            evaluate = evaluator is not None and (step % cfg.eval_every == 0 or step == total)
+            for results in late.swap((step, metrics, fake, host_batch), now=save or stop or evaluate or step == total):
+                read(*results)
+            if evaluate:
+                out.scores(step, evaluator(step, state))
+            out.save_if_due(step, state, due=save, preempted=stop)
+    for results in late.drain():  # the data ran out before `total`
+        read(*results)
+    out.finish(step, state)
     if is_main:
-        print(f"trained to step {result.step}; checkpoints in {checkpoint.checkpoint_dir(workdir)}, samples in "
+        print(f"trained to step {step}; checkpoints in {checkpoint.checkpoint_dir(workdir)}, samples in "
               f"{samples_dir}, TensorBoard logs in {os.path.join(workdir, 'tensorboard')}")
-    return result.state
+    return state
 
 
 def synthesize_test_split(config, workdir: str, state, max_grid_rows: int = 8):
@@ -226,7 +273,7 @@ def synthesize_test_split(config, workdir: str, state, max_grid_rows: int = 8):
     os.makedirs(out_dir, exist_ok=True)
     rows = []
     for batch in pipeline.iterate(0, num_epochs=1):
-        label = batch["label_ids"][0] if synth.label_nc else batch["label"][0]
+        label = batch["label_ids"][0] if synth.maps.label_nc else batch["label"][0]
         inst = batch["inst"][0] if "inst" in batch else None
         styles = synth.encode_styles(batch["image"][0], label, inst) if synth.has_encoder else None
         photo = synth.synthesize(label, inst, styles)

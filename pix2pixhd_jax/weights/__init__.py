@@ -2,9 +2,10 @@
 
 Lives here: NVIDIA pix2pixHD state dicts -> Flax variables (`reference`), pix2pix's U-Net
 state dicts (`pix2pix`), the VGG19 weights of the perceptual loss (`vgg19`), the FID
-InceptionV3 weights (`inception`), and the shared readers (`files`: .pth through torch,
-.npz, .safetensors, nested-dict helpers).
+InceptionV3 weights (`inception`), the shared readers (`files`: .pth through torch, .npz,
+.safetensors, nested-dict helpers), and weights without a file (`filled`: arrays filled by
+leaf name, for tests and benchmarks).
 
-May import: `models`, `errors`, `atomic`. torch, h5py and safetensors are imported only
-when a file of theirs is read.
+Which parts it may import: docs/architecture.md ("Who may import whom"), the one statement of
+the rules (tests/test_architecture.py holds the code to them).
 """

@@ -1,0 +1,50 @@
+"""OASIS on the bundled synthetic street scenes, sized for a 2-core CPU like the demo
+(configs/synthetic_demo.py: 200 scenes at 256x128, random 128x128 crops, batch 4).
+
+OASIS's design at a small width: SPADE blocks as OASIS has them but 5 of them (sizes multiples of
+16 for G, 32 for D), channels_G 8, SPADE's shared conv 32 wide instead of 128, 3D noise of 16
+channels; OASIS's U-Net D with 5 blocks each way at ndf 16; the (N+1)-class loss with class
+balancing and LabelMix (lambda 10), no VGG and no L1 term; Adam (0, 0.999) with OASIS's lrs (G
+1e-4, D 4e-4), constant; the moving average of G at 0.999 (OASIS's 0.9999 averages over ~10k
+steps, longer than this run).
+
+    pix2pixhd-jax make-synthetic --out demo/synthetic
+    pix2pixhd-jax train --config configs/oasis_synthetic.py --workdir runs/oasis_synthetic
+"""
+
+from configs import synthetic_demo
+
+
+def get_config():
+    config = synthetic_demo.get_config()
+    config.name = "oasis_synthetic"
+    config.data.use_instance = False
+
+    model = config.model
+    model.netG = "spade"
+    model.spade_arch = "oasis"
+    model.ngf = 8
+    model.num_res_blocks = 5
+    model.z_dim = 16
+    model.spectral_norm = True
+    model.param_free_norm = "batch"
+    model.spade_hidden = 32
+    model.netD = "oasis"
+    model.ndf = 16
+
+    loss = config.loss
+    loss.no_vgg_loss = True
+    loss.no_ganFeat_loss = True
+    loss.lambda_l1 = 0.0
+    loss.lambda_labelmix = 10.0
+    loss.contain_dontcare_label = True
+
+    train = config.train
+    train.lr = 1e-4
+    train.lr_D = 4e-4
+    train.beta1 = 0.0
+    train.beta2 = 0.999
+    train.niter = 12  # 50 steps per epoch: 600 steps
+    train.niter_decay = 0
+    train.ema_decay = 0.999
+    return config

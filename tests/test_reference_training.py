@@ -1,0 +1,90 @@
+"""experiments/reference_training.py: one config drives both implementations, and the logs of both
+sides are read alike (the reference itself is not needed here)."""
+
+import sys
+
+import pytest
+
+from conftest import ROOT
+from pix2pixhd_jax.config_loading import load_config
+
+sys.path.insert(0, str(ROOT / "experiments"))
+import nvidia_reference  # noqa: E402
+import reference_training  # noqa: E402
+
+CONFIG = str(ROOT / "configs" / "reference_training.py")
+
+
+def options(argv):
+    """argv -> {option: value} (flags map to True)."""
+    out, i = {}, 0
+    while i < len(argv):
+        if i + 1 < len(argv) and not argv[i + 1].startswith("--"):
+            out[argv[i]], i = argv[i + 1], i + 2
+        else:
+            out[argv[i]], i = True, i + 1
+    return out
+
+
+def test_the_reference_gets_the_comparisons_settings():
+    config = load_config(f"{CONFIG}:gan_fm")
+    comparison = load_config(str(ROOT / "configs" / "paper_comparison.py") + ":pix2pixhd_gan_fm")
+    assert config.model == comparison.model and config.loss == comparison.loss and config.data == comparison.data
+    opt = options(nvidia_reference.training_options(config, steps_per_epoch=50))
+    assert opt["--gpu_ids"] == "-1" and opt["--label_nc"] == "35" and "--no_instance" not in opt
+    assert (opt["--netG"], opt["--ngf"], opt["--n_downsample_global"], opt["--n_blocks_global"]) == ("global", "16", "3", "3")
+    assert (opt["--ndf"], opt["--num_D"], opt["--n_layers_D"], opt["--norm"]) == ("8", "2", "3", "instance")
+    assert (opt["--resize_or_crop"], opt["--loadSize"], opt["--fineSize"]) == ("scale_width_and_crop", "256", "128")
+    assert (opt["--batchSize"], opt["--niter"], opt["--niter_decay"], float(opt["--lr"])) == ("4", "32", "16", 2e-4)
+    assert float(opt["--lambda_feat"]) == 10.0 and opt["--pool_size"] == "0"
+    assert opt["--no_vgg_loss"] is True and "--no_lsgan" not in opt and "--no_flip" not in opt
+    # Frequencies count images in the reference: 10 steps of 4; G saved every 300 steps = 6 epochs.
+    assert opt["--print_freq"] == "40" and opt["--save_epoch_freq"] == "6"
+
+
+def test_the_vgg_variant_turns_the_vgg_term_on_on_both_sides():
+    config = load_config(f"{CONFIG}:vgg", ["loss.vgg_weights=/x/vgg19.pth"])
+    assert config.loss.no_vgg_loss is False and config.loss.lambda_l1 == 0
+    assert "--no_vgg_loss" not in options(nvidia_reference.training_options(config, 50))
+
+
+def test_settings_the_reference_cannot_express_are_refused():
+    pix2pix = load_config(str(ROOT / "configs" / "paper_comparison.py") + ":pix2pix")
+    with pytest.raises(nvidia_reference.ReferenceUnsupported, match="lambda_l1=100.0.*netG='unet_128'"):
+        nvidia_reference.train_options(pix2pix)
+    config = load_config(f"{CONFIG}:gan_fm", ["train.save_latest_freq=70"])
+    with pytest.raises(nvidia_reference.ReferenceUnsupported, match="save_latest_freq=70"):
+        nvidia_reference.training_options(config, 50)
+
+
+def test_both_sides_losses_are_read_per_step(tmp_path):
+    ref = tmp_path / "reference"
+    ref.mkdir()
+    (ref / "loss_log.txt").write_text(
+        "================ Training Loss (Sun Dec  6 01:13:02 2026) ================\n"
+        "(epoch: 1, iters: 40, time: 0.096) G_GAN: 0.980 G_GAN_Feat: 7.854 D_real: 1.017 D_fake: 0.366 \n"
+        "(epoch: 2, iters: 200, time: 0.092) G_GAN: 0.801 G_GAN_Feat: 8.482 D_real: 0.404 D_fake: 0.311 \n")
+    points = reference_training.loss_log(str(ref), "reference", examples=200, batch=4)
+    assert points == {10: {"G_GAN": 0.98, "G_GAN_Feat": 7.854, "D_real": 1.017, "D_fake": 0.366},
+                      100: {"G_GAN": 0.801, "G_GAN_Feat": 8.482, "D_real": 0.404, "D_fake": 0.311}}
+    ours = tmp_path / "ours" / "tensorboard"
+    ours.mkdir(parents=True)
+    (ours / "metrics.jsonl").write_text('{"step": 10, "loss_G_GAN": 0.5, "loss_D_real": 0.25, "lr": 0.0002}\n'
+                                        '{"step": 300, "eval/mean_iou": 0.3}\n')
+    assert reference_training.loss_log(str(tmp_path / "ours"), "ours", 200, 4) == {10: {"G_GAN": 0.5, "D_real": 0.25}}
+    means = reference_training.window_means({10: {"G_GAN": 1.0}, 50: {"G_GAN": 3.0}, 60: {"G_GAN": 5.0}}, 50, 100)
+    assert means == {50: {"G_GAN": 2.0}, 100: {"G_GAN": 5.0}}
+
+
+def test_a_reference_snapshot_counts_once_iter_txt_has_moved_past_it(tmp_path):
+    assert not reference_training.reference_saved(str(tmp_path), 6)
+    (tmp_path / "iter.txt").write_text("7\n0\n")
+    assert reference_training.reference_saved(str(tmp_path), 6)
+    assert not reference_training.reference_saved(str(tmp_path), 12)
+
+
+def test_spread_statistics():
+    st = reference_training.stats([0.2, 0.3, 0.4])
+    assert st["n"] == 3 and st["mean"] == pytest.approx(0.3) and st["std"] == pytest.approx(0.1)
+    assert (st["min"], st["max"]) == (0.2, 0.4)
+    assert reference_training.stats([0.5])["std"] == 0.0
