@@ -21,4 +21,7 @@ def get_config():
     config.train.niter = 50
     config.train.niter_decay = 50
     config.train.niter_fix_global = 10
+    # Every layer recomputed in the backward pass but the global generator's 1024-channel blocks:
+    # the step's memory at 2048x1024 fits a 16 GiB chip (experiments/benchmarks.md, "TPU").
+    config.train.remat = "layers"
     return config

@@ -4,7 +4,7 @@
 
 For 1024x512 (the global generator, configs/cityscapes_1024x512.py) and 2048x1024 (the local
 enhancer with num_D 3, configs/cityscapes_2048x1024.py), both with the VGG loss, in float32
-and bfloat16, without and with remat: `benchmark --compile-only`'s estimate at batch 1 and 2,
+and bfloat16, with train.remat none and blocks: `benchmark --compile-only`'s estimate at batch 1 and 2,
 the largest batch under each budget (GiB) from the line through those two, checked by compiling
 that batch (and the one below when it is over). Resumable: finished entries in --out are kept.
 Prints a markdown table.

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, load_test_config
+from pix2pixhd_jax.config_loading import with_defaults
 from pix2pixhd_jax.models.pix2pixhd import Networks, generate, model_inputs
 from pix2pixhd_jax.training import image_pool, losses
 from pix2pixhd_jax.training.step import TRAINED, init_train_state, make_train_step
@@ -472,10 +473,10 @@ def test_encoder_norm_follows_model_norm_unless_norm_e_is_set():
     config = load_test_config(*TINY, *enc, "model.norm_E=batch")
     assert models.build_encoder(config).norm == "batch"
     assert models.build_generator(config).norm == "instance"  # G (and D) keep model.norm
-    # A workdir's config from before norm_E (no such key) still builds E with model.norm.
-    old = load_test_config(*TINY, *enc)
-    del old.model["norm_E"]
-    assert models.build_encoder(old).norm == "instance"
+    # A workdir's config.json from before norm_E (no such key) still builds E with model.norm.
+    old = json.loads(json.dumps(load_test_config(*TINY, *enc, "model.norm=batch")))
+    del old["model"]["norm_E"]
+    assert models.build_encoder(with_defaults(old)).norm == "batch"
 
     # Batch-normed E: its running statistics sit with G's stats and the train step updates them;
     # G's instance norms have none.
