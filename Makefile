@@ -34,7 +34,7 @@ demo: venv
 
 # The quick tests, then the slow ones (whole CLI processes, XLA:TPU compiles) in their own bounded
 # step: SLOW_LIMIT seconds in all, each test at most the pytest timeout in pyproject.toml.
-SLOW_LIMIT ?= 900
+SLOW_LIMIT ?= 1500
 test: venv browser
 	$(PY) -m pytest -n 2 --dist loadgroup -m "not slow" $(PYTEST_ARGS)
 	timeout $(SLOW_LIMIT) $(PY) -m pytest -n 2 --dist loadgroup -m slow $(PYTEST_ARGS)

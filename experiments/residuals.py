@@ -10,6 +10,10 @@ the fake photo (the real photo's pass keeps nothing), traced only (jax.vjp under
 nothing is compiled or run), with the largest residual shapes. These are what the forward
 passes leave for the backward ones, before XLA:TPU fuses, schedules and lays them out; the
 compiled programs' own totals are XLA:TPU's memory analysis (experiments/tpu_table.py).
+
+Beside them, what each policy costs: the FLOPs of the whole train step for one image, from XLA's
+cost analysis of the program as lowered (before any optimisation, so every recomputation counts;
+one CPU device, every convolution in its lax form), and their excess over `none`.
 """
 
 import argparse
@@ -22,9 +26,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from pix2pixhd_jax.config_loading import load_config
+from pix2pixhd_jax.models import conv
 from pix2pixhd_jax.models.pix2pixhd import Networks, apply_variables, generate, model_inputs, size_divisor
 from pix2pixhd_jax.models.vgg19 import VGG19Features
-from pix2pixhd_jax.training import losses
+from pix2pixhd_jax.training import aot, losses
 from pix2pixhd_jax.training.benchmark import random_batch
 from pix2pixhd_jax.training.step import init_train_state
 
@@ -80,6 +85,9 @@ def measure(config_file, height, width, policy):
                                       ("VGG_fake", vgg_loss, (fake,), ())):
         total, by_shape = kept(fn, args, constants)
         out[name] = {"bytes": total, "largest": [[k[0], list(k[1]), v] for k, v in by_shape.most_common(4)]}
+    with conv.lax_ops():
+        cost = aot.lower_program(config, jax.devices("cpu")[:1], height, width, 1).cost_analysis()
+    out["step_flops"] = float((cost[0] if isinstance(cost, (list, tuple)) else cost)["flops"])
     return out
 
 
@@ -92,12 +100,14 @@ def main():
     with open(args.out, "w") as f:
         json.dump(results, f, indent=2)
     gib = 2 ** 30
-    print("| config | remat | G | D (fake; real the same) | VGG19 (fake) | total, with D twice |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    print("| config | remat | G | D (fake; real the same) | VGG19 (fake) | total, with D twice | step FLOPs | over none |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for name, r in results.items():
         g, d, v = (r[k]["bytes"] / gib for k in ("G", "D_fake", "VGG_fake"))
         key, policy = name.split("/")
-        print(f"| {key} | {policy} | {g:.2f} GiB | {d:.2f} GiB | {v:.2f} GiB | {g + 2 * d + v:.2f} GiB |")
+        extra = r["step_flops"] / results[f"{key}/none"]["step_flops"] - 1
+        print(f"| {key} | {policy} | {g:.2f} GiB | {d:.2f} GiB | {v:.2f} GiB | {g + 2 * d + v:.2f} GiB | "
+              f"{r['step_flops'] / 1e12:.2f} TFLOP | {100 * extra:+.1f}% |")
 
 
 if __name__ == "__main__":

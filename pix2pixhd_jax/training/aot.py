@@ -77,8 +77,8 @@ class OutOfMemory(Exception):
     """XLA:TPU refused the program: it needs more memory than a chip's HBM (its message)."""
 
 
-def compile_program(config, devices, height: int, width: int, per_chip_batch: int = 1, what: str = "train_step"):
-    """`what` lowered for a mesh over `devices` (per_chip_batch images each) and compiled."""
+def lower_program(config, devices, height: int, width: int, per_chip_batch: int = 1, what: str = "train_step"):
+    """`what` lowered for a mesh over `devices` (per_chip_batch images each)."""
     if what not in WHAT:
         raise UserError(f"--what {what!r}: one of {', '.join(WHAT)}.")
     divisor = size_divisor(config.model)
@@ -88,7 +88,12 @@ def compile_program(config, devices, height: int, width: int, per_chip_batch: in
         raise UserError(f"--batch {per_chip_batch}: images per chip, at least 1.")
     mesh = sharding.make_mesh(devices)
     build = _train_step if what == "train_step" else _synthesis
-    lowered = build(config, mesh, height, width, per_chip_batch * len(devices))
+    return build(config, mesh, height, width, per_chip_batch * len(devices))
+
+
+def compile_program(config, devices, height: int, width: int, per_chip_batch: int = 1, what: str = "train_step"):
+    """`what` lowered for a mesh over `devices` (per_chip_batch images each) and compiled."""
+    lowered = lower_program(config, devices, height, width, per_chip_batch, what)
     try:
         return lowered.compile()
     except Exception as e:  # noqa: BLE001  (XLA:TPU's out-of-memory is a compile error)
@@ -130,7 +135,8 @@ def per_chip_figures(compiled, chip, per_chip_batch: int) -> dict:
     return {**memory, "per_chip_gib": round(memory["per_chip_bytes"] / 2 ** 30, 3),
             "chip_hbm_gib": round(chip.hbm_bytes / 2 ** 30, 2), "fits_hbm": memory["per_chip_bytes"] <= chip.hbm_bytes,
             "flops_per_chip_step": flops, "bytes_accessed_per_chip_step": accessed,
-            "xla_optimal_seconds": cost.get("optimal_seconds"),
+            # XLA:TPU's own time estimate, where it gives one (it can be negative: no estimate).
+            "xla_optimal_seconds": cost["optimal_seconds"] if cost.get("optimal_seconds", 0) > 0 else None,
             "roofline": {"peak_bf16_flops": chip.peak_bf16_flops, "hbm_bytes_per_s": chip.hbm_bytes_per_s,
                          "compute_bound_s": compute_s, "memory_bound_s": memory_s, "step_time_bound_s": bound,
                          "images_per_s_per_chip_bound": round(per_chip_batch / bound, 2) if bound else None}}
