@@ -10,12 +10,14 @@ topology (v5e:2x2, v4:2x2x1, v5p:2x2x1, v6e:2x2) the configs as shipped (their o
 at batch 1 and the largest batch per chip that XLA:TPU compiles within the chip's HBM, found by
 compiling (from the line through batches 1 and 2, then one batch up or down until the boundary
 is seen); and synthesis at 2048x1024. Resumable: entries already in --out are not compiled again
-(each compile takes minutes here). Prints the tables experiments/benchmarks.md shows.
+(each compile takes minutes here; each entry records the commit it was compiled at). Prints the
+tables experiments/benchmarks.md shows; --report prints them from what is there, compiling nothing.
 """
 
 import argparse
 import json
 import os
+import subprocess
 
 from pix2pixhd_jax import atomic
 from pix2pixhd_jax.config_loading import load_config
@@ -28,6 +30,7 @@ CONFIGS = {"global_1024x512": ("cityscapes_1024x512.py", 512, 1024),
 TOPOLOGIES = ("v5e:2x2", "v4:2x2x1", "v5p:2x2x1", "v6e:2x2")
 POLICIES = ("none", "blocks", "dots_saveable", "layers", "full")
 GIB = 2 ** 30
+COMMIT = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
 
 
 class Table:
@@ -47,7 +50,8 @@ class Table:
                 f"/b{batch}")
         if name not in self.entries:
             print("compiling", name, flush=True)
-            self.entries[name] = aot.compile_for_topology(config, topo, height, width, batch, what)
+            self.entries[name] = {**aot.compile_for_topology(config, topo, height, width, batch, what),
+                                  "commit": COMMIT}
             atomic.write_json(self.path, self.entries)
             rec = self.entries[name]
             print(name, rec.get("per_chip_gib"), "GiB" if rec["compiles"] else rec.get("error", "")[:200],
@@ -73,12 +77,39 @@ class Table:
         return b - 1
 
 
+def report(entries):
+    """The tables benchmarks.md shows, from the entries compiled so far."""
+    rows = {}
+    for name, rec in entries.items():
+        topo, key, what, remat, placement, batch = name.split("/")
+        if what == "train_step":
+            rows.setdefault((topo, key), []).append((remat, placement, int(batch[1:]), rec))
+    print("| topology | config | remat | state | images per chip | per chip | arguments | temporaries | "
+          "generated code | FLOPs per chip and step | roofline bound | roofline images/s per chip | commit |")
+    print("| --- " * 13 + "|")
+    for (topo, key), entries_ in sorted(rows.items(), key=lambda kv: (kv[0][0] != "v5e:2x2", kv[0])):
+        for remat, placement, batch, rec in sorted(entries_, key=lambda e: (POLICIES.index(e[0])
+                                                                           if e[0] in POLICIES else 9, e[1], e[2])):
+            head = f"| {topo} | {key} | {remat} | {placement} | {batch} |"
+            if not rec["compiles"]:
+                print(f"{head} does not fit: {rec['error'][:160]} | | | | | | | {rec.get('commit', '')} |")
+                continue
+            rf = rec["roofline"]
+            print(f"{head} {rec['per_chip_gib']:.2f} GiB | {rec['argument_bytes'] / GIB:.2f} GiB | "
+                  f"{rec['temp_bytes'] / GIB:.2f} GiB | {rec['generated_code_bytes'] / GIB:.2f} GiB | "
+                  f"{rec['flops_per_chip_step'] / 1e12:.2f} TFLOP | {rf['step_time_bound_s'] * 1e3:.0f} ms | "
+                  f"{rf['images_per_s_per_chip_bound']:.2f} | {rec.get('commit', '')} |")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=os.path.join(ROOT, "experiments", "tpu", "compiles.json"))
     parser.add_argument("--only", default=None, help="only topologies whose name starts so (e.g. v5e)")
+    parser.add_argument("--report", action="store_true", help="print the tables of what --out holds; compile nothing")
     args = parser.parse_args()
     table = Table(args.out)
+    if args.report:
+        return report(table.entries)
     topologies = [t for t in TOPOLOGIES if not args.only or t.startswith(args.only)]
     if "v5e:2x2" in topologies:
         for key in CONFIGS:
@@ -87,33 +118,8 @@ def main():
     largest = {(t, k): table.largest_batch(t, k) for t in topologies for k in CONFIGS}
     for t in topologies:
         table.get(t, "local_2048x1024", None, 1, what="synthesis")
-
-    print("\n| config | remat | per chip (v5e:2x2, batch 1) | arguments | temporaries | FLOPs per chip | compiles |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
-    for key in CONFIGS:
-        for policy in POLICIES:
-            name = f"v5e:2x2/{key}/train_step/{policy}/replicated/b1"
-            rec = table.entries.get(name)
-            if rec is None:
-                continue
-            if rec["compiles"]:
-                print(f"| {key} | {policy} | {rec['per_chip_gib']:.2f} GiB | {rec['argument_bytes'] / GIB:.2f} GiB | "
-                      f"{rec['temp_bytes'] / GIB:.2f} GiB | {rec['flops_per_chip_step'] / 1e12:.2f} TFLOP | yes |")
-            else:
-                print(f"| {key} | {policy} | over 16 GiB | | | | no: {rec['error'][:120]} |")
-    print("\n| topology | config | remat | per chip, batch 1 | largest batch per chip | FLOPs per chip and step | "
-          "roofline bound, batch 1 | roofline images/s per chip |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
-    for (t, key), b in largest.items():
-        one = [r for n, r in table.entries.items() if n.startswith(f"{t}/{key}/train_step/") and n.endswith("/b1")
-               and r["remat"] == load_config(os.path.join(ROOT, "configs", CONFIGS[key][0])).train.remat]
-        if not one or not one[0]["compiles"]:
-            continue
-        rec = one[0]
-        rf = rec["roofline"]
-        print(f"| {t} | {key} | {rec['remat']} | {rec['per_chip_gib']:.2f} GiB | {b} | "
-              f"{rec['flops_per_chip_step'] / 1e12:.2f} TFLOP | {rf['step_time_bound_s'] * 1e3:.1f} ms | "
-              f"{rf['images_per_s_per_chip_bound']:.1f} |")
+    report(table.entries)
+    print("\nlargest batch per chip (configs as shipped):", {f"{t} {k}": b for (t, k), b in largest.items()})
 
 
 if __name__ == "__main__":
