@@ -22,6 +22,7 @@ import pytest
 from conftest import ROOT, load_test_config
 from pix2pixhd_jax.config_loading import with_defaults
 from pix2pixhd_jax.models.pix2pixhd import Networks, generate, model_inputs
+from pix2pixhd_jax.runtime import sharding
 from pix2pixhd_jax.training import image_pool, losses
 from pix2pixhd_jax.training.step import TRAINED, init_train_state, make_train_step
 from step_helpers import (H, LABEL_NC, TINY, W, changed_fraction, d_adam, fast_state, g_adam, leaf_name, make_batch,
@@ -282,9 +283,23 @@ def test_sharded_step_matches_one_device(sharded_run):
     assert sharded, "shard_params sharded no leaf"
     for key, shape, shard_shapes in sharded:
         assert math.prod(shape) >= 2 ** 14, key
-        assert shard_shapes == [shape[:-1] + [shape[-1] // 4]], key
+        axis = sharding.split_axis(shape, 4)
+        assert shard_shapes == [[d // 4 if a == axis else d for a, d in enumerate(shape)]], key
     assert any(key.startswith("['g_params']") and key.endswith("['kernel']") for key, _, _ in sharded)
     assert any(key.startswith("['g_opt']") for key, _, _ in sharded)
+
+
+def test_shard_params_splits_the_axis_whose_shards_fill_tpu_tiles():
+    kernel = (3, 3, 1024, 1024)  # one of the global generator's residual convs
+    assert sharding.split_axis(kernel, 4) == 3  # 256 output channels a shard: tiles full, the last axis
+    # Over 16 or 256 chips a shard of output channels is narrower than a tile's 128 lanes; the input
+    # channels' axis is split instead, whose tiles hold 8.
+    assert sharding.split_axis(kernel, 16) == sharding.split_axis(kernel, 256) == 2
+    full = sharding._tiled_elements(kernel)
+    assert sharding._tiled_elements((3, 3, 4, 1024)) <= full / 128  # 256 chips: a 256th, in tiles of 8
+    assert sharding._tiled_elements((3, 3, 1024, 4)) == full / 8  # the last axis: only an 8th saved
+    assert sharding.split_axis((7, 7, 36, 64), 7) == 1  # equal shards: the later axis
+    assert sharding.split_axis((1000,), 3) is None
 
 
 # ---------------------------------------------------------------------------------------

@@ -2,9 +2,9 @@
 device, many local devices and many hosts).
 
 The batch is split on the mesh's 'data' axis; parameters and optimizer state are
-replicated, or with `train.shard_params` split along their last axis over the same
-devices (ZeRO/FSDP style: XLA gathers them where a layer needs them), which divides
-the ~180M-parameter generator's memory and its Adam state by the device count.
+replicated, or with `train.shard_params` split along one axis over the same devices
+(ZeRO/FSDP style: XLA gathers them where a layer needs them), which divides the
+~180M-parameter generator's memory and its Adam state by the device count.
 """
 
 import jax
@@ -16,6 +16,32 @@ from pix2pixhd_jax.errors import UserError
 DATA = "data"
 # Arrays smaller than this stay replicated: splitting them saves nothing.
 _MIN_SHARDED_SIZE = 2 ** 14
+# XLA:TPU stores an array's two minor axes in tiles of (8, 128) elements: a shard whose last axis
+# is narrower than 128 (a 1024-channel kernel's output channels over 16 chips: 64) takes the
+# bytes of 128, and over 256 chips sharding the last axis would save nothing at all.
+_TILE = (8, 128)
+
+
+def _tiled_elements(shape) -> int:
+    up = lambda n, m: -(-n // m) * m  # noqa: E731
+    if len(shape) == 1:
+        return up(shape[0], _TILE[1])
+    return int(np.prod(shape[:-2])) * up(shape[-2], _TILE[0]) * up(shape[-1], _TILE[1])
+
+
+def split_axis(shape, n: int):
+    """The axis of `shape` to split over n devices: of those n divides, the one whose shards take
+    the fewest elements in TPU tiles (the last such axis among equals); None where n divides none."""
+    candidates = [a for a in range(len(shape)) if shape[a] % n == 0]
+    if not candidates:
+        return None
+
+    def tiled(axis):
+        shard = list(shape)
+        shard[axis] //= n
+        return _tiled_elements(shard)
+
+    return min(reversed(candidates), key=tiled)
 
 
 def make_mesh(devices=None) -> Mesh:
@@ -37,9 +63,10 @@ def replicated(mesh: Mesh) -> NamedSharding:
 def _leaf_sharding(x, mesh: Mesh, shard: bool) -> NamedSharding:
     n = mesh.shape[DATA]
     shape = getattr(x, "shape", ())
-    if shard and n > 1 and len(shape) >= 1 and np.prod(shape) >= _MIN_SHARDED_SIZE and shape[-1] % n == 0:
-        return NamedSharding(mesh, P(*([None] * (len(shape) - 1)), DATA))
-    return NamedSharding(mesh, P())
+    axis = split_axis(shape, n) if shard and n > 1 and len(shape) >= 1 and np.prod(shape) >= _MIN_SHARDED_SIZE else None
+    if axis is None:
+        return NamedSharding(mesh, P())
+    return NamedSharding(mesh, P(*[DATA if a == axis else None for a in range(len(shape))]))
 
 
 def state_shardings(state, mesh: Mesh, shard_params: bool):
