@@ -19,7 +19,6 @@ d_params, d_stats, ...) so the loop, checkpoints and init_from read it alike, an
 and ema_stats (None without EMA).
 """
 
-import types
 from typing import Any, Optional
 
 import flax
@@ -54,11 +53,10 @@ def d_learning_rate(train_cfg) -> float:
 def oasis_optimizers(train_cfg, steps_per_epoch: int):
     """(G's optimizer, D's): Adam (eps 1e-8, torch's default) at the schedule's lr, D's with its own
     base lr."""
-    d_cfg = types.SimpleNamespace(lr=d_learning_rate(train_cfg), niter=train_cfg.niter,
-                                  niter_decay=train_cfg.niter_decay, lr_decay_per_step=train_cfg.lr_decay_per_step)
     moments = optax.scale_by_adam(b1=train_cfg.beta1, b2=train_cfg.beta2, eps=1e-8)
     g_lr = optax.scale_by_learning_rate(schedule.learning_rate_schedule(steps_per_epoch, train_cfg))
-    d_lr = optax.scale_by_learning_rate(schedule.learning_rate_schedule(steps_per_epoch, d_cfg))
+    d_lr = optax.scale_by_learning_rate(schedule.learning_rate_schedule(steps_per_epoch, train_cfg,
+                                                                               d_learning_rate(train_cfg)))
     return optax.chain(moments, g_lr), optax.chain(moments, d_lr)
 
 

@@ -12,9 +12,10 @@ def epoch_of(step, steps_per_epoch: int):
     return step // steps_per_epoch
 
 
-def learning_rate_schedule(steps_per_epoch: int, train_cfg) -> optax.Schedule:
-    """The reference's lr as an optax schedule of the global step."""
-    base, niter, decay = train_cfg.lr, train_cfg.niter, train_cfg.niter_decay
+def learning_rate_schedule(steps_per_epoch: int, train_cfg, base_lr=None) -> optax.Schedule:
+    """The reference's lr as an optax schedule of the global step, from train.lr or `base_lr`."""
+    base = train_cfg.lr if base_lr is None else base_lr
+    niter, decay = train_cfg.niter, train_cfg.niter_decay
     if train_cfg.lr_decay_per_step:
         return optax.linear_schedule(base, 0.0, transition_steps=max(decay * steps_per_epoch, 1),
                                      transition_begin=niter * steps_per_epoch)
