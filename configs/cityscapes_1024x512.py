@@ -10,9 +10,8 @@ def get_config():
     config.data.dataroot = "./datasets/cityscapes"
     config.data.resize_or_crop = "scale_width"
     config.data.load_size = 1024
-    # Every layer recomputed in the backward pass but the 1024-channel residual blocks, and the
-    # parameters and Adam's state split over the devices: 3.9 GiB per v5e chip for one image
-    # (5.1 GiB with the state replicated on every chip; experiments/benchmarks.md, "TPU").
-    config.train.remat = "layers"
-    config.train.shard_params = True
+    # Nothing recomputed in the backward pass: 4.7 GiB per v5e chip for one image, where
+    # recomputing every layer (train.remat=layers) takes more, 5.1 GiB, and 20% more FLOPs
+    # (experiments/benchmarks.md, "TPU").
+    config.train.remat = "none"
     return config
