@@ -6,7 +6,7 @@
 Figures, in order (each in its own process, so each peak memory is its own):
   train_1024x512_f32        the 512p global generator's step with the VGG loss, batch 1, float32
   train_1024x512_bf16       the same in bfloat16
-  train_2048x1024_bf16_remat  the local enhancer with num_D 3 and VGG, bfloat16, train.remat=layers, batch 1;
+  train_2048x1024_bf16_remat  the local enhancer with num_D 3 and VGG, bfloat16, train.remat=blocks, batch 1;
                             with it synthesis_2048x1024_bf16 (G alone, one map)
   train_1024x512_bf16_largest_batch  the largest batch that runs (doubling from 2, bounded)
   artifact_2048x1024_{f32,bf16}  the exported StableHLO generator (random weights) called on one map
@@ -241,7 +241,7 @@ def main():
     suite.benchmark("train_1024x512_f32", "cityscapes_1024x512.py", 512, 1024, 1, "float32")
     suite.benchmark("train_1024x512_bf16", "cityscapes_1024x512.py", 512, 1024, 1, "bfloat16")
     suite.benchmark("train_2048x1024_bf16_remat", "cityscapes_2048x1024.py", 1024, 2048, 1, "bfloat16",
-                    extra=("--remat", "layers"), synthesis=True)
+                    extra=("--remat", "blocks"), synthesis=True)
     suite.largest_batch()
     suite.artifacts()
     suite.reference()
