@@ -231,5 +231,13 @@ def test_an_oasis_generator_exports_with_its_noise_as_an_input(tmp_path):
     diff = np.abs(got.astype(int) - synth.synthesize_batch(labels, noise=regional).astype(int))
     assert diff.max() <= 1 and (diff > 0).mean() < 1e-3, (diff.max(), (diff > 0).mean())
     assert np.abs(got.astype(int) - want.astype(int)).mean() > 0.5
+    # A restyled object's noise, as synthesize builds it.
+    styles = [{int(labels[0][0, 0]): 2}, None, None]
+    styled = export.program_inputs(synth, labels, styles=styles, seed=3, resize="none")
+    diff = np.abs(np.asarray(program.call(*styled.values())).astype(int)
+                  - synth.synthesize_batch(labels, styles=styles, seed=3).astype(int))
+    assert diff.max() <= 1 and (diff > 0).mean() < 1e-3, (diff.max(), (diff > 0).mean())
+    plain = export.program_inputs(synth, labels, seed=3, resize="none")["noise"]
+    assert not np.array_equal(styled["noise"][0], plain[0]) and np.array_equal(styled["noise"][1:], plain[1:])
     example = export.example_inputs(synth, sig, batch=2)
     assert example["noise"].shape == (2, H, W, 4) and example["noise"].dtype == np.float32

@@ -146,3 +146,30 @@ def test_cli_num_samples_is_refused_for_a_model_without_noise(scenes, tmp_path, 
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--num-samples 2" in err and "use --num-samples 1" in err
     assert not (tmp_path / "out").exists() or not os.listdir(tmp_path / "out")
+
+
+def test_a_style_restyles_one_object_with_its_own_noise(synth):
+    """An object given a style (a draw index or z itself) reads its own z over its pixels: the
+    picture changes on and near it and nowhere else; the editor's set_style does it."""
+    from pix2pixhd_jax.inference.editing import Editor, Scene, dilate
+
+    pid = int(LABEL[0, -1])  # without instance maps an object is a class's region
+    mask = LABEL == pid
+    base = synth.synthesize(LABEL, seed=1).astype(int)
+    drawn = synth.synthesize(LABEL, styles={pid: 3}, seed=1)
+    z = noise_vector(1, 0, 4, pid, 3)
+    noise = np.where(mask[..., None], z, noise_vector(1, 0, 4))
+    np.testing.assert_array_equal(drawn, synth.synthesize(LABEL, noise=noise))
+    np.testing.assert_array_equal(synth.synthesize(LABEL, styles={pid: z}, seed=1), drawn)
+    assert np.abs(drawn[mask].astype(int) - base[mask]).mean() > 0.5
+    far = ~dilate(mask, 22)  # beyond G's reach of ~20 pixels
+    assert far.any()
+    np.testing.assert_array_equal(drawn[far], base[far])
+    assert not np.array_equal(synth.synthesize(LABEL, styles={pid: 4}, seed=1), drawn)
+
+    editor = Editor(synth, Scene.from_arrays(LABEL), seed=1)
+    np.testing.assert_array_equal(editor.render(), base)
+    np.testing.assert_array_equal(editor.set_style(pid, 3), drawn)
+    np.testing.assert_array_equal(editor.undo(), base)
+    with pytest.raises(SynthesisError, match="model.z_dim=4"):
+        synth.synthesize(LABEL, styles={pid: [0.5, 0.5]})

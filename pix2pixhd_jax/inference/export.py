@@ -203,7 +203,7 @@ def program_inputs(synth: Synthesizer, labels, insts=None, styles=None, seed: in
     the size must be the exported one); then Synthesizer.program_arrays, as synthesis: instance
     maps default to the label ids; features (with the encoder) come from `styles` (one
     {instance id: cluster index | vector} per map) or the clusters; noise (3D noise) is
-    Synthesizer.noise(seed, sample) at every pixel."""
+    Synthesizer.program_noise's at every pixel (`styles` restyle objects with their own)."""
     insts = list(insts) if insts is not None else [None] * len(labels)
     if resize == "config":
         labels, insts = zip(*[synth.maps.prepare(label, inst)[:2] for label, inst in zip(labels, insts)])
@@ -214,9 +214,10 @@ def program_inputs(synth: Synthesizer, labels, insts=None, styles=None, seed: in
     if synth.has_encoder:
         inputs["features"] = features
     if synth.z_dim:
-        n, h, w = label.shape[:3]
-        inputs["noise"] = np.ascontiguousarray(np.broadcast_to(synth.noise(n, seed, sample)[:, None, None, :],
-                                                               (n, h, w, synth.z_dim)))
+        noise = synth.program_noise(inst, styles, seed, sample)
+        if noise.ndim == 2:
+            noise = np.broadcast_to(noise[:, None, None, :], inst.shape + (synth.z_dim,))
+        inputs["noise"] = np.ascontiguousarray(noise)
     return inputs
 
 

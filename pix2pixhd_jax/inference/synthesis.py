@@ -18,7 +18,10 @@ Random styles are drawn per instance from (seed, sample, instance id), so editin
 object never reshuffles the styles of the others. A generator with 3D noise (netG=spade,
 model.z_dim > 0: OASIS) reads one noise vector per picture, drawn from (seed, sample) as OASIS
 draws it at test time (the same z at every pixel), unless given: every sample of a map is
-another picture, and a map's picture does not depend on the maps synthesized beside it.
+another picture, and a map's picture does not depend on the maps synthesized beside it. Its
+styles restyle objects: an object given a style (a draw index, or z itself) reads its own z
+over its pixels (drawn from (seed, sample, instance id, index)), the rest of the picture the
+picture's.
 
 `photo_program` is the one program every path runs (synthesize, the editor, export): label ids
 (or uint8 RGB labels), instance ids, features and noise in, uint8 photos out. `dtype` runs it in
@@ -98,9 +101,10 @@ def noise_map(noise, shape, z_dim: int):
     return noise
 
 
-def noise_vector(seed: int, sample: int, z_dim: int) -> np.ndarray:
-    """The noise of one picture, z ~ N(0, I) of z_dim values, drawn from (seed, sample)."""
-    rng = np.random.default_rng([seed & 0xFFFFFFFF, sample & 0xFFFFFFFF])
+def noise_vector(seed: int, sample: int, z_dim: int, *object_key: int) -> np.ndarray:
+    """The noise of one picture, z ~ N(0, I) of z_dim values, drawn from (seed, sample); with
+    object_key (instance id, draw index) one object's."""
+    rng = np.random.default_rng([v & 0xFFFFFFFF for v in (seed, sample) + tuple(int(k) for k in object_key)])
     return rng.standard_normal(z_dim, dtype=np.float32)
 
 
@@ -254,6 +258,23 @@ class Synthesizer:
             return None
         return np.broadcast_to(noise_vector(seed, sample, self.z_dim), (count, self.z_dim)).copy()
 
+    def object_noise(self, inst: np.ndarray, styles: Optional[Dict[int, Style]], seed: int = 0,
+                     sample: int = 0) -> np.ndarray:
+        """G's noise for one map's instance ids (H, W) and its styles ({instance id: draw index | z of
+        z_dim values}): the picture's z (seed, sample), and over each styled object its own z.
+        (H, W, z_dim) float32."""
+        out = np.broadcast_to(noise_vector(seed, sample, self.z_dim), inst.shape + (self.z_dim,)).copy()
+        for pid, style in (styles or {}).items():
+            if isinstance(style, (int, np.integer)):
+                z = noise_vector(seed, sample, self.z_dim, pid, style)
+            else:
+                z = np.asarray(style, np.float32).reshape(-1)
+                if z.shape != (self.z_dim,):
+                    raise SynthesisError(f"instance {pid}: a noise vector of {z.size} values; this generator reads "
+                                         f"model.z_dim={self.z_dim}.")
+            out[inst == pid] = z
+        return out
+
     def check_noise(self, noise, count: int, height: int, width: int) -> Optional[np.ndarray]:
         """Given noise, checked: (count, z_dim) or (count, height, width, z_dim) float32."""
         if not self.z_dim:
@@ -277,15 +298,28 @@ class Synthesizer:
 
     def synthesize_batch(self, labels, insts=None, styles=None, seed: int = 0, sample: int = 0, noise=None):
         """Photos for label maps of one size, in one jitted call. noise: G's noise, (B, z_dim) or
-        (B, H, W, z_dim) (a generator with 3D noise; default `self.noise(B, seed, sample)`)."""
+        (B, H, W, z_dim) (a generator with 3D noise; default program_noise: every picture's z from
+        (seed, sample), restyled objects their own)."""
         label, inst, feats = self.program_arrays(labels, insts, styles, seed, sample)
         n, h, w = label.shape[:3]
-        noise = self.noise(n, seed, sample) if noise is None else self.check_noise(noise, n, h, w)
+        if noise is not None:
+            noise = self.check_noise(noise, n, h, w)
+        else:
+            noise = self.program_noise(inst, styles, seed, sample)
         pad = lambda arrays: jnp.asarray(np.stack([pad_to_multiple(a, self.maps.divisor) for a in arrays]))  # noqa: E731
         if noise is not None and noise.ndim == 4:
             noise = pad(noise)
         out = self._generate(self.g_vars, pad(label), pad(inst), None if feats is None else pad(feats), noise)
         return np.asarray(out)[:, :h, :w]
+
+    def program_noise(self, inst: np.ndarray, styles=None, seed: int = 0, sample: int = 0) -> Optional[np.ndarray]:
+        """The program's noise for instance ids (B, H, W) (program_arrays') and one styles dict per map:
+        (B, z_dim), or (B, H, W, z_dim) where an object is restyled; None without 3D noise."""
+        if not self.z_dim:
+            return None
+        if not any(styles or []):
+            return self.noise(len(inst), seed, sample)
+        return np.stack([self.object_noise(ids, style, seed, sample) for ids, style in zip(inst, styles)])
 
     def program_arrays(self, labels, insts=None, styles=None, seed: int = 0, sample: int = 0):
         """The photo program's inputs for label maps of one size, checked (maps.check_label): label
