@@ -31,8 +31,9 @@ from pix2pixhd_jax.errors import CheckpointError, UnreadableCheckpointError
 # The JSON files Orbax reads to restore a step: in the step's folder, and in an item's.
 _STEP_JSON = ("_CHECKPOINT_METADATA",)
 _ITEM_JSON = ("_METADATA", "_sharding")
-# The parts of each item that inference uses (G, and E where the model has one).
-GENERATOR_PARTS = {"state": ("g_params", "g_stats"), "models": ("generator", "encoder")}
+# The parts of each item that inference uses (G, its moving average where the state keeps one,
+# and E where the model has one).
+GENERATOR_PARTS = {"state": ("g_params", "g_stats", "ema_params", "ema_stats"), "models": ("generator", "encoder")}
 UNREADABLE_SUFFIX = ".unreadable"
 
 
@@ -392,11 +393,23 @@ def network_variables(g_params, g_stats, d_params=None, d_stats=None) -> dict:
     return out
 
 
+def inference_generator(state):
+    """(params, stats) of the generator that synthesizes: the moving average of G where the train
+    state keeps one (OASIS's ema_params: OASIS synthesizes and evaluates with it), else G's own.
+    `state` is a train state or a restored state's dict."""
+    get = state.get if isinstance(state, dict) else lambda name: getattr(state, name, None)
+    if get("ema_params"):
+        return get("ema_params"), get("ema_stats")
+    return get("g_params"), get("g_stats")
+
+
 def load_network_params(workdir: str, discriminator: bool = True) -> dict:
     """{'generator', 'encoder', 'discriminator'} params and batch stats from the newest training
-    state or imported models of a workdir (for init_from and synthesis). discriminator=False reads
-    G's and E's arrays only (inference): D's and the optimizer's are never read, so damage there
-    does not matter. A damaged step is an error naming the file and the older step that reads."""
+    state or imported models of a workdir (for init_from and synthesis). discriminator=False is
+    inference's read: the generator that synthesizes (inference_generator: the moving average of
+    G where the state keeps one) and E, and only their arrays are read (D's and the optimizer's
+    never are, so damage there does not matter). A damaged step is an error naming the file and
+    the older step that reads."""
     for item in ("state", "models"):
         step = latest_step(workdir, item)
         if step is None:
@@ -405,6 +418,8 @@ def load_network_params(workdir: str, discriminator: bool = True) -> dict:
         if item == "state" and parts is None:
             parts = ("g_params", "g_stats", "d_params", "d_stats")
         tree = restore_to_host(workdir, step, item, parts)
+        if item == "state" and not discriminator:
+            return network_variables(*inference_generator(tree))
         if item == "state":
             return network_variables(tree["g_params"], tree["g_stats"], tree.get("d_params"), tree.get("d_stats"))
         if "generator" not in tree:

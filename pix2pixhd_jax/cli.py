@@ -371,8 +371,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--style", default="random",
                    help="random | encode:PHOTO_OR_FOLDER | STYLES.json (models with the feature encoder)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--num-samples", type=int, default=1, help="diverse outputs per label map")
+    p.add_argument("--seed", type=int, default=0, help="draws the noise (3D-noise models) and random styles")
+    p.add_argument("--num-samples", type=int, default=1,
+                   help="pictures per label map, each with other noise (3D-noise models such as OASIS) or other "
+                        "random styles (the feature encoder)")
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--clusters", default=None, help="a clusters file (default: the workdir's)")
     p.add_argument("--dtype", choices=tuple(INFERENCE_DTYPES), default=None,

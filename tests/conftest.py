@@ -108,3 +108,34 @@ def make_model_workdir(workdir, *overrides, seed=0):
     variables = random_variables(Networks(config), seed)
     checkpoint.save_models(str(workdir), 0, variables, config)
     return config, variables
+
+
+# OASIS (a SPADE G with 3D noise, OASIS's D, a moving average of G) as small as its networks go:
+# sizes multiples of 4.
+TINY_OASIS = ("model.netG=spade", "model.netD=oasis", "data.use_instance=False", "model.ngf=4", "model.ndf=4",
+              "model.num_res_blocks=2", "model.z_dim=4", "model.spade_hidden=8", "train.beta1=0.0",
+              "train.ema_decay=0.9", "loss.no_vgg_loss=True", "loss.lambda_l1=0.0", "loss.lambda_labelmix=10.0")
+
+
+def make_oasis_workdir(workdir, *overrides, steps=2):
+    """A workdir holding config.json and the training state of a tiny OASIS model (TINY_OASIS unless
+    overridden) after `steps` steps of its train step on random 32x32 batches, at a large lr so
+    that the moving average of G draws other pictures than G; returns (config, state as numpy)."""
+    import jax
+
+    from pix2pixhd_jax import checkpoint
+    from pix2pixhd_jax.training.benchmark import random_batch
+    from pix2pixhd_jax.training.train import TrainProgram
+
+    config = load_test_config(*[f"--config.{o}" for o in TINY_OASIS + ("train.lr=0.01", "train.lr_D=0.01")
+                                + tuple(overrides)])
+    program = TrainProgram(config, (32, 32), steps_per_epoch=1000)
+    state = jax.jit(program.init)(jax.random.PRNGKey(0))
+    step = jax.jit(program.step)
+    for i in range(steps):
+        state = step(state, random_batch(config, 2, 32, 32, seed=i), {})[0]
+    with checkpoint.train_manager(str(workdir), keep=1) as mngr:
+        checkpoint.save_state(mngr, steps, state)
+        mngr.wait_until_finished()
+    checkpoint.write_config(str(workdir), config)
+    return config, jax.tree_util.tree_map(np.asarray, state)

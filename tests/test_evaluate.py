@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import load_test_config, make_aligned, make_model_workdir
+from conftest import load_test_config, make_aligned, make_model_workdir, make_oasis_workdir
 
 SEG = ("segmenter.width=8", "segmenter.depth=2", "segmenter.batch_size=2", "segmenter.lr=0.01",
        "segmenter.save_freq=10")
@@ -314,3 +314,27 @@ def test_class_weights_favour_rare_classes():
     assert plain == pytest.approx(np.log(3)) and weighted == pytest.approx(np.log(3))  # uniform logits
     logits = jnp.array([[[[5.0, 0, 0], [0, 0, 0]]]])  # class 0 right, class 2 unsure
     assert float(cross_entropy(logits, ids, 3, jnp.array([1.0, 1.0, 3.0]))) > float(cross_entropy(logits, ids, 3))
+
+
+def test_evaluate_scores_the_moving_average_of_an_oasis_model(data, segmenter, tmp_path):
+    """An OASIS workdir is scored on its moving average of G, with the noise of (config.seed,
+    sample 0), standalone and during training alike; its samples' diversity is measured."""
+    from pix2pixhd_jax import checkpoint
+    from pix2pixhd_jax.evaluation.evaluate import TrainingEvaluator, scalars
+    from pix2pixhd_jax.inference.synthesis import Synthesizer
+
+    workdir = tmp_path / "oasis"
+    config, state = make_oasis_workdir(workdir, f"data.dataroot={data}", "data.load_size=64",
+                                       f"train.eval_segmenter={segmenter[0]}")
+    result = run_evaluate(workdir, segmenter, tmp_path, num_samples=2)
+    assert result["num_images"] == 3 and result["style"] == "none"
+    assert result["diversity"]["num_samples"] == 2 and result["diversity"]["mean_l1"] > 0
+    ema, g = (Synthesizer(config, checkpoint.network_variables(p, s))
+              for p, s in ((state.ema_params, state.ema_stats), (state.g_params, state.g_stats)))
+    for path in sorted((data / "test_label").glob("*.png")):
+        label = np.asarray(Image.open(path))
+        written = np.asarray(Image.open(tmp_path / "samples" / path.name))
+        np.testing.assert_array_equal(written, ema.synthesize(label, seed=config.seed))
+        assert np.abs(written.astype(int) - g.synthesize(label, seed=config.seed).astype(int)).mean() > 1
+    during = TrainingEvaluator(config)(2, state)
+    assert during == pytest.approx(scalars(result), rel=1e-6)

@@ -14,7 +14,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import ROOT, block_example, make_model_workdir
+from conftest import ROOT, block_example, make_model_workdir, make_oasis_workdir
 from lowering import conv_layers, convolutions
 from pix2pixhd_jax.cli import main
 from pix2pixhd_jax.errors import CheckpointError, ExportError
@@ -199,3 +199,45 @@ def test_an_imported_reference_generator_exports_the_references_pictures(tmp_pat
     reference = ref.tensor2im(fake)
     diff = np.abs(got.astype(np.int32) - reference.astype(np.int32))
     assert diff.max() <= 1 and (diff > 0).mean() <= 1e-3, (diff.max(), (diff > 0).mean())
+
+
+def test_an_oasis_generator_exports_with_its_noise_as_an_input(tmp_path):
+    """A SPADE G with 3D noise: the noise is the program's input, so the artifact's photo is a
+    function of its inputs; given synthesize's noise it gives synthesize's pixels, given a noise
+    map that differs by region it gives the synthesizer's picture for that map."""
+    from jax import export as jax_export
+
+    workdir, out = tmp_path / "oasis", tmp_path / "export"
+    make_oasis_workdir(workdir, steps=1)
+    assert main(["export", "--workdir", str(workdir), "--out", str(out), "--height", str(H), "--width", str(W),
+                 "--platforms", "cpu"]) == 0
+    sig = json.loads((out / "signature.json").read_text())
+    assert [(i["name"], i["dtype"], i["shape"]) for i in sig["inputs"]] == [
+        ("label_ids", "int32", ["B", H, W]), ("noise", "float32", ["B", H, W, 4])]
+    assert sig["z_dim"] == 4
+    synth = Synthesizer.from_workdir(str(workdir))
+    labels, _ = scenes(3, seed=40)
+    inputs = export.program_inputs(synth, labels, seed=3, sample=1, resize="none")
+    assert list(inputs) == ["label_ids", "noise"] and inputs["noise"].shape == (3, H, W, 4)
+    program = jax_export.deserialize((out / "generator.jax").read_bytes())
+    want = synth.synthesize_batch(labels, seed=3, sample=1)
+    np.testing.assert_array_equal(np.asarray(program.call(*inputs.values())), want)
+    np.testing.assert_array_equal(np.asarray(program.call(*inputs.values())), want)  # nothing drawn inside
+    regional = inputs["noise"].copy()
+    regional[:, :, W // 2:] = np.random.default_rng(0).standard_normal(4)
+    got = np.asarray(program.call(inputs["label_ids"], regional))
+    # The synthesizer's program for a noise map is compiled apart (XLA fuses it otherwise): float
+    # rounding moves a value by one level here and there.
+    diff = np.abs(got.astype(int) - synth.synthesize_batch(labels, noise=regional).astype(int))
+    assert diff.max() <= 1 and (diff > 0).mean() < 1e-3, (diff.max(), (diff > 0).mean())
+    assert np.abs(got.astype(int) - want.astype(int)).mean() > 0.5
+    # A restyled object's noise, as synthesize builds it.
+    styles = [{int(labels[0][0, 0]): 2}, None, None]
+    styled = export.program_inputs(synth, labels, styles=styles, seed=3, resize="none")
+    diff = np.abs(np.asarray(program.call(*styled.values())).astype(int)
+                  - synth.synthesize_batch(labels, styles=styles, seed=3).astype(int))
+    assert diff.max() <= 1 and (diff > 0).mean() < 1e-3, (diff.max(), (diff > 0).mean())
+    plain = export.program_inputs(synth, labels, seed=3, resize="none")["noise"]
+    assert not np.array_equal(styled["noise"][0], plain[0]) and np.array_equal(styled["noise"][1:], plain[1:])
+    example = export.example_inputs(synth, sig, batch=2)
+    assert example["noise"].shape == (2, H, W, 4) and example["noise"].dtype == np.float32

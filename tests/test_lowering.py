@@ -17,14 +17,16 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from conftest import ROOT, load_test_config
+from conftest import ROOT, TINY_OASIS, load_test_config
 from lowering import conv_layers, conv_operand_dtypes, convolutions, host_callbacks, lowered_text
 from pix2pixhd_jax.config_loading import load_config
 from pix2pixhd_jax.inference.synthesis import photo_program
 from pix2pixhd_jax.models import conv
 from pix2pixhd_jax.models.pix2pixhd import Networks, apply_inference, cast_for_inference
 from pix2pixhd_jax.models.vgg19 import VGG19Features
+from pix2pixhd_jax.training import aot
 from pix2pixhd_jax.training.step import init_train_state, make_train_step
+from pix2pixhd_jax.training.train import TrainProgram
 from step_helpers import LABEL_NC, TINY, make_batch
 
 H = W = 32
@@ -180,3 +182,48 @@ def test_the_encoder_lowers_for_accelerators_with_one_convolution_per_layer():
     for platform in ACCELERATORS:
         text = lowered_text(lambda v, x, i: apply_inference(nets.E, v, x, i), args, platform)
         assert convolutions(text) == want and host_callbacks(text) == [] and "dot_general" not in text
+
+
+def oasis_config(*overrides):
+    return load_test_config(*TINY_OASIS, f"data.label_nc={LABEL_NC}", *overrides)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_the_oasis_step_lowers_for_accelerators_with_the_networks_convolutions(dtype):
+    """OASIS's step (two passes of G, four of D with LabelMix, the moving average): lax's
+    convolutions only, as many as the step lowered for the CPU with lax's ops; spectral norm's
+    power iterations are its only matrix products (as many on every platform)."""
+    def lowered(platform):
+        program = TrainProgram(oasis_config(f"train.dtype={dtype}"), (H, W), steps_per_epoch=10)
+        state = jax.eval_shape(program.init, jax.random.PRNGKey(0))
+        batch = make_batch(2, H, W, LABEL_NC, use_instance=False)
+        return lowered_text(program.step, (state, batch, {}), platform)
+
+    texts = {p: lowered(p) for p in ACCELERATORS + ("cpu",)}
+    with conv.lax_ops():
+        texts["cpu_lax"] = lowered("cpu")
+    want = convolutions(texts["cpu_lax"])
+    assert want > 0 and texts["cpu"].count("dot_general") > texts["cpu_lax"].count("dot_general")
+    compute = {"float32": "f32", "bfloat16": "bf16"}[dtype]
+    for platform in ACCELERATORS:
+        text = texts[platform]
+        assert convolutions(text) == want, (platform, convolutions(text), want)
+        assert text.count("dot_general") == texts["cpu_lax"].count("dot_general"), platform
+        assert conv_operand_dtypes(text) == {compute}, (platform, conv_operand_dtypes(text))
+        assert host_callbacks(text) == [], platform
+
+
+def test_oasis_synthesis_lowers_for_accelerators_with_one_convolution_per_layer_and_noise_as_input():
+    config = oasis_config()
+    nets = Networks(config)
+    g_vars, _ = abstract_variables(nets)
+    kernels = [p for p, _ in jax.tree_util.tree_leaves_with_path(g_vars["params"]) if "kernel" in str(p[-1])]
+    label = jax.ShapeDtypeStruct((2, H, W), jnp.int32)
+    for noise in (jax.ShapeDtypeStruct((2, 4), jnp.float32), jax.ShapeDtypeStruct((2, H, W, 4), jnp.float32)):
+        for platform in ACCELERATORS:
+            text = lowered_text(photo_program(nets), (g_vars, label, None, None, noise), platform)
+            assert convolutions(text) == len(kernels), (platform, convolutions(text), len(kernels))
+            assert host_callbacks(text) == [] and "threefry" not in text, platform  # nothing drawn inside
+    # `benchmark --topology ... --what synthesis` lowers the same program, one noise vector a picture.
+    text = aot.lower_program(config, jax.devices()[:1], H, W, 2, "synthesis").as_text()
+    assert "tensor<2x4xf32>" in text and "threefry" not in text

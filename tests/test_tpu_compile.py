@@ -16,13 +16,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import load_test_config
+from conftest import TINY_OASIS, load_test_config
 from pix2pixhd_jax.errors import UserError
 from pix2pixhd_jax.models.pix2pixhd import Networks, model_inputs, size_divisor
 from pix2pixhd_jax.runtime import sharding, topology
 from pix2pixhd_jax.training import aot
 from pix2pixhd_jax.training.benchmark import random_batch
 from pix2pixhd_jax.training.step import init_train_state
+from pix2pixhd_jax.training.train import TrainProgram
 
 pytest.importorskip("libtpu", reason="libtpu (XLA:TPU's compiler) is not installed here: pip install '.[tpu]'")
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("xla_tpu")]
@@ -156,6 +157,26 @@ def test_shard_params_divides_each_chips_state_on_v5e_4x4():
     # narrow minor dimension, and XLA:TPU pads the minor dimension to 128.
     assert per_chip <= args < tree_bytes(state) / 2, (args, per_chip, tree_bytes(state))
     assert "all-gather" in collectives(compiled)  # the layers gather their parameters where they run
+
+
+def test_the_oasis_step_compiles_for_v5e_and_exchanges_only_its_gradients_and_batch_statistics(v5e):
+    """OASIS's step (a tiny SPADE G with 3D noise, OASIS's D, LabelMix, the moving average of G)
+    compiled as `benchmark --topology v5e:2x2` compiles it, one image per chip."""
+    devices, chip = v5e
+    config = load_test_config(*TINY_OASIS, "train.batch_size=4")
+    compiled = aot.compile_program(config, devices, SIZE, SIZE, per_chip_batch=1)
+    figures = aot.per_chip_figures(compiled, chip, 1)
+    state = jax.eval_shape(TrainProgram(config, (SIZE, SIZE), 1000).init, jax.random.PRNGKey(0))
+    assert state.ema_params is not None
+    # Replicated: every chip holds the whole state, the moving average of G included.
+    assert figures["argument_bytes"] >= tree_bytes(state)
+    assert figures["fits_hbm"] and figures["flops_per_chip_step"] > 0
+    found = collectives(compiled)
+    gradients = tree_bytes(state.g_params) + tree_bytes(state.d_params)
+    assert set(found) == {"all-reduce"}, {k: len(v) for k, v in found.items()}
+    # The gradients once, plus what the global batch's statistics need: G's batch norm's moments and
+    # the class-balancing weights' pixel counts (both over the whole batch), the losses and norms.
+    assert gradients <= sum(found["all-reduce"]) <= gradients + 2 ** 16
 
 
 def test_a_topology_jax_does_not_know_is_a_clear_error():

@@ -1,8 +1,10 @@
 """`pix2pixhd-jax evaluate`: the paper's scores for a trained model on a split.
 
 Synthesizes every label map of the split (whole images, the model's own styles: encoded from
-the real photo for models with the feature encoder, `--style random` for cluster styles), then
-measures, on the generated photos and on the real ones:
+the real photo for models with the feature encoder, `--style random` for cluster styles; a
+model with 3D noise with the noise of (config.seed, sample 0)) with the generator that
+synthesizes (the moving average of G where the training state keeps one, as OASIS evaluates),
+then measures, on the generated photos and on the real ones:
 
 JSON written to --out (and printed), every number a float unless said otherwise:
   workdir, segmenter, split, style      what was evaluated, and how
@@ -21,8 +23,9 @@ JSON written to --out (and printed), every number a float unless said otherwise:
                                          null otherwise, with the reason in `inception`
   paired {psnr, ssim}                    means over images, generated vs real photo (uint8)
   diversity {num_samples, mean_l1}       mean pairwise L1 ([0, 1] scale) among K samples per label
-                                         map with random cluster styles, averaged over maps; null
-                                         for a model without the feature encoder (deterministic)
+                                         map, each with other noise (3D noise) or random cluster
+                                         styles (the feature encoder), averaged over maps; null for
+                                         a model that draws nothing at random
 
 Each process of a multi-host run evaluates its share of the split; the counts and features
 are gathered and process 0 writes the JSON.
@@ -144,7 +147,7 @@ class Evaluation:
             if self.incept is not None:
                 inc_feats["generated"].append(self.incept(fakes))
                 inc_feats["real"].append(self.incept(reals))
-            if synth.has_encoder and synth.clusters is not None and num_samples > 1:
+            if synth.random_samples() and num_samples > 1:
                 samples = [synth.synthesize_batch(labels, insts, None, seed=config.seed, sample=k)
                            for k in range(num_samples)]
                 diversities += [metrics.diversity(np.stack([s[i] for s in samples])) for i in range(n)]
@@ -186,9 +189,10 @@ class Evaluation:
 
 
 class TrainingEvaluator:
-    """The Evaluation of a training run's current generator, for train.eval_every: on the held-out
-    split (train.eval_split of train.eval_dataroot, default the config's data), judged by
-    train.eval_segmenter. Called with the step's train state on every process; returns scalars."""
+    """The Evaluation of a training run's current generator (its moving average where the state
+    keeps one), for train.eval_every: on the held-out split (train.eval_split of
+    train.eval_dataroot, default the config's data), judged by train.eval_segmenter. Called with
+    the step's train state on every process; returns scalars."""
 
     def __init__(self, config):
         train = config.train
@@ -200,7 +204,7 @@ class TrainingEvaluator:
         self.synth = None
 
     def __call__(self, step: int, state) -> dict:
-        g_params, g_stats = distributed.gather_to_host((state.g_params, state.g_stats))
+        g_params, g_stats = distributed.gather_to_host(checkpoint.inference_generator(state))
         variables = checkpoint.network_variables(g_params, g_stats)
         if self.synth is None:
             self.synth = Synthesizer(self.config, variables)

@@ -11,6 +11,7 @@ class's region, as in the real annotations.
     synth = Synthesizer.from_workdir("runs/features")
     editor = Editor(synth, Scene.from_arrays(label, inst), seed=0)
     photo = editor.set_style(26001, 3)        # car 26001 takes k-means style 3 of its class
+                                              # (with 3D noise, OASIS: its noise draw 3)
     photo = editor.remove(26002)              # filled with the class around it
     photo = editor.paste(mask, label=26)      # a new car where mask is True
     photo = editor.undo()
@@ -185,7 +186,9 @@ class Scene:
         return self.paste(mask, label)[0]
 
     def set_style(self, instance_id: int, style) -> "Scene":
-        """style: a cluster index of the object's class, a feature vector, or None (random again)."""
+        """style: a cluster index of the object's class, a feature vector, or None (random again); for a
+        generator with 3D noise (OASIS) a draw index or a noise vector: the object restyled with
+        its own noise."""
         self.mask(instance_id)
         styles = dict(self.styles)
         if style is None:

@@ -15,11 +15,16 @@ The contract, the same for both, is written to OUT/signature.json:
            label_rgb  uint8 [B, H, W, input_nc]     (label_nc == 0) the label image
            inst_ids   int32 [B, H, W]               (data.use_instance) instance ids
            features   float32 [B, H, W, feat_num]   (the feature encoder) every pixel's style
+           noise      float32 [B, H, W, z_dim]      (3D noise: netG=spade, model.z_dim > 0) G's
+                                                    noise; synthesize draws one z ~ N(0, I) per
+                                                    picture, the same at every pixel
   output   photo      uint8 [B, H, W, output_nc]    the pixels `synthesize` writes for these inputs
                       (uint16 for data.image_bit_depth=16)
+The program draws nothing itself: its photo is a function of its inputs.
 One-hot labels, instance boundaries and the conversion to uint8 happen inside the program.
 `program_inputs` makes those inputs from label maps of any size the way `synthesize` does:
-scaled by the model's test transform, the features from styles or the model's clusters.
+scaled by the model's test transform, the features from styles or the model's clusters, the
+noise from (seed, sample).
 """
 
 import json
@@ -66,6 +71,10 @@ def signature(synth: Synthesizer, height: int, width: int) -> dict:
     if synth.has_encoder:
         inputs.append({"name": "features", "dtype": "float32", "shape": ["B", height, width, synth.feat_num],
                        "meaning": "every pixel's style: its instance's feature vector (style_features builds it)"})
+    if synth.z_dim:
+        inputs.append({"name": "noise", "dtype": "float32", "shape": ["B", height, width, synth.z_dim],
+                       "meaning": "G's 3D noise; a picture's z ~ N(0, I) at every pixel as synthesize draws it "
+                                  "(other values in a region restyle it)"})
     photo_dtype = "uint16" if synth.maps.bits == 16 else "uint8"
     return {"inputs": inputs, "outputs": [{"name": "photo", "dtype": photo_dtype,
                                            "shape": ["B", height, width, int(data.output_nc)]}]}
@@ -95,7 +104,8 @@ def program_fn(synth: Synthesizer):
         label = inputs.pop(0)
         inst = inputs.pop(0) if synth.maps.use_instance else None
         features = inputs.pop(0) if synth.has_encoder else None
-        return run(synth.g_vars, label, inst, features)
+        noise = inputs.pop(0) if synth.z_dim else None
+        return run(synth.g_vars, label, inst, features, noise)
 
     return generator
 
@@ -168,6 +178,8 @@ def example_inputs(synth: Synthesizer, sig: dict, batch: int = 1, seed: int = 0)
             out["inst_ids"] = inst.astype(np.int32)
         elif spec["name"] == "label_rgb":
             out[spec["name"]] = rng.integers(0, 256, shape).astype(np.uint8)
+        elif spec["name"] == "noise":
+            out["noise"] = rng.standard_normal(shape, dtype=np.float32)
         else:
             out[spec["name"]] = rng.uniform(-1, 1, shape).astype(np.float32)
     return out
@@ -190,7 +202,8 @@ def program_inputs(synth: Synthesizer, labels, insts=None, styles=None, seed: in
     the reference's test.py does for the model's config (maps.prepare), 'none' leaves them (then
     the size must be the exported one); then Synthesizer.program_arrays, as synthesis: instance
     maps default to the label ids; features (with the encoder) come from `styles` (one
-    {instance id: cluster index | vector} per map) or the clusters."""
+    {instance id: cluster index | vector} per map) or the clusters; noise (3D noise) is
+    Synthesizer.program_noise's at every pixel (`styles` restyle objects with their own)."""
     insts = list(insts) if insts is not None else [None] * len(labels)
     if resize == "config":
         labels, insts = zip(*[synth.maps.prepare(label, inst)[:2] for label, inst in zip(labels, insts)])
@@ -200,6 +213,11 @@ def program_inputs(synth: Synthesizer, labels, insts=None, styles=None, seed: in
         inputs["inst_ids"] = inst
     if synth.has_encoder:
         inputs["features"] = features
+    if synth.z_dim:
+        noise = synth.program_noise(inst, styles, seed, sample)
+        if noise.ndim == 2:
+            noise = np.broadcast_to(noise[:, None, None, :], inst.shape + (synth.z_dim,))
+        inputs["noise"] = np.ascontiguousarray(noise)
     return inputs
 
 
@@ -233,7 +251,8 @@ def export(workdir: str, out: str, fmt: str, height: int, width: int, platforms=
     sig.update({
         "format": SIGNATURE_FORMAT, "artifact": os.path.basename(path), "artifact_format": fmt,
         "platforms": platforms, "dtype": dtype, "height": height, "width": width,
-        "label_nc": synth.maps.label_nc, "feat_num": synth.feat_num, "size_divisor": synth.maps.divisor,
+        "label_nc": synth.maps.label_nc, "feat_num": synth.feat_num, "z_dim": synth.z_dim,
+        "size_divisor": synth.maps.divisor,
         "workdir": os.path.abspath(workdir), "step": step, "seconds": round(time.time() - start, 2),
         "config": checkpoint.config_dict(config),
     })

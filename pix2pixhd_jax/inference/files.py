@@ -1,5 +1,9 @@
 """`pix2pixhd-jax synthesize`: label map files or folders in, PNG photos out.
 
+--num-samples K writes K pictures per label map (X_sample00.png ...): another noise vector each
+for a generator with 3D noise (OASIS), other random cluster styles for the feature encoder, all
+drawn from --seed.
+
 Styles (models trained with the feature encoder):
   random           every instance draws a k-means style of its class (from --seed)
   encode:PATH      E's features of real photos: one photo, or a folder paired with the
@@ -113,6 +117,10 @@ def synthesize_files(synth: Synthesizer, label: str, out: str, inst: Optional[st
             raise UserError(f"--style {style!r}: expected 'random', 'encode:PHOTO_OR_FOLDER' or a .json file.")
     if num_samples < 1:
         raise UserError(f"--num-samples {num_samples}: must be at least 1.")
+    if num_samples > 1 and not synth.random_samples(style):
+        raise UserError(f"--num-samples {num_samples}: this model draws nothing at random (no 3D noise, no random "
+                        "cluster styles), so every sample would be the same picture; use --num-samples 1, or a model "
+                        "with 3D noise (model.netG=spade, model.z_dim > 0: configs/oasis_*.py).")
     atomic.output_folder(out)
 
     maps = synth.maps

@@ -15,10 +15,16 @@ size they are given; `program_arrays` checks them and adds the instance maps and
 program takes, for synthesis and export alike.
 
 Random styles are drawn per instance from (seed, sample, instance id), so editing one
-object never reshuffles the styles of the others.
+object never reshuffles the styles of the others. A generator with 3D noise (netG=spade,
+model.z_dim > 0: OASIS) reads one noise vector per picture, drawn from (seed, sample) as OASIS
+draws it at test time (the same z at every pixel), unless given: every sample of a map is
+another picture, and a map's picture does not depend on the maps synthesized beside it. Its
+styles restyle objects: an object given a style (a draw index, or z itself) reads its own z
+over its pixels (drawn from (seed, sample, instance id, index)), the rest of the picture the
+picture's.
 
 `photo_program` is the one program every path runs (synthesize, the editor, export): label ids
-(or uint8 RGB labels), instance ids and features in, uint8 photos out. `dtype` runs it in
+(or uint8 RGB labels), instance ids, features and noise in, uint8 photos out. `dtype` runs it in
 bfloat16 or float16: the conv parameters are cast once, normalisation stays in float32.
 """
 
@@ -59,22 +65,47 @@ def instance_classes(label: np.ndarray, inst: np.ndarray) -> Dict[int, int]:
 
 def photo_program(nets: Networks):
     """(G's variables, labels (B, H, W) integer ids or (B, H, W, input_nc) uint8 label images when
-    label_nc == 0, instance ids (B, H, W) integers or None, features (B, H, W, feat_num) or None) ->
-    (B, H, W, output_nc) photos in the config's levels (uint8, or uint16 for
+    label_nc == 0, instance ids (B, H, W) integers or None, features (B, H, W, feat_num) or None,
+    noise or None) -> (B, H, W, output_nc) photos in the config's levels (uint8, or uint16 for
     data.image_bit_depth=16). Pure: jit it, or export it with the variables bound. G's input is
-    built by the train step's function (models.pix2pixhd.model_inputs)."""
+    built by the train step's function (models.pix2pixhd.model_inputs). `noise` is required by a
+    generator with 3D noise (nets.z_dim > 0), else None: float32 (B, H, W, z_dim), what G reads,
+    or (B, z_dim), one vector per picture spread over its pixels."""
     config = nets.config
     bits = photo_bits(config)
 
-    def run(g_vars, label, inst, features):
+    def run(g_vars, label, inst, features, noise=None):
         batch = {"label_ids" if config.data.label_nc else "label": label}
         if inst is not None:
             batch["inst"] = inst
+        inputs = model_inputs(batch, config)
+        if nets.z_dim:
+            inputs["noise"] = noise_map(noise, label.shape[:3], nets.z_dim)
         fake, _ = generate(nets, {"generator": g_vars["params"]}, {"generator": g_vars.get("batch_stats", {})},
-                           model_inputs(batch, config), train=False, rng=jax.random.PRNGKey(0), features=features)
+                           inputs, train=False, rng=jax.random.PRNGKey(0), features=features)
         return to_levels(fake, bits, xp=jnp)
 
     return run
+
+
+def noise_map(noise, shape, z_dim: int):
+    """G's noise input (B, H, W, z_dim) float32 from (B, H, W, z_dim) or one vector per picture (B, z_dim)."""
+    if noise is None:
+        raise ValueError(f"this generator reads 3D noise (model.z_dim={z_dim}): pass noise of shape (B, {z_dim}) or "
+                         f"(B, H, W, {z_dim})")
+    noise = jnp.asarray(noise, jnp.float32)
+    if noise.ndim == 2:
+        noise = jnp.broadcast_to(noise[:, None, None, :], tuple(shape) + (z_dim,))
+    if noise.shape != tuple(shape) + (z_dim,):
+        raise ValueError(f"noise of shape {noise.shape}: expected (B, {z_dim}) or {tuple(shape) + (z_dim,)}")
+    return noise
+
+
+def noise_vector(seed: int, sample: int, z_dim: int, *object_key: int) -> np.ndarray:
+    """The noise of one picture, z ~ N(0, I) of z_dim values, drawn from (seed, sample); with
+    object_key (instance id, draw index) one object's."""
+    rng = np.random.default_rng([v & 0xFFFFFFFF for v in (seed, sample) + tuple(int(k) for k in object_key)])
+    return rng.standard_normal(z_dim, dtype=np.float32)
 
 
 def random_style_index(seed: int, sample: int, pool_id: int, num_styles: int) -> int:
@@ -84,7 +115,8 @@ def random_style_index(seed: int, sample: int, pool_id: int, num_styles: int) ->
 
 def load_generator(workdir: str, config) -> dict:
     """{'generator'[, 'encoder']} variables of the workdir's newest checkpoint (only those arrays are
-    read), checked against the shapes its config.json builds."""
+    read; of a training state that keeps a moving average of G, the average's), checked against the
+    shapes its config.json builds."""
     variables = checkpoint.load_network_params(workdir, discriminator=False)
     uses_e = bool(config.model.instance_feat or config.model.label_feat)
     if "encoder" not in variables and uses_e:
@@ -121,6 +153,7 @@ class Synthesizer:
         self.has_encoder = self.nets.E is not None
         self.label_feat = bool(config.model.label_feat)
         self.feat_num = int(config.model.feat_num) if self.has_encoder else 0
+        self.z_dim = self.nets.z_dim
         self.maps = ModelMaps.of(config)
         self.clusters = clusters
         if clusters is not None and self.has_encoder and clusters.feat_num != self.feat_num:
@@ -211,20 +244,82 @@ class Synthesizer:
         table = np.stack([vectors.get(int(i), np.zeros(self.feat_num, np.float32)) for i in uniq]).astype(np.float32)
         return table[inverse.reshape(-1)].reshape(ids.shape + (self.feat_num,))
 
+    # ----- noise -------------------------------------------------------------------
+    def random_samples(self, style: str = "random") -> bool:
+        """Whether the samples of a label map differ: G reads 3D noise, or cluster styles are drawn
+        at random (the feature encoder with its clusters, style 'random')."""
+        return bool(self.z_dim) or (self.has_encoder and self.clusters is not None and style == "random")
+
+    def noise(self, count: int, seed: int = 0, sample: int = 0) -> Optional[np.ndarray]:
+        """G's noise for `count` pictures, (count, z_dim) float32 (one vector per picture, spread over its
+        pixels in the program): every picture's drawn from (seed, sample) (noise_vector); None for a
+        generator without 3D noise."""
+        if not self.z_dim:
+            return None
+        return np.broadcast_to(noise_vector(seed, sample, self.z_dim), (count, self.z_dim)).copy()
+
+    def object_noise(self, inst: np.ndarray, styles: Optional[Dict[int, Style]], seed: int = 0,
+                     sample: int = 0) -> np.ndarray:
+        """G's noise for one map's instance ids (H, W) and its styles ({instance id: draw index | z of
+        z_dim values}): the picture's z (seed, sample), and over each styled object its own z.
+        (H, W, z_dim) float32."""
+        out = np.broadcast_to(noise_vector(seed, sample, self.z_dim), inst.shape + (self.z_dim,)).copy()
+        for pid, style in (styles or {}).items():
+            if isinstance(style, (int, np.integer)):
+                z = noise_vector(seed, sample, self.z_dim, pid, style)
+            else:
+                z = np.asarray(style, np.float32).reshape(-1)
+                if z.shape != (self.z_dim,):
+                    raise SynthesisError(f"instance {pid}: a noise vector of {z.size} values; this generator reads "
+                                         f"model.z_dim={self.z_dim}.")
+            out[inst == pid] = z
+        return out
+
+    def check_noise(self, noise, count: int, height: int, width: int) -> Optional[np.ndarray]:
+        """Given noise, checked: (count, z_dim) or (count, height, width, z_dim) float32."""
+        if not self.z_dim:
+            raise SynthesisError("this model reads no noise (model.z_dim=0 or a generator other than spade): "
+                                 "synthesize it without noise.")
+        noise = np.asarray(noise, np.float32)
+        if noise.shape not in ((count, self.z_dim), (count, height, width, self.z_dim)):
+            raise SynthesisError(f"noise of shape {noise.shape}: expected ({count}, {self.z_dim}) or ({count}, "
+                                 f"{height}, {width}, {self.z_dim}) (model.z_dim={self.z_dim}).")
+        return noise
+
     # ----- synthesis ---------------------------------------------------------------
     def synthesize(self, label: np.ndarray, inst: Optional[np.ndarray] = None,
-                   styles: Optional[Dict[int, Style]] = None, seed: int = 0, sample: int = 0) -> np.ndarray:
+                   styles: Optional[Dict[int, Style]] = None, seed: int = 0, sample: int = 0,
+                   noise: Optional[np.ndarray] = None) -> np.ndarray:
         """One photo, (H, W, output_nc) levels (uint8, or uint16 with image_bit_depth=16), for one label map
-        (H, W) (a label image (H, W, input_nc) when label_nc == 0)."""
-        return self.synthesize_batch([label], [inst], [styles], seed=seed, sample=sample)[0]
+        (H, W) (a label image (H, W, input_nc) when label_nc == 0). noise: G's noise, (z_dim,) or
+        (H, W, z_dim) (a generator with 3D noise; default drawn from (seed, sample))."""
+        return self.synthesize_batch([label], [inst], [styles], seed=seed, sample=sample,
+                                     noise=None if noise is None else np.asarray(noise)[None])[0]
 
-    def synthesize_batch(self, labels, insts=None, styles=None, seed: int = 0, sample: int = 0):
-        """Photos for label maps of one size, in one jitted call."""
+    def synthesize_batch(self, labels, insts=None, styles=None, seed: int = 0, sample: int = 0, noise=None):
+        """Photos for label maps of one size, in one jitted call. noise: G's noise, (B, z_dim) or
+        (B, H, W, z_dim) (a generator with 3D noise; default program_noise: every picture's z from
+        (seed, sample), restyled objects their own)."""
         label, inst, feats = self.program_arrays(labels, insts, styles, seed, sample)
-        h, w = label.shape[1:3]
+        n, h, w = label.shape[:3]
+        if noise is not None:
+            noise = self.check_noise(noise, n, h, w)
+        else:
+            noise = self.program_noise(inst, styles, seed, sample)
         pad = lambda arrays: jnp.asarray(np.stack([pad_to_multiple(a, self.maps.divisor) for a in arrays]))  # noqa: E731
-        out = self._generate(self.g_vars, pad(label), pad(inst), None if feats is None else pad(feats))
+        if noise is not None and noise.ndim == 4:
+            noise = pad(noise)
+        out = self._generate(self.g_vars, pad(label), pad(inst), None if feats is None else pad(feats), noise)
         return np.asarray(out)[:, :h, :w]
+
+    def program_noise(self, inst: np.ndarray, styles=None, seed: int = 0, sample: int = 0) -> Optional[np.ndarray]:
+        """The program's noise for instance ids (B, H, W) (program_arrays') and one styles dict per map:
+        (B, z_dim), or (B, H, W, z_dim) where an object is restyled; None without 3D noise."""
+        if not self.z_dim:
+            return None
+        if not any(styles or []):
+            return self.noise(len(inst), seed, sample)
+        return np.stack([self.object_noise(ids, style, seed, sample) for ids, style in zip(inst, styles)])
 
     def program_arrays(self, labels, insts=None, styles=None, seed: int = 0, sample: int = 0):
         """The photo program's inputs for label maps of one size, checked (maps.check_label): label

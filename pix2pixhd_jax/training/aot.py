@@ -67,9 +67,11 @@ def _synthesis(config, mesh, height: int, width: int, global_batch: int):
     feats = None
     if nets.E is not None:
         feats = jax.ShapeDtypeStruct((global_batch, height, width, int(config.model.feat_num)), jnp.float32)
-    args = [_with_sharding(x, split) if x is not None else None for x in (label, inst, feats)]
-    run = jax.jit(photo_program(nets), in_shardings=(replicated, split, split if inst is not None else None,
-                                                     split if feats is not None else None), out_shardings=split)
+    noise = jax.ShapeDtypeStruct((global_batch, nets.z_dim), jnp.float32) if nets.z_dim else None  # one z a picture
+    args = [_with_sharding(x, split) if x is not None else None for x in (label, inst, feats, noise)]
+    run = jax.jit(photo_program(nets), in_shardings=(replicated,) + tuple(split if x is not None else None
+                                                                          for x in (label, inst, feats, noise)),
+                  out_shardings=split)
     return run.lower(g_vars, *args)
 
 
@@ -152,5 +154,6 @@ def _describe(config, what, topology_name, devices, chip, height, width, per_chi
             "height": height, "width": width, "per_chip_batch": per_chip_batch,
             "global_batch": per_chip_batch * len(devices), "dtype": str(config.train.dtype),
             "remat": remat_mode(config.train), "shard_params": bool(config.train.shard_params),
-            "vgg": not config.loss.no_vgg_loss, "netG": config.model.netG, "num_D": int(config.model.num_D),
-            "jax": jax.__version__, "libtpu": libtpu, "python": platform.python_version()}
+            "vgg": not config.loss.no_vgg_loss, "netG": config.model.netG, "netD": config.model.netD,
+            "num_D": int(config.model.num_D), "jax": jax.__version__, "libtpu": libtpu,
+            "python": platform.python_version()}

@@ -255,8 +255,9 @@ def train(config, workdir: str, devices=None, progress: bool = True):
 
 
 def synthesize_test_split(config, workdir: str, state, max_grid_rows: int = 8):
-    """The test split synthesized by the trained G (with the encoder: each test photo's own
-    encoded styles, the reference's --use_encoded_image) -> <workdir>/test_results/*.png."""
+    """The test split synthesized by the trained G (its moving average where the state keeps one;
+    with the encoder: each test photo's own encoded styles, the reference's --use_encoded_image)
+    -> <workdir>/test_results/*.png."""
     config = inference_config(config)  # whole test images, not training crops
     # Each process synthesizes its own share of the split on its own devices.
     count, index = jax.process_count(), jax.process_index()
@@ -266,7 +267,7 @@ def synthesize_test_split(config, workdir: str, state, max_grid_rows: int = 8):
     except DataError as e:
         logging.warning("no test split to synthesize (%s)", e)
         return None
-    g_params, g_stats = distributed.gather_to_host((state.g_params, state.g_stats))
+    g_params, g_stats = distributed.gather_to_host(checkpoint.inference_generator(state))
     variables = {name: {"params": g_params[name], "batch_stats": g_stats[name]} for name in g_params}
     synth = Synthesizer(config, variables)
     out_dir = os.path.join(workdir, "test_results")
