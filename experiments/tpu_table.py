@@ -8,13 +8,17 @@ Every entry is one `pix2pixhd-jax benchmark --topology` record (training/aot.py)
 both configs with the remat policies none, blocks, dots_saveable and full at batch 1; for every
 topology (v5e:2x2, v4:2x2x1, v5p:2x2x1, v6e:2x2) the configs as shipped (their own train.remat)
 at batch 1 and the largest batch per chip that XLA:TPU compiles within the chip's HBM, found by
-compiling (from the line through batches 1 and 2, then one batch up or down until the boundary
-is seen); and synthesis at 2048x1024. Resumable: entries already in --out are not compiled again
-(each compile takes minutes here; each entry records the commit it was compiled at). Prints the
+compiling (a first guess from batch 1 on that chip and the bytes one more image costs, measured on
+v5e from batches 1 and 2; then one batch up or down until the boundary is seen); and synthesis at
+2048x1024. Resumable: entries already in --out are not compiled again (each compile takes minutes
+here; each entry records the commit it was compiled at). Several runs may share --out (say one per
+config, --configs): each entry is merged into the file under a lock as it is compiled. Prints the
 tables experiments/benchmarks.md shows; --report prints them from what is there, compiling nothing.
 """
 
 import argparse
+import contextlib
+import fcntl
 import json
 import os
 import subprocess
@@ -36,7 +40,22 @@ COMMIT = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, captu
 class Table:
     def __init__(self, path):
         self.path = path
-        self.entries = json.load(open(path)) if os.path.isfile(path) else {}
+        self.entries = {}
+        self._reload()
+
+    def _reload(self):
+        if os.path.isfile(self.path):
+            self.entries.update(json.load(open(self.path)))
+
+    @contextlib.contextmanager
+    def _locked(self):
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        with open(self.path + ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
 
     def get(self, topo, key, remat, batch, what="train_step", shard=None):
         config_file, height, width = CONFIGS[key]
@@ -48,26 +67,34 @@ class Table:
         config = load_config(os.path.join(ROOT, "configs", config_file), overrides)
         name = (f"{topo}/{key}/{what}/{config.train.remat}/{'sharded' if config.train.shard_params else 'replicated'}"
                 f"/b{batch}")
+        self._reload()
         if name not in self.entries:
             print("compiling", name, flush=True)
-            self.entries[name] = {**aot.compile_for_topology(config, topo, height, width, batch, what),
-                                  "commit": COMMIT}
-            atomic.write_json(self.path, self.entries)
-            rec = self.entries[name]
+            rec = {**aot.compile_for_topology(config, topo, height, width, batch, what), "commit": COMMIT}
+            with self._locked():
+                self._reload()
+                self.entries[name] = rec
+                atomic.write_json(self.path, self.entries)
             print(name, rec.get("per_chip_gib"), "GiB" if rec["compiles"] else rec.get("error", "")[:200],
                   rec["compile_s"], "s", flush=True)
         return self.entries[name]
 
+    def per_image_bytes(self, key):
+        """What one more image per chip costs, from v5e's batches 1 and 2 (the per-chip program is
+        the same on every chip but for tiling and code: a first guess that compiling then checks)."""
+        one, two = self.get("v5e:2x2", key, None, 1), self.get("v5e:2x2", key, None, 2)
+        if two["compiles"]:
+            return two["per_chip_bytes"] - one["per_chip_bytes"]
+        return one["per_chip_bytes"] - one["argument_bytes"]
+
     def largest_batch(self, topo, key):
         """The largest per-chip batch XLA:TPU compiles for the shipped config within a chip's HBM."""
-        one, two = self.get(topo, key, None, 1), self.get(topo, key, None, 2)
+        one = self.get(topo, key, None, 1)
         if not one["compiles"]:
             return 0
-        if not two["compiles"]:
-            return 1
         hbm = topology.CHIPS[one["device_kind"]].hbm_bytes
-        per_image = two["per_chip_bytes"] - one["per_chip_bytes"]
-        b = max(2, int((hbm - (one["per_chip_bytes"] - per_image)) // max(per_image, 1)))
+        per_image = self.per_image_bytes(key)
+        b = max(2, 1 + int((hbm - one["per_chip_bytes"]) // max(per_image, 1)))
         if self.get(topo, key, None, b)["compiles"]:
             while self.get(topo, key, None, b + 1)["compiles"]:
                 b += 1
@@ -105,19 +132,26 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=os.path.join(ROOT, "experiments", "tpu", "compiles.json"))
     parser.add_argument("--only", default=None, help="only topologies whose name starts so (e.g. v5e)")
+    parser.add_argument("--configs", default=",".join(CONFIGS), help="which configs, comma-separated: "
+                        + ", ".join(CONFIGS))
     parser.add_argument("--report", action="store_true", help="print the tables of what --out holds; compile nothing")
     args = parser.parse_args()
     table = Table(args.out)
     if args.report:
         return report(table.entries)
     topologies = [t for t in TOPOLOGIES if not args.only or t.startswith(args.only)]
+    keys = [k for k in args.configs.split(",") if k]
+    unknown = sorted(set(keys) - set(CONFIGS))
+    if unknown:
+        parser.error(f"--configs {','.join(unknown)}: no such config; choose from {', '.join(CONFIGS)}")
+    largest = {(t, k): table.largest_batch(t, k) for t in topologies for k in keys}
     if "v5e:2x2" in topologies:
-        for key in CONFIGS:
+        for key in keys:
             for policy in POLICIES:
                 table.get("v5e:2x2", key, policy, 1)
-    largest = {(t, k): table.largest_batch(t, k) for t in topologies for k in CONFIGS}
-    for t in topologies:
-        table.get(t, "local_2048x1024", None, 1, what="synthesis")
+    if "local_2048x1024" in keys:
+        for t in topologies:
+            table.get(t, "local_2048x1024", None, 1, what="synthesis")
     report(table.entries)
     print("\nlargest batch per chip (configs as shipped):", {f"{t} {k}": b for (t, k), b in largest.items()})
 
