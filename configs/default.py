@@ -100,6 +100,10 @@ def get_config():
     # average of G's weights that synthesis and evaluation use (OASIS 0.9999; 0 = none).
     train.lr_D = -1.0
     train.ema_decay = 0.0
+    # Passes of the averaged G in training mode over the coming training batches before every
+    # scheduled save and evaluation: they refresh its batch-norm statistics, which the average of
+    # G's statistics does not give (OASIS runs 50).
+    train.ema_stats_passes = 50
     train.beta1 = 0.5
     train.beta2 = 0.999
     train.pool_size = 0

@@ -24,19 +24,19 @@ from pix2pixhd_jax import atomic, checkpoint
 from pix2pixhd_jax.config_loading import load_config, split_config_args
 from pix2pixhd_jax.data import instances, prepared, synthetic, throughput, visualize
 from pix2pixhd_jax.data.pipeline import InputPipeline
-from pix2pixhd_jax.errors import InteropError, NonFiniteLossError, UserError
+from pix2pixhd_jax.errors import NonFiniteLossError, UserError
 from pix2pixhd_jax.evaluation import evaluate, segmenter
 from pix2pixhd_jax.inference import encode, export, features
 from pix2pixhd_jax.inference.files import RESIZE_MODES, synthesize_files
 from pix2pixhd_jax.inference.synthesis import Synthesizer
 from pix2pixhd_jax.models.layers import count_params
-from pix2pixhd_jax.models.pix2pixhd import INFERENCE_DTYPES, uses_encoder
+from pix2pixhd_jax.models.pix2pixhd import INFERENCE_DTYPES
 from pix2pixhd_jax.runtime import console, distributed
 from pix2pixhd_jax.serve import Limits, serve
 from pix2pixhd_jax.training import train as training
 from pix2pixhd_jax.training import aot
 from pix2pixhd_jax.training import benchmark as benchmark_lib
-from pix2pixhd_jax.weights import reference
+from pix2pixhd_jax.weights import torch_import
 from pix2pixhd_jax.weights.inception import convert_fid_inception_main
 from pix2pixhd_jax.weights.vgg19 import convert_vgg19_main
 
@@ -129,16 +129,9 @@ def cmd_prepare_tfds(args, overrides):
 
 def cmd_import_torch(args, overrides):
     config = load_config(args.config, overrides)
-    converters = (("generator", args.netG, reference.generator_variables),
-                  ("discriminator", args.netD, reference.discriminator_variables),
-                  ("encoder", args.netE, reference.encoder_variables))
-    if args.netE and not uses_encoder(config):
-        raise InteropError("--netE given but the config has no feature encoder: add "
-                                   "--config.model.instance_feat=true (or label_feat).")
-    variables = {}
-    for name, path, convert in converters:
-        if path:
-            variables[name] = convert(reference.load_torch_state_dict(path), config)
+    variables = torch_import.import_networks(config, args.netG, args.netD, args.netE)
+    for name, path in (("generator", args.netG), ("discriminator", args.netD), ("encoder", args.netE)):
+        if name in variables:
             print(f"{name}: {path} -> {count_params(variables[name]['params']):,} parameters")
     where = checkpoint.save_models(args.workdir, args.step, variables, config)
     print(f"checkpoint written to {where} (config in {os.path.join(os.path.abspath(args.workdir), 'config.json')})")
@@ -342,11 +335,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_distributed(p)
     p.set_defaults(fn=cmd_train, takes_config=True)
 
-    p = sub.add_parser("import-torch", help="import NVIDIA pix2pixHD .pth checkpoints into a workdir")
+    p = sub.add_parser("import-torch", help="import PyTorch checkpoints (NVIDIA pix2pixHD, NVlabs SPADE's generator, "
+                       "boschresearch OASIS) into a workdir")
     p.add_argument("--config", required=True, help="the config the checkpoint was trained with, e.g. "
-                   "configs/cityscapes_2048x1024.py for label2city_1024p")
-    p.add_argument("--netG", required=True, help="latest_net_G.pth")
-    p.add_argument("--netD", default=None, help="latest_net_D.pth (for fine-tuning)")
+                   "configs/cityscapes_2048x1024.py for label2city_1024p, configs/oasis_cityscapes.py for OASIS")
+    p.add_argument("--netG", required=True, help="latest_net_G.pth (OASIS: *_EMA.pth, the moving average it "
+                   "synthesizes with, or *_G.pth)")
+    p.add_argument("--netD", default=None, help="latest_net_D.pth, OASIS's *_D.pth (for fine-tuning)")
     p.add_argument("--netE", default=None, help="latest_net_E.pth (with the feature encoder)")
     p.add_argument("--workdir", required=True)
     p.add_argument("--step", type=int, default=0, help="the step the checkpoint is saved under")
@@ -370,7 +365,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--inst", default=None, help="instance map(s), paired with the label maps by scene name")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--style", default="random",
-                   help="random | encode:PHOTO_OR_FOLDER | STYLES.json (models with the feature encoder)")
+                   help="random | encode:PHOTO_OR_FOLDER | STYLES.json (models with the feature encoder: a "
+                        "cluster index or a feature vector per object; models with 3D noise: a draw index or a "
+                        "noise vector of z_dim values per object)")
     p.add_argument("--seed", type=int, default=0, help="draws the noise (3D-noise models) and random styles")
     p.add_argument("--num-samples", type=int, default=1,
                    help="pictures per label map, each with other noise (3D-noise models such as OASIS) or other "

@@ -173,3 +173,64 @@ def test_a_style_restyles_one_object_with_its_own_noise(synth):
     np.testing.assert_array_equal(editor.undo(), base)
     with pytest.raises(SynthesisError, match="model.z_dim=4"):
         synth.synthesize(LABEL, styles={pid: [0.5, 0.5]})
+
+
+def test_cli_style_file_restyles_objects_with_their_own_noise(oasis, synth, scenes, tmp_path, capsys):
+    """`synthesize --style STYLES.json` on a model with 3D noise: a draw index or a noise vector per
+    object (for every map, or per scene), the pictures the library draws for those styles."""
+    import json
+
+    _, examples = scenes
+    (name0, label0, _, _), (name1, label1, _, _) = examples[:2]
+    pid0, pid1 = int(label0[0, 0]), int(label1[-1, -1])
+    z = [0.25, -1.0, 0.5, 2.0]
+    styles = tmp_path / "styles.json"
+    styles.write_text(json.dumps({name0: {str(pid0): 3}, name1: {str(pid1): z}}))
+    out = tmp_path / "styled"
+    assert run(oasis[0], scenes, out, "--style", str(styles), "--seed", "2") == 0
+    got0 = np.asarray(Image.open(out / f"{name0}_synthesized.png"))
+    np.testing.assert_array_equal(got0, synth.synthesize(label0, styles={pid0: 3}, seed=2))
+    assert not np.array_equal(got0, synth.synthesize(label0, seed=2))
+    np.testing.assert_array_equal(np.asarray(Image.open(out / f"{name1}_synthesized.png")),
+                                  synth.synthesize(label1, styles={pid1: z}, seed=2))
+
+    styles.write_text(json.dumps({str(pid0): [0.5, 0.5]}))
+    assert run(oasis[0], scenes, tmp_path / "bad", "--style", str(styles)) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(styles) in err and "2 values" in err and "give 4 numbers" in err
+    assert run(oasis[0], scenes, tmp_path / "bad2", "--style", "encode:" + str(tmp_path)) == 2
+    assert "no feature encoder" in capsys.readouterr().err
+
+
+def test_the_editor_service_restyles_an_object_with_its_own_noise(synth):
+    """The editor's /api/style on a model with 3D noise: K draws the object's own noise K, 'random'
+    a draw other than its current one, 'default' the picture's noise again; out-of-range draws are
+    refused with the range."""
+    from pix2pixhd_jax.inference.editing import Editor
+    from pix2pixhd_jax.serve import ApiError, EditorService
+    from serve_helpers import decode_data_url, png_b64
+
+    service = EditorService(synth, {}, seed=1, resize="none")
+    assert service.info["noise"] and not service.info["styles"]
+    state = service.upload({"label": png_b64(LABEL.astype(np.uint8))})
+    sid = state["session"]
+    iid = service.select({"session": sid, "x": W - 1, "y": 0})["selected"]["instance"]
+    reference = Editor(synth, service.sessions[sid].editor.scene, seed=1)
+    base = decode_data_url(state["photo"])
+    np.testing.assert_array_equal(base, reference.render())
+
+    drawn = decode_data_url(service.style({"session": sid, "instance": iid, "style": 3})["photo"])
+    np.testing.assert_array_equal(drawn, reference.set_style(iid, 3))
+    assert np.abs(drawn.astype(int) - base).mean() > 0.1
+    selected = service.select({"session": sid, "x": W - 1, "y": 0})["selected"]
+    assert (selected["style"], selected["style_kind"]) == (3, "chosen")
+
+    other = decode_data_url(service.style({"session": sid, "instance": iid, "style": "random", "seed": 7})["photo"])
+    index = service.select({"session": sid, "x": W - 1, "y": 0})["selected"]["style"]
+    assert isinstance(index, int) and index != 3
+    np.testing.assert_array_equal(other, reference.set_style(iid, index))
+    back = service.style({"session": sid, "instance": iid, "style": "default"})
+    np.testing.assert_array_equal(decode_data_url(back["photo"]), base)
+    for bad in (-1, 2 ** 31, "blue", 1.5):
+        with pytest.raises(ApiError, match=r"0\.\.2147483647"):
+            service.style({"session": sid, "instance": iid, "style": bad})

@@ -378,3 +378,45 @@ def test_torch_modules_are_spades_own_code(num_up, norm_G):
             close(nhwc(ours(seg)), nhwc(theirs(seg)), f"SPADEGenerator train={train}")
         for k, v in theirs.state_dict().items():
             close(ours.state_dict()[k].numpy(), v.numpy(), k)
+
+
+def test_import_torch_cli_imports_an_oasis_model_that_synthesizes_the_references_pictures(tmp_path, capsys):
+    """`import-torch` with an OASIS config: the moving-average G (*_EMA.pth) and D (*_D.pth) into a
+    workdir; `Synthesizer` then paints what the PyTorch module paints for the same noise (to a level
+    of 8 bits), and D segments as its module does."""
+    from conftest import ROOT
+    from pix2pixhd_jax import checkpoint
+    from pix2pixhd_jax.cli import main
+    from pix2pixhd_jax.inference.synthesis import Synthesizer
+
+    label_nc, ngf, blocks, z_dim, hidden = 6, 4, 4, 8, 8
+    ids = np.kron(np.random.default_rng(7).integers(0, label_nc, size=(4, 8)), np.ones((8, 8), np.int64))
+    seg = np.eye(label_nc, dtype=np.float32)[ids][None]
+    z = np.random.default_rng(8).normal(size=z_dim).astype(np.float32)
+    z_map = np.broadcast_to(z, seg.shape[:3] + (z_dim,))
+    g = ref.calibrate(ref.randomize(ref.OASISGenerator(label_nc, ngf, blocks, z_dim, hidden=hidden), seed=2),
+                      nchw(seg), nchw(z_map)).eval()
+    d = ref.randomize(ref.OASISDiscriminator(label_nc, ngf, blocks), seed=4).eval()
+    torch.save(g.state_dict(), tmp_path / "best_EMA.pth")
+    torch.save(d.state_dict(), tmp_path / "best_D.pth")
+    overrides = [f"--config.data.label_nc={label_nc}", f"--config.model.ngf={ngf}", f"--config.model.ndf={ngf}",
+                 f"--config.model.num_res_blocks={blocks}", f"--config.model.z_dim={z_dim}",
+                 f"--config.model.spade_hidden={hidden}"]
+    workdir = tmp_path / "work"
+    assert main(["import-torch", "--config", str(ROOT / "configs" / "oasis_synthetic.py"), *overrides,
+                 "--netG", str(tmp_path / "best_EMA.pth"), "--netD", str(tmp_path / "best_D.pth"),
+                 "--workdir", str(workdir)]) == 0
+    assert "checkpoint written to" in capsys.readouterr().out
+
+    with torch.no_grad():
+        theirs = nhwc(g(nchw(seg), nchw(z_map)))[0]
+    ours = Synthesizer.from_workdir(str(workdir)).synthesize(ids, noise=z)
+    assert ours.shape == theirs.shape and ours.dtype == np.uint8
+    theirs_levels = np.clip(np.round((theirs + 1) * 127.5), 0, 255)
+    assert np.abs(ours.astype(float) - theirs_levels).max() <= 1
+
+    x = np.random.default_rng(5).uniform(-1, 1, size=(1, 32, 64, 3)).astype(np.float32)
+    restored = checkpoint.load_models(str(workdir))
+    out = OASISDiscriminator(label_nc, ngf, blocks).apply(restored["discriminator"], jnp.asarray(x), train=False)
+    with torch.no_grad():
+        close(out, nhwc(d(nchw(x))), "D")

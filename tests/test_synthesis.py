@@ -244,9 +244,10 @@ def test_load_style_json_forms(tmp_path):
     ("{not json", "cannot read"),
     ("[1, 2]", "holds a list"),
     ('{"car": 3}', "'car' is not an instance id"),
-    ('{"26001": "red"}', "neither a cluster index"),
-    ('{"26001": true}', "neither a cluster index"),
-    ('{"26001": 1.5}', "neither a cluster index"),
+    ('{"26001": "red"}', "neither an index"),
+    ('{"26001": true}', "neither an index"),
+    ('{"26001": 1.5}', "neither an index"),
+    ('{"26001": -2}', "index -2 is negative"),
     ('{"26001": [0.1, "a"]}', "must hold numbers"),
     ('{"scene_000": {"x1": 2}}', "'x1' is not an instance id"),
 ])

@@ -66,7 +66,10 @@ def _parse_style_map(obj, where: str) -> dict:
         except ValueError:
             raise UserError(f"{where}: key {key!r} is not an instance id.") from None
         if isinstance(value, bool) or not isinstance(value, (int, list)):
-            raise UserError(f"{where}: instance {inst}: {value!r} is neither a cluster index nor a list of features.")
+            raise UserError(f"{where}: instance {inst}: {value!r} is neither an index (a cluster, or a draw of the "
+                            "noise) nor a list of numbers (features, or a noise vector).")
+        if isinstance(value, int) and value < 0:
+            raise UserError(f"{where}: instance {inst}: index {value} is negative; give an index from 0.")
         if isinstance(value, list) and not all(isinstance(v, (int, float)) and not isinstance(v, bool)
                                                for v in value):
             raise UserError(f"{where}: instance {inst}: the feature list {value!r} must hold numbers.")
@@ -89,6 +92,18 @@ def load_style_json(path: str) -> dict:
     return {None: _parse_style_map(obj, path)}
 
 
+def _check_vector_lengths(style_json: dict, path: str, synth: Synthesizer):
+    """Every vector of a style file as long as what the model reads: E's features, or G's noise."""
+    size, what = ((synth.feat_num, "features (model.feat_num)") if synth.has_encoder else
+                  (synth.z_dim, "noise values (model.z_dim)"))
+    for scene, styles in style_json.items():
+        for inst, value in styles.items():
+            if isinstance(value, list) and len(value) != size:
+                where = f"{path} [{scene}]" if scene is not None else path
+                raise UserError(f"{where}: instance {inst}: a vector of {len(value)} values; this model reads {size} "
+                                f"{what}: give {size} numbers, or an index.")
+
+
 RESIZE_MODES = ("config", "none")
 
 
@@ -106,13 +121,15 @@ def synthesize_files(synth: Synthesizer, label: str, out: str, inst: Optional[st
     insts = _pair_by_scene(labels, _files(inst, "instance maps", "--inst"), "instance map") if inst else {}
     photos, style_json = {}, {}
     if style != "random":
-        if not synth.has_encoder:
+        if not synth.has_encoder and not (synth.z_dim and style.endswith(".json")):
             raise UserError(f"--style {style}: this model has no feature encoder; styles apply only to models trained "
-                            "with model.instance_feat or model.label_feat.")
+                            "with model.instance_feat or model.label_feat, and a STYLES.json (a draw index or a noise "
+                            "vector per object) to models with 3D noise (model.z_dim > 0).")
         if style.startswith("encode:"):
             photos = _pair_by_scene(labels, _files(style[len("encode:"):], "style photos", "--style encode:"), "style photo")
         elif style.endswith(".json"):
             style_json = load_style_json(style)
+            _check_vector_lengths(style_json, style, synth)
         else:
             raise UserError(f"--style {style!r}: expected 'random', 'encode:PHOTO_OR_FOLDER' or a .json file.")
     if num_samples < 1:

@@ -23,6 +23,8 @@ status that names the field, the value and the fix):
   POST /api/delete   {session, instance, fill_class?}  -> state
   POST /api/relabel  {session, instance, class}  -> state
   POST /api/style    {session, instance, style: K | "random" | "default", seed?}  -> state
+                     (K: a k-means style of the object's class; with a generator that reads 3D
+                     noise, a draw of the object's own noise, 0..2**31-1)
   POST /api/undo     {session}         -> state
   POST /api/close    {session}
   GET  /api/download/{label,inst,photo,colors}.png?session=ID
@@ -58,6 +60,7 @@ from pix2pixhd_jax.inference.editing import Editor, Scene
 from pix2pixhd_jax.inference.synthesis import random_style_index
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+MAX_DRAW = 2 ** 31  # draws of an object's noise: indices 0..MAX_DRAW-1
 ID_MAP_FIX = "upload ids in one channel (a grayscale PNG), not colours such as Cityscapes' *_color.png."
 DOWNLOADS = ("label", "inst", "photo", "colors")
 
@@ -179,6 +182,7 @@ class EditorService:
         self._sessions_lock = threading.Lock()
         self.label_nc = synth.maps.label_nc
         self.styled = synth.has_encoder and not synth.label_feat and synth.clusters is not None
+        self.noise = bool(synth.z_dim)  # restyling draws an object's own 3D noise
         self.info = self._info()
 
     # ----- model description --------------------------------------------------------------
@@ -205,7 +209,8 @@ class EditorService:
                 f"label maps scaled as the model's test transform scales them ({data.resize_or_crop}, load_size "
                 f"{data.load_size}): a 2048x1024 map is worked on at "
                 f"{'x'.join(map(str, self.synth.maps.test_size(2048, 1024)))}")
-        return {"label_nc": self.label_nc, "styles": self.styled, "has_encoder": bool(self.synth.has_encoder),
+        return {"label_nc": self.label_nc, "styles": self.styled, "noise": self.noise,
+                "has_encoder": bool(self.synth.has_encoder),
                 "classes": classes, "scenes": list(self.scenes), "size": size, "resize": self.resize,
                 "limits": {"max_upload_bytes": lim.max_upload_bytes, "max_pixels": lim.max_pixels,
                            "max_side": lim.max_side, "min_side": lim.min_side, "max_radius": lim.max_radius,
@@ -431,6 +436,8 @@ class EditorService:
         return self._edit(body, run)
 
     def style(self, body: dict) -> dict:
+        if self.noise:
+            return self._noise_style(body)
         if not self.styled:
             why = ("has no feature encoder" if not self.synth.has_encoder else
                    "pools styles per class (model.label_feat)" if self.synth.label_feat else
@@ -455,6 +462,28 @@ class EditorService:
                 index = choices[int(np.random.default_rng(seed).integers(len(choices)))]
             else:
                 index = _number(body, "style", 0, n - 1, f"a style of class {cls}: 0..{n - 1}, 'random' or 'default'.")
+            return editor.set_style(iid, int(index)), iid
+        return self._edit(body, run)
+
+    def _noise_style(self, body: dict) -> dict:
+        """An object of a generator with 3D noise restyled: its own draw of the noise (K, or a random
+        draw other than its current one), or the picture's noise again ("default")."""
+        style = body.get("style")
+
+        def run(editor):
+            iid = self._instance(body, editor)
+            if style == "default":
+                return editor.set_style(iid, None), iid
+            if style == "random":
+                seed = body.get("seed", secrets.randbits(31))
+                seed = _number({"seed": seed}, "seed", 0, 2 ** 31 - 1, "an integer seed, or leave it out.")
+                current = editor.scene.style_map.get(iid)
+                index = int(np.random.default_rng(seed).integers(MAX_DRAW))
+                if index == current:
+                    index = (index + 1) % MAX_DRAW
+            else:
+                index = _number(body, "style", 0, MAX_DRAW - 1,
+                                f"a draw of the object's noise: 0..{MAX_DRAW - 1}, 'random' or 'default'.")
             return editor.set_style(iid, int(index)), iid
         return self._edit(body, run)
 
@@ -489,7 +518,8 @@ class EditorService:
                 "thing": iid >= 1000, "pixels": int(mask.sum()),
                 "bbox": [int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())],
                 "styles": self.synth.clusters.num_styles(cls) if self.styled else 0,
-                "style": self._current_style(editor, iid, cls) if self.styled else None,
+                "style": (self._current_style(editor, iid, cls) if self.styled else
+                          chosen if self.noise and isinstance(chosen, int) else None),
                 "style_kind": "chosen" if isinstance(chosen, int) else "vector" if chosen is not None else "default",
                 "mask": data_url(png_bytes(overlay))}
 

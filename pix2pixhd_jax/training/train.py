@@ -26,7 +26,8 @@ from pix2pixhd_jax.models.generator import G1
 from pix2pixhd_jax.models.pix2pixhd import Networks, compute_dtype, photo_bits, remat_mode, size_divisor
 from pix2pixhd_jax.runtime import distributed, loop, sharding
 from pix2pixhd_jax.training import old_checkpoints, schedule
-from pix2pixhd_jax.training.oasis_step import init_oasis_train_state, make_oasis_train_step, start_ema_from_generator
+from pix2pixhd_jax.training.oasis_step import (init_oasis_train_state, make_ema_statistics_pass, make_oasis_train_step,
+                                               start_ema_from_generator)
 from pix2pixhd_jax.training.step import init_train_state, make_train_step
 from pix2pixhd_jax.weights.vgg19 import vgg_from_config
 
@@ -170,6 +171,29 @@ def local_rows(array):
     return np.asarray(shards[0].data)
 
 
+def ema_statistics_refresh(config, pipeline, mesh, shardings):
+    """state, step -> state with the moving-average G's batch statistics refreshed by
+    train.ema_stats_passes passes of it in training mode over the batches that follow `step` (the
+    pipeline's own, read apart from the loop's); None when the state keeps no average or no passes
+    are asked for. The refreshed statistics stay in the state, as OASIS's do, so a resumed run
+    matches an uninterrupted one where both refresh at the same steps."""
+    passes = int(config.train.ema_stats_passes)
+    if config.model.netD != "oasis" or float(config.train.ema_decay) <= 0 or passes <= 0:
+        return None
+    run = jax.jit(make_ema_statistics_pass(config), out_shardings=shardings.ema_stats)
+    keys = required_keys(config)
+    base = jax.random.fold_in(jax.random.PRNGKey(config.seed), 0xE3A)  # apart from the step's own draws
+
+    def refresh(state, step: int):
+        stats, rng = state.ema_stats, jax.random.fold_in(base, step)
+        batches = loop.device_batches(pipeline.iterate(step), mesh, keys, 0)
+        for k, (_, batch) in zip(range(passes), batches):
+            stats = run(state.ema_params, stats, batch, jax.random.fold_in(rng, k))
+        return state.replace(ema_stats=stats)
+
+    return refresh
+
+
 class TrainProgram:
     """What `train` compiles, built from the config alone (so `benchmark --topology` compiles the
     same program from shapes): the networks, `init(rng)` (a fresh state: the networks initialised
@@ -215,6 +239,7 @@ def train(config, workdir: str, devices=None, progress: bool = True):
     train_step = loop.compiled_on_first_call(loop.jit_step(program.step, mesh, shardings, 1, has_outputs=True),
                                              "train")
     vgg_variables = jax.device_put({} if vgg is None else vgg[1], sharding.replicated(mesh))
+    refresh_ema = ema_statistics_refresh(config, pipeline, mesh, shardings)
 
     # ----- What the run writes: checkpoints, scalars, sample grids, evaluation scores -------------
     out = loop.Outputs(workdir, "train", "state", start, total, steps_per_epoch, cfg.batch_size, cfg.print_freq,
@@ -242,6 +267,8 @@ def train(config, workdir: str, devices=None, progress: bool = True):
             evaluate = evaluator is not None and (step % cfg.eval_every == 0 or step == total)
             for results in late.swap((step, metrics, fake, host_batch), now=save or stop or evaluate or step == total):
                 read(*results)
+            if refresh_ema is not None and (save or evaluate or step == total):
+                state = refresh_ema(state, step)  # not on a preemption's save: it keeps the run's own course
             if evaluate:
                 out.scores(step, evaluator(step, state))
             out.save_if_due(step, state, due=save, preempted=stop)

@@ -118,8 +118,13 @@ function setSelected(sel) {
     b.addEventListener("click", () => edit("style", { instance: state.selected.instance, style: k }));
     box.appendChild(b);
   });
-  $("styles-box").hidden = styles.length === 0;
-  $("no-styles").hidden = styles.length > 0;
+  const noise = state.info.noise;  // a generator with 3D noise: restyle = the object's own draw
+  $("styles-title").textContent = noise
+    ? `Style (its own draw of the noise${sel.style === null ? "" : `: draw ${sel.style}`}):`
+    : "Style (k-means clusters of its class):";
+  $("style-random").textContent = noise ? "New noise" : "Random";
+  $("styles-box").hidden = !noise && styles.length === 0;
+  $("no-styles").hidden = noise || styles.length > 0;
   $("no-styles").textContent = state.info.styles ? `${sel.name} has no k-means styles.`
     : "This model has no per-object styles (no feature encoder or clusters file).";
   const img = new Image();
