@@ -31,7 +31,7 @@ from pix2pixhd_jax.training import aot
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = {"global_1024x512": ("cityscapes_1024x512.py", 512, 1024),
            "local_2048x1024": ("cityscapes_2048x1024.py", 1024, 2048)}
-TOPOLOGIES = ("v5e:2x2", "v4:2x2x1", "v5p:2x2x1", "v6e:2x2")
+TOPOLOGIES = ("v5e:2x2", "v6e:2x2", "v5p:2x2x1", "v4:2x2x1")  # the order they are compiled in
 POLICIES = ("none", "blocks", "dots_saveable", "layers", "full")
 GIB = 2 ** 30
 COMMIT = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
