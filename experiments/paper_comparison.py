@@ -1,4 +1,4 @@
-"""pix2pix against pix2pixHD, scored by a judge worth trusting (the paper's Table 1, small).
+"""pix2pix, pix2pixHD and OASIS, scored by a judge worth trusting (the paper's Table 1, small).
 
     python experiments/paper_comparison.py --data demo/synthetic --root runs/paper_comparison \
         --judge runs/judge/long --eval-data runs/judge/eval_scenes --out experiments/paper_comparison
@@ -9,9 +9,12 @@ checkpoint, since `train` does):
      scenes (`make-synthetic --num-train 1 --num-test 100 --size 256x128 --seed 0`);
   2. the judge (`train-segmenter --config configs/ablation_synthetic.py:segmenter`) if --judge
      has none; experiments/judge.py trains the same one and says what its settings buy;
-  3. every method of configs/paper_comparison.py, 2400 steps, the judge scoring it on the held-out
-     scenes every 300 steps (train.eval_every: eval/* in its metrics.jsonl and TensorBoard);
-  4. `evaluate` of each final model with the judge on the held-out scenes: <out>/<method>.json;
+  3. each method of --methods (configs/paper_comparison.py: pix2pix and pix2pixHD by default; OASIS
+     and its ablations with --methods oasis,oasis_no_ema,oasis_no_labelmix,...), 2400 steps, the
+     judge scoring it on the held-out scenes every 300 steps (train.eval_every: eval/* in its
+     metrics.jsonl and TensorBoard);
+  4. `evaluate` of each final model with the judge on the held-out scenes: <out>/<method>.json
+     (and oasis_no_ema: the OASIS run's own G rather than its moving average);
   5. <out>/curves.png (mean IoU and pixel accuracy over steps, the oracle as a line),
      <out>/grid.jpg (label | real | each method, the first held-out scenes), <out>/results.json
      (the curves and the final scores) and the tables experiments/README.md quotes.
@@ -31,10 +34,19 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 from pix2pixhd_jax.data import visualize
 from pix2pixhd_jax.data.synthetic import CLASS_IDS
 
-METHODS = ("pix2pix", "pix2pixhd", "pix2pixhd_gan_fm")
+TRAINED = ("pix2pix", "pix2pixhd", "pix2pixhd_gan_fm", "oasis", "oasis_no_labelmix", "oasis_no_noise",
+           "oasis_no_balancing", "oasis_patch_d")
+METHODS = TRAINED + ("oasis_no_ema",)
+DEFAULT_METHODS = ("pix2pix", "pix2pixhd", "pix2pixhd_gan_fm")
 LABELS = {"pix2pix": "pix2pix (U-Net, PatchGAN, BCE + 100 L1)",
           "pix2pixhd": "pix2pixHD (demo: LSGAN + FM + 10 L1)",
-          "pix2pixhd_gan_fm": "pix2pixHD, GAN + FM only"}
+          "pix2pixhd_gan_fm": "pix2pixHD, GAN + FM only",
+          "oasis": "OASIS ((N+1) loss, LabelMix, 3D noise, moving average)",
+          "oasis_no_labelmix": "OASIS without LabelMix",
+          "oasis_no_noise": "OASIS without 3D noise",
+          "oasis_no_balancing": "OASIS without class balancing",
+          "oasis_patch_d": "OASIS's G with pix2pixHD's D (LSGAN + FM)",
+          "oasis_no_ema": "OASIS's G itself, not its moving average"}
 CONFIG = os.path.join(ROOT, "configs", "paper_comparison.py")
 JUDGE_CONFIG = os.path.join(ROOT, "configs", "ablation_synthetic.py")
 
@@ -60,6 +72,19 @@ def train_judge(judge, data):
     if not os.path.isfile(os.path.join(judge, "segmenter_done.json")):
         cli("train-segmenter", "--config", f"{JUDGE_CONFIG}:segmenter", "--workdir", judge,
             f"--config.data.dataroot={data}", "--quiet")
+
+
+def trained_generator(root):
+    """The OASIS run's own G (not its moving average) as a workdir of imported models, so that
+    `evaluate` scores what the average buys."""
+    from pix2pixhd_jax import checkpoint
+
+    src, dst = os.path.join(root, "oasis"), os.path.join(root, "oasis_no_ema")
+    if checkpoint.latest_step(dst, "models") is None:
+        step = checkpoint.latest_step(src, "state")
+        variables = checkpoint.load_network_params(src, discriminator=True)
+        checkpoint.save_models(dst, step, {"generator": variables["generator"]}, checkpoint.read_config(src))
+    return dst
 
 
 def curve(workdir):
@@ -128,10 +153,9 @@ def tables(finals, curves):
     for m in METHODS:
         r = done.get(m)
         if not r:
-            lines.append(f"| {LABELS[m]} | not run | | | | | |")
             continue
         g = r["segmentation"]["generated"]
-        steps = max(curves.get(m) or {0: None})
+        steps = max(curves.get("oasis" if m == "oasis_no_ema" else m) or {0: None})
         lines.append(f"| {LABELS[m]} | {steps} | {g['pixel_accuracy']:.4f} | {g['mean_iou']:.4f} | "
                      f"{r['frechet_distance_segmenter_features']:.2f} | {r['paired']['psnr']:.2f} | "
                      f"{r['paired']['ssim']:.4f} |")
@@ -148,11 +172,12 @@ def tables(finals, curves):
 
 def curve_table(curves):
     """The judge's mean IoU / pixel accuracy of each method at each scored step."""
-    lines = ["| step | " + " | ".join(f"{m} mean IoU / pixel acc." for m in METHODS) + " |",
-             "| --- | " + " | ".join("---" for _ in METHODS) + " |"]
+    scored = [m for m in METHODS if curves.get(m)]
+    lines = ["| step | " + " | ".join(f"{m} mean IoU / pixel acc." for m in scored) + " |",
+             "| --- | " + " | ".join("---" for _ in scored) + " |"]
     for step in sorted({s for c in curves.values() for s in c}):
         cells = [f"{curves[m][step]['eval/mean_iou']:.4f} / {curves[m][step]['eval/pixel_accuracy']:.4f}"
-                 if step in curves.get(m, {}) else "" for m in METHODS]
+                 if step in curves[m] else "" for m in scored]
         lines.append(f"| {step} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -164,11 +189,15 @@ def main():
     parser.add_argument("--judge", default="runs/judge/long", help="a train-segmenter workdir (trained if empty)")
     parser.add_argument("--eval-data", default="runs/judge/eval_scenes", help="the held-out scenes (made if empty)")
     parser.add_argument("--out", default="experiments/paper_comparison")
-    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--methods", default=",".join(DEFAULT_METHODS),
+                        help="comma-separated, of " + ", ".join(METHODS))
     parser.add_argument("--stages", default="data,judge,train,evaluate,report")
     args = parser.parse_args()
     stages = set(args.stages.split(","))
     methods = [m for m in args.methods.split(",") if m]
+    unknown = sorted(set(methods) - set(METHODS))
+    if unknown:
+        parser.error(f"--methods {','.join(unknown)}: not one of {', '.join(METHODS)}")
     data, judge, eval_data = (os.path.abspath(p) for p in (args.data, args.judge, args.eval_data))
     root, out = os.path.abspath(args.root), os.path.abspath(args.out)
     os.makedirs(out, exist_ok=True)
@@ -178,7 +207,7 @@ def main():
     if "judge" in stages:
         train_judge(judge, data)
     if "train" in stages:
-        for m in methods:
+        for m in (m for m in methods if m in TRAINED):
             workdir = os.path.join(root, m)
             if os.path.isfile(os.path.join(workdir, "test_results", "grid.png")):
                 continue
@@ -187,7 +216,10 @@ def main():
     if "evaluate" in stages:
         for m in methods:
             workdir, path = os.path.join(root, m), os.path.join(out, f"{m}.json")
-            if os.path.isfile(os.path.join(workdir, "test_results", "grid.png")) and not os.path.isfile(path):
+            trained = os.path.join(root, "oasis" if m == "oasis_no_ema" else m)
+            if os.path.isfile(os.path.join(trained, "test_results", "grid.png")) and not os.path.isfile(path):
+                if m == "oasis_no_ema":
+                    trained_generator(root)
                 cli("evaluate", "--workdir", workdir, "--segmenter", judge, "--dataroot", eval_data, "--out", path,
                     "--samples-dir", os.path.join(workdir, "eval_samples"), "--quiet")
     if "report" in stages:

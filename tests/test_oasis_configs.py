@@ -124,3 +124,29 @@ def test_oasis_discriminator_needs_label_ids():
     config = load_config(str(CONFIGS / "oasis_synthetic.py"), ["data.label_nc=0"])
     with pytest.raises(ConfigError, match="data.label_nc=0"):
         build_discriminator(config)
+
+
+def test_the_comparisons_oasis_ablations_each_take_away_one_part():
+    """configs/paper_comparison.py: OASIS at the comparison's budget and schedule, and each ablation
+    differs from it in its one part only."""
+    def flat(config):
+        return {f"{g}.{k}": v for g in ("data", "model", "loss", "train") for k, v in config[g].items()}
+
+    path = str(CONFIGS / "paper_comparison.py")
+    oasis, pix2pixhd = (flat(load_config(f"{path}:{m}")) for m in ("oasis", "pix2pixhd"))
+    assert (oasis["model.netG"], oasis["model.netD"], oasis["loss.no_vgg_loss"]) == ("spade", "oasis", True)
+    for key in ("train.niter", "train.niter_decay", "train.batch_size", "train.eval_every", "train.eval_segmenter",
+                "data.fine_size", "data.load_size"):
+        assert oasis[key] == pix2pixhd[key], key
+    expected = {"oasis_no_labelmix": {"loss.lambda_labelmix": 0.0}, "oasis_no_noise": {"model.z_dim": 0},
+                "oasis_no_balancing": {"loss.no_balancing_inloss": True},
+                "oasis_patch_d": {"model.netD": "multiscale", "model.ndf": 8, "loss.no_ganFeat_loss": False}}
+    for method, changes in expected.items():
+        variant = flat(load_config(f"{path}:{method}"))
+        diff = {k: v for k, v in variant.items() if oasis[k] != v}
+        assert diff == changes, method
+        Networks(load_config(f"{path}:{method}"))  # every variant builds
+    patch_d = flat(load_config(f"{path}:oasis_patch_d"))
+    for key in ("model.netD", "model.ndf", "model.num_D", "model.n_layers_D", "loss.no_lsgan", "loss.no_ganFeat_loss",
+                "loss.lambda_feat"):
+        assert patch_d[key] == pix2pixhd[key], key
