@@ -10,6 +10,8 @@ Figures, in order (each in its own process, so each peak memory is its own):
                             with it synthesis_2048x1024_bf16 (G alone, one map)
   train_1024x512_bf16_largest_batch  the largest batch that runs (doubling from 2, bounded)
   artifact_2048x1024_{f32,bf16}  the exported StableHLO generator (random weights) called on one map
+  train_oasis_512x256_bf16  OASIS's step (configs/oasis_cityscapes.py: SPADE G with 3D noise, the U-Net
+                            D with LabelMix, no VGG) at its Cityscapes size, batch 4, bfloat16
   reference_1024x512_{f32,amp}   the PyTorch reference's step (../shared/tools/ref_step.py, --ref)
 Each record: what, device_kind, images_per_s, median_step_s, peak_memory_bytes, dtype, height,
 width, batch, commit, date, and the rest of what the measuring command printed. A figure that
@@ -41,7 +43,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = os.path.join(ROOT, "configs")
 # --smoke: the same commands on small networks and sizes (a CPU runs them in seconds).
 SMOKE_MODEL = ["--config.model.ngf=4", "--config.model.ndf=4", "--config.model.n_downsample_global=2",
-               "--config.model.n_blocks_global=1", "--config.model.n_layers_D=1", "--config.model.n_blocks_local=1"]
+               "--config.model.n_blocks_global=1", "--config.model.n_layers_D=1", "--config.model.n_blocks_local=1",
+               "--config.model.num_res_blocks=3", "--config.model.z_dim=4", "--config.model.spade_hidden=8"]
 
 
 class Suite:
@@ -244,6 +247,8 @@ def main():
                     extra=("--remat", "blocks"), synthesis=True)
     suite.largest_batch()
     suite.artifacts()
+    suite.benchmark("train_oasis_512x256_bf16", "oasis_cityscapes.py", 256, 512, 4, "bfloat16",
+                    extra=("--config.loss.no_vgg_loss=true",))
     suite.reference()
     print(f"records in {suite.out} ({time.time() - suite.start:.0f} s)")
 

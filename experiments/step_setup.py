@@ -8,7 +8,6 @@ import argparse
 import sys
 
 from pix2pixhd_jax.config_loading import load_config, split_config_args
-from pix2pixhd_jax.models.pix2pixhd import Networks
 from pix2pixhd_jax.training import benchmark
 
 
@@ -28,6 +27,6 @@ def parse(description, argv=None, height=128, width=128, batch=2, add_arguments=
 
 def step_inputs(config, args):
     """(networks, train state, batch) at the command line's size, as the benchmark builds them."""
-    nets = Networks(config)
-    return (nets, benchmark.filled_state(nets, args.height, args.width),
+    program, _ = benchmark.train_program(config, args.height, args.width)
+    return (program.nets, benchmark.filled_state(program),
             benchmark.random_batch(config, args.batch, args.height, args.width))

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.slow
 
 FIGURES = ("train_1024x512_f32", "train_1024x512_bf16", "train_2048x1024_bf16_remat", "synthesis_2048x1024_bf16",
            "train_1024x512_bf16_largest_batch", "artifact_2048x1024_f32", "artifact_2048x1024_bf16",
-           "reference_1024x512_f32", "reference_1024x512_amp")
+           "train_oasis_512x256_bf16", "reference_1024x512_f32", "reference_1024x512_amp")
 FIELDS = ("what", "device_kind", "images_per_s", "median_step_s", "peak_memory_bytes", "dtype", "height", "width",
           "batch", "commit", "date")
 
@@ -39,3 +39,5 @@ def test_the_smoke_run_writes_a_record_per_figure(tmp_path):
     assert records["train_2048x1024_bf16_remat"]["remat"] and records["train_2048x1024_bf16_remat"]["num_D"] == 3
     assert records["train_1024x512_bf16_largest_batch"]["batch"] >= 2
     assert records["artifact_2048x1024_bf16"]["artifact_bytes"] > 0
+    oasis = records["train_oasis_512x256_bf16"]
+    assert (oasis["netG"], oasis["netD"], oasis["vgg"], oasis["batch"]) == ("spade", "oasis", False, 4)

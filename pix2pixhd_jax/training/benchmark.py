@@ -24,11 +24,11 @@ import jax.numpy as jnp
 from pix2pixhd_jax.data.synthetic.blocks import block_maps, grid_shape
 from pix2pixhd_jax.errors import UserError
 from pix2pixhd_jax.models import conv
-from pix2pixhd_jax.models.pix2pixhd import Networks, generate, model_inputs, photo_bits, remat_mode, size_divisor
+from pix2pixhd_jax.models.pix2pixhd import compute_dtype, generate, model_inputs, photo_bits, remat_mode, size_divisor
 from pix2pixhd_jax.models.pixels import level_dtype
 from pix2pixhd_jax.models.vgg19 import VGG19Features
 from pix2pixhd_jax.runtime import host_memory
-from pix2pixhd_jax.training.step import init_train_state, make_train_step
+from pix2pixhd_jax.training.train import TrainProgram
 from pix2pixhd_jax.weights.filled import fill_like
 
 
@@ -76,13 +76,21 @@ def flops_of(compiled):
     return float(cost["flops"]) if cost and "flops" in cost else None
 
 
-def filled_state(nets, height: int, width: int):
-    """A train state filled from numpy (no init program), with an empty image pool sized for
-    height x width when the config uses one."""
-    divisor = size_divisor(nets.config.model)
-    shapes = jax.eval_shape(lambda r: init_train_state(nets, r, divisor * 2, divisor * 2, image_size=(height, width)),
-                            jax.random.PRNGKey(0))
+def filled_state(program: TrainProgram):
+    """The program's train state filled from numpy (no init program runs; an image pool, where the
+    config uses one, empty and sized for the program's image size)."""
+    shapes = jax.eval_shape(program.init, jax.random.PRNGKey(0))
     return jax.device_put(fill_like(shapes)).replace(rng=jax.random.PRNGKey(0))
+
+
+def train_program(config, height: int, width: int):
+    """(the program `train` runs at height x width: pix2pixHD's step or OASIS's, VGG19's variables'
+    shapes where the config's VGG loss is on, else {})."""
+    vgg = None if config.loss.no_vgg_loss else VGG19Features(remat=remat_mode(config.train),
+                                                             dtype=compute_dtype(config.train))
+    program = TrainProgram(config, (height, width), steps_per_epoch=1000, vgg=vgg)
+    vgg_shapes = {} if vgg is None else jax.eval_shape(vgg.init, jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)))
+    return program, vgg_shapes
 
 
 def _check_sizes(config, height, width):
@@ -91,18 +99,10 @@ def _check_sizes(config, height, width):
         raise UserError(f"--height {height} --width {width}: both must be multiples of {divisor} for this generator.")
 
 
-def _vgg(config, nets):
-    """(VGG19Features.apply, its variables' shapes) when the config's VGG loss is on, else (None, {})."""
-    if config.loss.no_vgg_loss:
-        return None, {}
-    vgg = VGG19Features(remat=nets.remat, dtype=nets.G.dtype)
-    return vgg.apply, jax.eval_shape(lambda: vgg.init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3))))
-
-
 def _describe(config, height, width, batch) -> dict:
     return {"config": config.name, "height": height, "width": width, "batch": batch,
             "dtype": config.train.dtype, "remat": remat_mode(config.train), "vgg": not config.loss.no_vgg_loss,
-            "netG": config.model.netG, "num_D": config.model.num_D}
+            "netG": config.model.netG, "netD": config.model.netD, "num_D": config.model.num_D}
 
 
 def memory_estimate(compiled) -> dict:
@@ -119,13 +119,10 @@ def compile_only(config, height: int, width: int, batch: int) -> dict:
     """Compile the accelerator's train step (lax's convolutions) from shapes; run nothing."""
     _check_sizes(config, height, width)
     with conv.lax_ops():
-        nets = Networks(config)
-        divisor = size_divisor(config.model)
-        state = jax.eval_shape(lambda r: init_train_state(nets, r, divisor * 2, divisor * 2,
-                                                          image_size=(height, width)), jax.random.PRNGKey(0))
-        vgg_apply, vgg_vars = _vgg(config, nets)
+        program, vgg_vars = train_program(config, height, width)
+        state = jax.eval_shape(program.init, jax.random.PRNGKey(0))
         data = jax.eval_shape(lambda: random_batch(config, batch, height, width))
-        step_fn = jax.jit(make_train_step(config, steps_per_epoch=1000, vgg_apply=vgg_apply), donate_argnums=(0,))
+        step_fn = jax.jit(program.step, donate_argnums=(0,))
         start = time.perf_counter()
         lowered = step_fn.lower(state, data, vgg_vars)
     compiled = lowered.compile()
@@ -143,12 +140,12 @@ def benchmark(config, height: int, width: int, batch: int, steps: int = 20, warm
     if steps < 1 or warmup < 0:
         raise UserError(f"--steps {steps} must be >= 1 and --warmup {warmup} >= 0.")
     host_memory.keep_freed_memory()
-    nets = Networks(config)
-    state = filled_state(nets, height, width)
-    vgg_apply, vgg_shapes = _vgg(config, nets)
-    vgg_vars = jax.device_put(fill_like(vgg_shapes)) if vgg_apply else {}
+    program, vgg_shapes = train_program(config, height, width)
+    nets = program.nets
+    state = filled_state(program)
+    vgg_vars = jax.device_put(fill_like(vgg_shapes)) if vgg_shapes else {}
     data = random_batch(config, batch, height, width)
-    step_fn = jax.jit(make_train_step(config, steps_per_epoch=1000, vgg_apply=vgg_apply), donate_argnums=(0,))
+    step_fn = jax.jit(program.step, donate_argnums=(0,))
 
     start = time.perf_counter()
     compiled = step_fn.lower(state, data, vgg_vars).compile()
