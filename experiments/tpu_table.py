@@ -21,6 +21,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import subprocess
 
 from pix2pixhd_jax import atomic
@@ -128,6 +129,47 @@ def report(entries):
                   f"{rf['images_per_s_per_chip_bound']:.2f} | {rec.get('commit', '')} |")
 
 
+def shipped_remat(key):
+    config_file, _, _ = CONFIGS[key]
+    return load_config(os.path.join(ROOT, "configs", config_file)).train.remat
+
+
+def largest_batches(entries):
+    """{(topology, config): (largest batch compiled within HBM, whether the next batch was compiled
+    and does not fit)} for the configs as shipped (their own remat, replicated state)."""
+    found = {}
+    for name, rec in entries.items():
+        topo, key, what, remat, placement, batch = name.split("/")
+        if what != "train_step" or placement != "replicated" or remat != shipped_remat(key):
+            continue
+        fits = found.setdefault((topo, key), {})
+        fits[int(batch[1:])] = (rec["compiles"], rec)
+    out = {}
+    for (topo, key), fits in found.items():
+        best = max((b for b, (ok, _) in fits.items() if ok), default=0)
+        out[(topo, key)] = (best, fits.get(best + 1, (True, None))[0] is False, fits.get(best + 1, (None, None))[1],
+                            fits.get(best, (None, None))[1])
+    return out
+
+
+def out_of_memory(error: str) -> str:
+    match = re.search(r"temporaries \(([\d.]+G)\) exceeds available HBM \(([\d.]+G)\)", error)
+    return (f"{match.group(1)} of temporaries against {match.group(2)} of HBM" if match
+            else error.split(": ", 1)[-1][:120])
+
+
+def report_largest(entries):
+    print("| topology | config | remat | largest batch per chip | per chip at it | roofline images/s per chip at it "
+          "| the next batch |")
+    print("| --- " * 7 + "|")
+    for (topo, key), (best, bounded, over, at) in sorted(largest_batches(entries).items(),
+                                                         key=lambda kv: (TOPOLOGIES.index(kv[0][0]), kv[0][1])):
+        nxt = f"does not fit: {out_of_memory(over['error'])}" if bounded else "not compiled yet"
+        cells = (f"{at['per_chip_gib']:.2f} GiB of {at['chip_hbm_gib']:.0f} | {at['roofline']['images_per_s_per_chip_bound']:.2f}"
+                 if at else " | ")
+        print(f"| {topo} | {key} | {shipped_remat(key)} | {best if bounded else f'{best} or more'} | {cells} | {nxt} |")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=os.path.join(ROOT, "experiments", "tpu", "compiles.json"))
@@ -138,13 +180,17 @@ def main():
     args = parser.parse_args()
     table = Table(args.out)
     if args.report:
-        return report(table.entries)
+        report(table.entries)
+        print()
+        return report_largest(table.entries)
     topologies = [t for t in TOPOLOGIES if not args.only or t.startswith(args.only)]
     keys = [k for k in args.configs.split(",") if k]
     unknown = sorted(set(keys) - set(CONFIGS))
     if unknown:
         parser.error(f"--configs {','.join(unknown)}: no such config; choose from {', '.join(CONFIGS)}")
-    largest = {(t, k): table.largest_batch(t, k) for t in topologies for k in keys}
+    for t in topologies:
+        for k in keys:
+            table.largest_batch(t, k)
     if "v5e:2x2" in topologies:
         for key in keys:
             for policy in POLICIES:
@@ -153,7 +199,8 @@ def main():
         for t in topologies:
             table.get(t, "local_2048x1024", None, 1, what="synthesis")
     report(table.entries)
-    print("\nlargest batch per chip (configs as shipped):", {f"{t} {k}": b for (t, k), b in largest.items()})
+    print()
+    report_largest(table.entries)
 
 
 if __name__ == "__main__":
