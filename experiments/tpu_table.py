@@ -9,7 +9,8 @@ both configs with the remat policies none, blocks, dots_saveable and full at bat
 topology (v5e:2x2, v4:2x2x1, v5p:2x2x1, v6e:2x2) the configs as shipped (their own train.remat)
 at batch 1 and the largest batch per chip that XLA:TPU compiles within the chip's HBM, found by
 compiling (a first guess from batch 1 on that chip and the bytes one more image costs, measured on
-v5e from batches 1 and 2; then one batch up or down until the boundary is seen); and synthesis at
+v5e from batches 1 and 2; then doubling until a batch does not fit and halving the gap until the
+boundary is seen); and synthesis at
 2048x1024. Resumable: entries already in --out are not compiled again (each compile takes minutes
 here; each entry records the commit it was compiled at). Several runs may share --out (say one per
 config, --configs): each entry is merged into the file under a lock as it is compiled. Prints the
@@ -89,20 +90,22 @@ class Table:
         return one["per_chip_bytes"] - one["argument_bytes"]
 
     def largest_batch(self, topo, key):
-        """The largest per-chip batch XLA:TPU compiles for the shipped config within a chip's HBM."""
+        """The largest per-chip batch XLA:TPU compiles for the shipped config within a chip's HBM:
+        from a first guess, doubling until a batch does not fit, then halving the gap (XLA:TPU
+        recomputes more as a chip fills, so an extra image costs less near the top than at 2)."""
         one = self.get(topo, key, None, 1)
         if not one["compiles"]:
             return 0
         hbm = topology.CHIPS[one["device_kind"]].hbm_bytes
-        per_image = self.per_image_bytes(key)
-        b = max(2, 1 + int((hbm - one["per_chip_bytes"]) // max(per_image, 1)))
-        if self.get(topo, key, None, b)["compiles"]:
-            while self.get(topo, key, None, b + 1)["compiles"]:
-                b += 1
-            return b
-        while b > 2 and not self.get(topo, key, None, b - 1)["compiles"]:
-            b -= 1
-        return b - 1
+        b = max(2, 1 + int((hbm - one["per_chip_bytes"]) // max(self.per_image_bytes(key), 1)))
+        fits, over = 1, None
+        while over is None or over - fits > 1:
+            if self.get(topo, key, None, b)["compiles"]:
+                fits = b
+            else:
+                over = b
+            b = fits * 2 if over is None else (fits + over) // 2
+        return fits
 
 
 def report(entries):
