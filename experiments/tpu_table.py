@@ -104,8 +104,16 @@ class Table:
                 fits = b
             else:
                 over = b
+            if over is None:  # a batch already known not to fit bounds the doubling
+                over = min((k for k, ok in self.batches(topo, key).items() if not ok and k > fits), default=None)
             b = fits * 2 if over is None else (fits + over) // 2
         return fits
+
+    def batches(self, topo, key):
+        """{per-chip batch: whether it compiled} of the shipped config's entries on `topo`."""
+        prefix = f"{topo}/{key}/train_step/{shipped_remat(key)}/replicated/b"
+        return {int(name[len(prefix):]): rec["compiles"] for name, rec in self.entries.items()
+                if name.startswith(prefix)}
 
 
 def report(entries):
