@@ -1,21 +1,30 @@
-"""OASIS through `train` itself: a run stopped and resumed ends where an uninterrupted one does,
-and the moving-average G's batch statistics are refreshed (train.ema_stats_passes passes of it in
-training mode over the coming batches) at the scheduled saves and at the end, without touching G,
-D or the average's weights.
+"""OASIS through `pix2pixhd-jax train` itself: a run stopped and resumed ends where an
+uninterrupted one does, and the moving-average G's batch statistics are refreshed
+(train.ema_stats_passes passes of it in training mode over the coming batches) at the scheduled
+saves and at the end, without touching G, D or the average's weights.
 
-A tiny OASIS model (conftest.TINY_OASIS) on six 128x64 synthetic scenes scaled to 64x32, batch 2.
+A tiny OASIS model (conftest.TINY_OASIS) on six 128x64 synthetic scenes scaled to 64x32, batch 2;
+every training is a CLI process sharing one compilation cache.
 """
+
+import subprocess
+import sys
 
 import jax
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 
-from conftest import TINY_OASIS, load_test_config
+from conftest import ROOT, TEST_BASE, TINY_OASIS, cli_env, load_test_config
+from pix2pixhd_jax import checkpoint
 from pix2pixhd_jax.data.pipeline import InputPipeline
 from pix2pixhd_jax.runtime import sharding
-from pix2pixhd_jax.training.train import ema_statistics_refresh, train
+from pix2pixhd_jax.training.train import ema_statistics_refresh
 
-pytestmark = pytest.mark.slow  # four short trainings, each compiling OASIS's step
+pytestmark = pytest.mark.slow  # five short trainings, one compile of OASIS's step between them
+
+BASE = ("data.load_size=64", "train.batch_size=2", "train.print_freq=1", "train.display_freq=100",
+        "train.keep_checkpoints=10", "train.ema_stats_passes=2")
 
 
 @pytest.fixture(scope="module")
@@ -27,50 +36,75 @@ def data(tmp_path_factory):
     return out
 
 
-def config_for(data, *overrides):
-    return load_test_config(*[f"--config.{o}" for o in TINY_OASIS + (
-        f"data.dataroot={data}", "data.load_size=64", "train.batch_size=2", "train.print_freq=1",
-        "train.display_freq=100", "train.keep_checkpoints=10", "train.ema_stats_passes=2") + overrides])
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    return cli_env(tmp_path_factory.mktemp("jax_cache"), TF_CPP_MIN_LOG_LEVEL="2")
 
 
-def host(state):
-    return jax.tree_util.tree_map(np.asarray, state)
+def overrides(data, *extra):
+    return TEST_BASE + TINY_OASIS + (f"data.dataroot={data}",) + BASE + extra
+
+
+def train(data, env, workdir, *extra):
+    cmd = [sys.executable, "-m", "pix2pixhd_jax.cli", "train", "--config", str(ROOT / "configs" / "synthetic_demo.py"),
+           "--workdir", str(workdir), *[f"--config.{o}" for o in overrides(data, *extra)], "--no-test", "--quiet"]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def saved_state(workdir, step):
+    with checkpoint.manager(str(workdir)) as mngr:
+        restored = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+    return jax.tree_util.tree_map(np.asarray, restored["state"])
+
+
+def assert_close(a, b):
+    assert jax.tree_util.tree_structure(a) == jax.tree_util.tree_structure(b)
+    for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
+        np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-6)
 
 
 def leaves_equal(a, b):
     return all(np.array_equal(x, y) for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)))
 
 
-def test_a_resumed_run_ends_where_an_uninterrupted_one_does(data, tmp_path):
-    whole = host(train(config_for(data, "train.max_steps=4", "train.save_latest_freq=2"), str(tmp_path / "a"),
-                       progress=False))
-    train(config_for(data, "train.max_steps=2", "train.save_latest_freq=2"), str(tmp_path / "b"), progress=False)
-    resumed = host(train(config_for(data, "train.max_steps=4", "train.save_latest_freq=2"), str(tmp_path / "b"),
-                         progress=False))
-    assert int(whole.step) == int(resumed.step) == 4
-    assert jax.tree_util.tree_structure(whole) == jax.tree_util.tree_structure(resumed)
-    for x, y in zip(jax.tree_util.tree_leaves(whole), jax.tree_util.tree_leaves(resumed)):
-        np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-6)
+class Held:
+    """A restored state's fields as attributes, with the train state's replace()."""
+
+    def __init__(self, fields):
+        self.__dict__.update(fields)
+
+    def replace(self, **changes):
+        return Held({**self.__dict__, **changes})
 
 
-def test_the_moving_average_gets_its_own_batch_statistics_before_it_is_saved(data, tmp_path):
+def test_a_resumed_run_ends_where_an_uninterrupted_one_does(data, env, tmp_path):
+    train(data, env, tmp_path / "whole", "train.max_steps=4", "train.save_latest_freq=2")
+    train(data, env, tmp_path / "resumed", "train.max_steps=2", "train.save_latest_freq=2")
+    train(data, env, tmp_path / "resumed", "train.max_steps=4", "train.save_latest_freq=2")
+    whole, resumed = saved_state(tmp_path / "whole", 4), saved_state(tmp_path / "resumed", 4)
+    assert int(whole["step"]) == int(resumed["step"]) == 4
+    assert_close(whole, resumed)
+
+
+def test_the_moving_average_gets_its_own_batch_statistics_before_it_is_saved(data, env, tmp_path):
     """With passes, the run's final averaged-G statistics are the refresh of those a run without
     passes ends with (only the end refreshes here: no save falls inside the run); G, D and the
     averaged weights are the same either way."""
-    plain_config = config_for(data, "train.max_steps=3", "train.save_latest_freq=100", "train.ema_stats_passes=0")
-    plain = train(plain_config, str(tmp_path / "plain"), progress=False)
-    refreshed = host(train(config_for(data, "train.max_steps=3", "train.save_latest_freq=100"),
-                           str(tmp_path / "refreshed"), progress=False))
+    train(data, env, tmp_path / "plain", "train.max_steps=3", "train.save_latest_freq=100",
+          "train.ema_stats_passes=0")
+    train(data, env, tmp_path / "refreshed", "train.max_steps=3", "train.save_latest_freq=100")
+    plain, refreshed = saved_state(tmp_path / "plain", 3), saved_state(tmp_path / "refreshed", 3)
     for field in ("g_params", "g_stats", "d_params", "ema_params"):
-        assert leaves_equal(getattr(refreshed, field), host(getattr(plain, field))), field
-    assert not leaves_equal(refreshed.ema_stats, host(plain.ema_stats))
+        assert leaves_equal(refreshed[field], plain[field]), field
+    assert not leaves_equal(refreshed["ema_stats"], plain["ema_stats"])
 
-    config = config_for(data, "train.max_steps=3")
+    config = load_test_config(*[f"--config.{o}" for o in overrides(data, "train.max_steps=3")])
     mesh = sharding.make_mesh(None)
-    shardings = jax.tree_util.tree_map(lambda x: x.sharding, plain)
+    state = Held(jax.device_put(plain))
+    shardings = Held({"ema_stats": jax.tree_util.tree_map(lambda x: x.sharding, state.ema_stats)})
     refresh = ema_statistics_refresh(config, InputPipeline(config, "train"), mesh, shardings)
-    by_hand = host(refresh(plain, 3).ema_stats)
-    for x, y in zip(jax.tree_util.tree_leaves(refreshed.ema_stats), jax.tree_util.tree_leaves(by_hand)):
-        np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-6)
-    assert ema_statistics_refresh(config_for(data, "train.ema_stats_passes=0"), None, mesh, shardings) is None
-    assert ema_statistics_refresh(config_for(data, "train.ema_decay=0.0"), None, mesh, shardings) is None
+    assert_close(refreshed["ema_stats"], jax.tree_util.tree_map(np.asarray, refresh(state, 3).ema_stats))
+    for off in ("train.ema_stats_passes=0", "train.ema_decay=0.0"):
+        config = load_test_config(*[f"--config.{o}" for o in overrides(data, off)])
+        assert ema_statistics_refresh(config, None, mesh, shardings) is None
