@@ -20,6 +20,7 @@ tables experiments/benchmarks.md shows; --report prints them from what is there,
 import argparse
 import contextlib
 import fcntl
+import functools
 import json
 import os
 import re
@@ -111,9 +112,7 @@ class Table:
 
     def batches(self, topo, key):
         """{per-chip batch: whether it compiled} of the shipped config's entries on `topo`."""
-        prefix = f"{topo}/{key}/train_step/{shipped_remat(key)}/replicated/b"
-        return {int(name[len(prefix):]): rec["compiles"] for name, rec in self.entries.items()
-                if name.startswith(prefix)}
+        return {b: rec["compiles"] for b, rec in shipped_batches(self.entries).get((topo, key), {}).items()}
 
 
 def report(entries):
@@ -140,26 +139,30 @@ def report(entries):
                   f"{rf['images_per_s_per_chip_bound']:.2f} | {rec.get('commit', '')} |")
 
 
+@functools.lru_cache(maxsize=None)
 def shipped_remat(key):
     config_file, _, _ = CONFIGS[key]
     return load_config(os.path.join(ROOT, "configs", config_file)).train.remat
 
 
-def largest_batches(entries):
-    """{(topology, config): (largest batch compiled within HBM, whether the next batch was compiled
-    and does not fit)} for the configs as shipped (their own remat, replicated state)."""
+def shipped_batches(entries):
+    """{(topology, config): {per-chip batch: record}} of the configs as shipped (their own remat,
+    replicated state)."""
     found = {}
     for name, rec in entries.items():
         topo, key, what, remat, placement, batch = name.split("/")
-        if what != "train_step" or placement != "replicated" or remat != shipped_remat(key):
-            continue
-        fits = found.setdefault((topo, key), {})
-        fits[int(batch[1:])] = (rec["compiles"], rec)
+        if what == "train_step" and placement == "replicated" and remat == shipped_remat(key):
+            found.setdefault((topo, key), {})[int(batch[1:])] = rec
+    return found
+
+
+def largest_batches(entries):
+    """{(topology, config): (the largest batch that compiled within HBM, its record, the next
+    batch's record: one that did not fit, or None where it was not compiled)}."""
     out = {}
-    for (topo, key), fits in found.items():
-        best = max((b for b, (ok, _) in fits.items() if ok), default=0)
-        out[(topo, key)] = (best, fits.get(best + 1, (True, None))[0] is False, fits.get(best + 1, (None, None))[1],
-                            fits.get(best, (None, None))[1])
+    for group, records in shipped_batches(entries).items():
+        best = max((b for b, rec in records.items() if rec["compiles"]), default=0)
+        out[group] = (best, records.get(best), records.get(best + 1))
     return out
 
 
@@ -173,8 +176,9 @@ def report_largest(entries):
     print("| topology | config | remat | largest batch per chip | per chip at it | roofline images/s per chip at it "
           "| the next batch |")
     print("| --- " * 7 + "|")
-    for (topo, key), (best, bounded, over, at) in sorted(largest_batches(entries).items(),
-                                                         key=lambda kv: (TOPOLOGIES.index(kv[0][0]), kv[0][1])):
+    for (topo, key), (best, at, over) in sorted(largest_batches(entries).items(),
+                                                key=lambda kv: (TOPOLOGIES.index(kv[0][0]), kv[0][1])):
+        bounded = over is not None
         nxt = f"does not fit: {out_of_memory(over['error'])}" if bounded else "not compiled yet"
         cells = (f"{at['per_chip_gib']:.2f} GiB of {at['chip_hbm_gib']:.0f} | {at['roofline']['images_per_s_per_chip_bound']:.2f}"
                  if at else " | ")
