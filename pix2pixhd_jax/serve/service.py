@@ -133,6 +133,12 @@ def _number(body: dict, field: str, lo: float, hi: float, fix: str, integer: boo
     return value
 
 
+def _random_draws(body: dict) -> np.random.Generator:
+    """The generator a 'random' style draws from: the request's seed, or a fresh one."""
+    seed = body.get("seed", secrets.randbits(31))
+    return np.random.default_rng(_number({"seed": seed}, "seed", 0, 2 ** 31 - 1, "an integer seed, or leave it out."))
+
+
 def check_instances(label: np.ndarray, inst: np.ndarray, where: str):
     """Instance ids: the class id for a stuff region, an id >= 1000 for an object, either
     Cityscapes' class*1000+k or make-instances' 1000+n (objects numbered across the image,
@@ -455,11 +461,9 @@ class EditorService:
                 raise ApiError(400, f"class {cls} ({self.names.get(cls, cls)}) has no k-means styles in this "
                                     "model's clusters file; pick an object of a class with styles.")
             if style == "random":
-                seed = body.get("seed", secrets.randbits(31))
-                seed = _number({"seed": seed}, "seed", 0, 2 ** 31 - 1, "an integer seed, or leave it out.")
                 current = self._current_style(editor, iid, cls)
                 choices = [k for k in range(n) if k != current] or [0]
-                index = choices[int(np.random.default_rng(seed).integers(len(choices)))]
+                index = choices[int(_random_draws(body).integers(len(choices)))]
             else:
                 index = _number(body, "style", 0, n - 1, f"a style of class {cls}: 0..{n - 1}, 'random' or 'default'.")
             return editor.set_style(iid, int(index)), iid
@@ -475,10 +479,8 @@ class EditorService:
             if style == "default":
                 return editor.set_style(iid, None), iid
             if style == "random":
-                seed = body.get("seed", secrets.randbits(31))
-                seed = _number({"seed": seed}, "seed", 0, 2 ** 31 - 1, "an integer seed, or leave it out.")
                 current = editor.scene.style_map.get(iid)
-                index = int(np.random.default_rng(seed).integers(MAX_DRAW))
+                index = int(_random_draws(body).integers(MAX_DRAW))
                 if index == current:
                     index = (index + 1) % MAX_DRAW
             else:

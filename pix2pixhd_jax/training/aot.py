@@ -21,12 +21,9 @@ import jax.numpy as jnp
 
 from pix2pixhd_jax.errors import UserError
 from pix2pixhd_jax.inference.synthesis import photo_program
-from pix2pixhd_jax.models.pix2pixhd import (INFERENCE_DTYPES, Networks, cast_for_inference, compute_dtype, remat_mode,
-                                           size_divisor)
-from pix2pixhd_jax.models.vgg19 import VGG19Features
+from pix2pixhd_jax.models.pix2pixhd import INFERENCE_DTYPES, Networks, cast_for_inference, remat_mode, size_divisor
 from pix2pixhd_jax.runtime import loop, sharding, topology
-from pix2pixhd_jax.training.benchmark import random_batch
-from pix2pixhd_jax.training.train import TrainProgram
+from pix2pixhd_jax.training.benchmark import random_batch, train_program
 
 WHAT = ("train_step", "synthesis")
 
@@ -39,15 +36,12 @@ def _with_sharding(shapes, shardings):
 
 
 def _train_step(config, mesh, height: int, width: int, global_batch: int):
-    vgg = None if config.loss.no_vgg_loss else VGG19Features(remat=remat_mode(config.train),
-                                                             dtype=compute_dtype(config.train))
-    program = TrainProgram(config, (height, width), steps_per_epoch=1000, vgg=vgg)
+    program, vgg_vars = train_program(config, height, width)
     shapes = jax.eval_shape(program.init, jax.random.PRNGKey(0))
     state_sharding = sharding.state_shardings(shapes, mesh, config.train.shard_params)
     state = _with_sharding(shapes, state_sharding)
     batch = _with_sharding(jax.eval_shape(lambda: random_batch(config, global_batch, height, width)),
                            sharding.batch_sharding(mesh))
-    vgg_vars = {} if vgg is None else jax.eval_shape(vgg.init, jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)))
     vgg_vars = _with_sharding(vgg_vars, sharding.replicated(mesh))
     step = loop.jit_step(program.step, mesh, state_sharding, 1, has_outputs=True)
     return step.lower(state, batch, vgg_vars)
