@@ -97,6 +97,18 @@ TINY_FEATURES = ("model.instance_feat=True", "model.ngf=4", "model.n_downsample_
                  "model.nef=4", "model.n_downsample_E=2", "model.ndf=4", "model.num_D=1", "model.n_layers_D=1")
 
 
+def raw_state(workdir, step):
+    """The whole saved train state (params, optimizer states, rng, step) as numpy."""
+    import jax
+    import orbax.checkpoint as ocp
+
+    from pix2pixhd_jax import checkpoint
+
+    with checkpoint.manager(str(workdir)) as mngr:
+        restored = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+    return jax.tree_util.tree_map(np.asarray, restored["state"])
+
+
 def make_model_workdir(workdir, *overrides, seed=0):
     """A workdir holding config.json and an 'imported' checkpoint of a random tiny model
     (TINY_FEATURES unless overridden); returns (config, variables)."""

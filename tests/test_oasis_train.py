@@ -12,11 +12,9 @@ import sys
 
 import jax
 import numpy as np
-import orbax.checkpoint as ocp
 import pytest
 
-from conftest import ROOT, TEST_BASE, TINY_OASIS, cli_env, load_test_config
-from pix2pixhd_jax import checkpoint
+from conftest import ROOT, TEST_BASE, TINY_OASIS, cli_env, load_test_config, raw_state
 from pix2pixhd_jax.data.pipeline import InputPipeline
 from pix2pixhd_jax.runtime import sharding
 from pix2pixhd_jax.training.train import ema_statistics_refresh
@@ -52,12 +50,6 @@ def train(data, env, workdir, *extra):
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
-def saved_state(workdir, step):
-    with checkpoint.manager(str(workdir)) as mngr:
-        restored = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
-    return jax.tree_util.tree_map(np.asarray, restored["state"])
-
-
 def assert_close(a, b):
     assert jax.tree_util.tree_structure(a) == jax.tree_util.tree_structure(b)
     for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
@@ -82,7 +74,7 @@ def test_a_resumed_run_ends_where_an_uninterrupted_one_does(data, env, tmp_path)
     train(data, env, tmp_path / "whole", "train.max_steps=4", "train.save_latest_freq=2")
     train(data, env, tmp_path / "resumed", "train.max_steps=2", "train.save_latest_freq=2")
     train(data, env, tmp_path / "resumed", "train.max_steps=4", "train.save_latest_freq=2")
-    whole, resumed = saved_state(tmp_path / "whole", 4), saved_state(tmp_path / "resumed", 4)
+    whole, resumed = raw_state(tmp_path / "whole", 4), raw_state(tmp_path / "resumed", 4)
     assert int(whole["step"]) == int(resumed["step"]) == 4
     assert_close(whole, resumed)
 
@@ -94,7 +86,7 @@ def test_the_moving_average_gets_its_own_batch_statistics_before_it_is_saved(dat
     train(data, env, tmp_path / "plain", "train.max_steps=3", "train.save_latest_freq=100",
           "train.ema_stats_passes=0")
     train(data, env, tmp_path / "refreshed", "train.max_steps=3", "train.save_latest_freq=100")
-    plain, refreshed = saved_state(tmp_path / "plain", 3), saved_state(tmp_path / "refreshed", 3)
+    plain, refreshed = raw_state(tmp_path / "plain", 3), raw_state(tmp_path / "refreshed", 3)
     for field in ("g_params", "g_stats", "d_params", "ema_params"):
         assert leaves_equal(refreshed[field], plain[field]), field
     assert not leaves_equal(refreshed["ema_stats"], plain["ema_stats"])

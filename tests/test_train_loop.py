@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import ROOT, cli_env, load_test_config
+from conftest import ROOT, cli_env, load_test_config, raw_state
 
 W, H = 64, 32  # the training size: 128x64 scenes, scale_width to 64
 STEPS = 12  # run A: 4 epochs of 3 batches
@@ -99,18 +99,6 @@ def saved_steps(workdir):
 def metrics(workdir):
     path = workdir / "tensorboard" / "metrics.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
-
-
-def raw_state(workdir, step):
-    """The whole saved train state (params, optimizer states, rng, step) as numpy."""
-    import jax
-    import orbax.checkpoint as ocp
-
-    from pix2pixhd_jax import checkpoint
-
-    with checkpoint.manager(str(workdir)) as mngr:
-        restored = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
-    return jax.tree_util.tree_map(np.asarray, restored["state"])
 
 
 def flat(tree):
