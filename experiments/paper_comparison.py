@@ -13,9 +13,13 @@ checkpoint, since `train` does):
      and its ablations with --methods oasis,oasis_no_ema,oasis_no_labelmix,...), 2400 steps, the
      judge scoring it on the held-out scenes every 300 steps (train.eval_every: eval/* in its
      metrics.jsonl and TensorBoard);
-  4. `evaluate` of each final model with the judge on the held-out scenes: <out>/<method>.json
+  4. the judge on every kept checkpoint at a multiple of train.eval_every that the run's
+     metrics.jsonl has no score for (a run trained before its judge existed, `--stages data,train`
+     beside `train-segmenter`): <run>/scores/<step>.json; and for oasis_no_ema the OASIS run's own G
+     at every such step (<run of oasis>/scores_raw/), so the curves show what the average buys;
+  5. `evaluate` of each final model with the judge on the held-out scenes: <out>/<method>.json
      (and oasis_no_ema: the OASIS run's own G rather than its moving average);
-  5. <out>/curves.png (mean IoU and pixel accuracy over steps, the oracle as a line),
+  6. <out>/curves.png (mean IoU and pixel accuracy over steps, the oracle as a line),
      <out>/grid.jpg (label | real | each method, the first held-out scenes), <out>/results.json
      (the curves and the final scores) and the tables experiments/README.md quotes.
 """
@@ -31,6 +35,7 @@ from PIL import Image
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+from pix2pixhd_jax.config_loading import load_config
 from pix2pixhd_jax.data import visualize
 from pix2pixhd_jax.data.synthetic import CLASS_IDS
 
@@ -87,17 +92,58 @@ def trained_generator(root):
     return dst
 
 
-def curve(workdir):
+def curve(workdir, scores="scores"):
     """{step: {eval/...}} from a run's metrics.jsonl (the last record of a step: a resumed run
-    repeats the steps after its last checkpoint)."""
+    repeats the steps after its last checkpoint) and the steps the score stage scored afterwards
+    (<workdir>/<scores>/<step>.json)."""
     path = os.path.join(workdir, "tensorboard", "metrics.jsonl")
     points = {}
-    if os.path.isfile(path):
+    if os.path.isfile(path) and scores == "scores":
         for line in open(path):
             rec = json.loads(line)
             if "eval/mean_iou" in rec:
                 points[int(rec["step"])] = {k: v for k, v in rec.items() if k.startswith("eval/")}
+    folder = os.path.join(workdir, scores)
+    if os.path.isdir(folder):
+        for name in os.listdir(folder):
+            if name.endswith(".json"):
+                points.setdefault(int(name[:-5]), json.load(open(os.path.join(folder, name)))["scalars"])
     return dict(sorted(points.items()))
+
+
+def score_kept(workdir, every, judge, eval_data, own_g=False):
+    """The judge on each kept training state at a multiple of `every` (the comparison's
+    train.eval_every) that the run has no score for: <workdir>/scores/<step>.json, or with own_g
+    the run's own G rather than its moving average (<workdir>/scores_raw/). Scored as
+    train.eval_every scores (Evaluation.run, one sample per map, the 'auto' style), so a curve
+    mixes both kinds of point without a seam."""
+    from pix2pixhd_jax import atomic, checkpoint
+    from pix2pixhd_jax.evaluation.evaluate import Evaluation, scalars
+    from pix2pixhd_jax.inference.synthesis import Synthesizer
+
+    folder = "scores_raw" if own_g else "scores"
+    config = checkpoint.read_config(workdir)
+    done = curve(workdir, folder)
+    todo = [s for s in checkpoint.steps(workdir, "state")
+            if s % every == 0 and s not in done]
+    if not todo:
+        return
+    evaluation, synth = Evaluation(config, judge, "test", eval_data), None
+    for step in todo:
+        parts = ("g_params", "g_stats") if own_g else checkpoint.GENERATOR_PARTS["state"]
+        saved = checkpoint.restore_to_host(workdir, step, "state", parts)
+        g = (saved["g_params"], saved["g_stats"]) if own_g else checkpoint.inference_generator(saved)
+        variables = checkpoint.network_variables(*g)
+        if synth is None:
+            synth = Synthesizer(config, variables)
+        else:
+            synth.set_variables(variables)
+        result = evaluation.run(synth, "auto", 1, None, False)
+        result.update(workdir=workdir, step=step, generator="own" if own_g else "inference", scalars=scalars(result))
+        os.makedirs(os.path.join(workdir, folder), exist_ok=True)
+        atomic.write_json(os.path.join(workdir, folder, f"{step}.json"), result)
+        print(f"{os.path.basename(workdir)}{' (own G)' if own_g else ''} step {step}: "
+              f"mean IoU {result['scalars']['eval/mean_iou']:.4f}", flush=True)
 
 
 def plot_curves(curves, path):
@@ -191,7 +237,7 @@ def main():
     parser.add_argument("--out", default="experiments/paper_comparison")
     parser.add_argument("--methods", default=",".join(DEFAULT_METHODS),
                         help="comma-separated, of " + ", ".join(METHODS))
-    parser.add_argument("--stages", default="data,judge,train,evaluate,report")
+    parser.add_argument("--stages", default="data,judge,train,score,evaluate,report")
     args = parser.parse_args()
     stages = set(args.stages.split(","))
     methods = [m for m in args.methods.split(",") if m]
@@ -211,8 +257,20 @@ def main():
             workdir = os.path.join(root, m)
             if os.path.isfile(os.path.join(workdir, "test_results", "grid.png")):
                 continue
+            if os.path.isfile(os.path.join(judge, "segmenter_done.json")):
+                scoring = [f"--config.train.eval_segmenter={judge}", f"--config.train.eval_dataroot={eval_data}"]
+            else:
+                print(f"{judge}: no finished judge yet; {m} trains without scoring and the score stage scores its "
+                      "kept checkpoints", flush=True)
+                scoring = ["--config.train.eval_every=0"]
             cli("train", "--config", f"{CONFIG}:{m}", "--workdir", workdir, f"--config.data.dataroot={data}",
-                f"--config.train.eval_segmenter={judge}", f"--config.train.eval_dataroot={eval_data}", "--quiet")
+                *scoring, "--quiet")
+    if "score" in stages:
+        for m in methods:
+            trained = os.path.join(root, "oasis" if m == "oasis_no_ema" else m)
+            if os.path.isdir(trained):
+                every = load_config(f"{CONFIG}:{'oasis' if m == 'oasis_no_ema' else m}").train.eval_every
+                score_kept(trained, every, judge, eval_data, own_g=m == "oasis_no_ema")
     if "evaluate" in stages:
         for m in methods:
             workdir, path = os.path.join(root, m), os.path.join(out, f"{m}.json")
@@ -225,7 +283,8 @@ def main():
     if "report" in stages:
         finals = {m: json.load(open(os.path.join(out, f"{m}.json"))) if os.path.isfile(os.path.join(out, f"{m}.json"))
                   else None for m in METHODS}
-        curves = {m: curve(os.path.join(root, m)) for m in METHODS}
+        curves = {m: curve(os.path.join(root, m)) for m in TRAINED}
+        curves["oasis_no_ema"] = curve(os.path.join(root, "oasis"), "scores_raw")
         with open(os.path.join(out, "results.json"), "w") as f:
             json.dump({"curves": curves, "final": {m: (r and {k: r[k] for k in ("segmentation", "paired",
                                                                                "frechet_distance_segmenter_features",

@@ -8,6 +8,7 @@ Pillow, the generated photos it wrote), and it must give identical numbers twice
 
 import json
 import logging
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -15,7 +16,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import load_test_config, make_aligned, make_model_workdir, make_oasis_workdir
+from conftest import ROOT, load_test_config, make_aligned, make_model_workdir, make_oasis_workdir
+
+sys.path.insert(0, str(ROOT / "experiments"))
 
 SEG = ("segmenter.width=8", "segmenter.depth=2", "segmenter.batch_size=2", "segmenter.lr=0.01",
        "segmenter.save_freq=10")
@@ -338,3 +341,35 @@ def test_evaluate_scores_the_moving_average_of_an_oasis_model(data, segmenter, t
         assert np.abs(written.astype(int) - g.synthesize(label, seed=config.seed).astype(int)).mean() > 1
     during = TrainingEvaluator(config)(2, state)
     assert during == pytest.approx(scalars(result), rel=1e-6)
+
+
+def test_a_run_trained_before_its_judge_is_scored_afterwards(data, segmenter, tmp_path):
+    """experiments/paper_comparison.py's score stage: each kept state at a multiple of the
+    comparison's eval period gets the score train.eval_every would have given it (the moving
+    average), or G's own for the oasis_no_ema curve; scored steps are not scored again, and the
+    curve joins them to the steps scored during training."""
+    import paper_comparison
+    from pix2pixhd_jax import checkpoint
+    from pix2pixhd_jax.evaluation.evaluate import Evaluation, TrainingEvaluator, scalars
+    from pix2pixhd_jax.inference.synthesis import Synthesizer
+
+    workdir = tmp_path / "oasis"
+    config, state = make_oasis_workdir(workdir, f"data.dataroot={data}", "data.load_size=64",
+                                       f"train.eval_segmenter={segmenter[0]}")
+    paper_comparison.score_kept(str(workdir), 3, str(segmenter[0]), str(data))
+    assert not (workdir / "scores").exists()  # step 2 is not a multiple of 3
+    for own_g in (False, True):
+        paper_comparison.score_kept(str(workdir), 2, str(segmenter[0]), str(data), own_g=own_g)
+    scored, own = (json.loads((workdir / f / "2.json").read_text())["scalars"] for f in ("scores", "scores_raw"))
+    assert scored == pytest.approx(TrainingEvaluator(config)(2, state), rel=1e-6)
+    g = Synthesizer(config, checkpoint.network_variables(state.g_params, state.g_stats))
+    assert own == pytest.approx(scalars(Evaluation(config, str(segmenter[0]), "test").run(g, "auto", 1, None, False)),
+                                rel=1e-6)
+    assert own["eval/psnr"] != pytest.approx(scored["eval/psnr"], rel=1e-3)
+    before = (workdir / "scores" / "2.json").stat().st_mtime_ns
+    paper_comparison.score_kept(str(workdir), 2, str(segmenter[0]), str(data))
+    assert (workdir / "scores" / "2.json").stat().st_mtime_ns == before
+    (workdir / "tensorboard").mkdir()
+    (workdir / "tensorboard" / "metrics.jsonl").write_text('{"step": 4, "loss_G": 1.0, "eval/mean_iou": 0.5}\n')
+    assert paper_comparison.curve(str(workdir)) == {2: scored, 4: {"eval/mean_iou": 0.5}}
+    assert paper_comparison.curve(str(workdir), "scores_raw") == {2: own}
