@@ -1,7 +1,7 @@
 """XLA:TPU's own figures for the Cityscapes recipes, compiled ahead of time on this machine
 (experiments/benchmarks.md "TPU (compiled ahead of time)").
 
-    python experiments/tpu_table.py [--out experiments/tpu/compiles.json] [--only v5e]
+    python experiments/tpu_table.py [--out experiments/tpu/compiles.json] [--only v5e] [--what synthesis]
 
 Every entry is one `pix2pixhd-jax benchmark --topology` record (training/aot.py): the train step
 `train` runs for a slice's chips, bf16, VGG on, a per-chip batch. For v5e:2x2 (the 16 GiB chip)
@@ -139,6 +139,26 @@ def report(entries):
                   f"{rf['images_per_s_per_chip_bound']:.2f} | {rec.get('commit', '')} |")
 
 
+def report_synthesis(entries):
+    """Synthesis (G's forward pass, one picture per chip) per topology."""
+    rows = [(name.split("/")[0], name.split("/")[1], rec) for name, rec in sorted(entries.items())
+            if name.split("/")[2] == "synthesis"]
+    if not rows:
+        return
+    print("| topology | config | per chip | arguments | temporaries | FLOPs per picture | roofline bound | "
+          "roofline pictures/s per chip | commit |")
+    print("| --- " * 9 + "|")
+    for topo, key, rec in rows:
+        if not rec["compiles"]:
+            print(f"| {topo} | {key} | does not fit: {rec['error'][:160]} | | | | | | {rec.get('commit', '')} |")
+            continue
+        rf = rec["roofline"]
+        print(f"| {topo} | {key} | {rec['per_chip_gib']:.2f} GiB | {rec['argument_bytes'] / GIB:.2f} GiB | "
+              f"{rec['temp_bytes'] / GIB:.2f} GiB | {rec['flops_per_chip_step'] / 1e12:.2f} TFLOP | "
+              f"{rf['step_time_bound_s'] * 1e3:.1f} ms | {rf['images_per_s_per_chip_bound']:.1f} | "
+              f"{rec.get('commit', '')} |")
+
+
 @functools.lru_cache(maxsize=None)
 def shipped_remat(key):
     config_file, _, _ = CONFIGS[key]
@@ -191,31 +211,39 @@ def main():
     parser.add_argument("--only", default=None, help="only topologies whose name starts so (e.g. v5e)")
     parser.add_argument("--configs", default=",".join(CONFIGS), help="which configs, comma-separated: "
                         + ", ".join(CONFIGS))
+    parser.add_argument("--what", choices=("all", "train_step", "synthesis"), default="all",
+                        help="which programs: the train step's entries, synthesis at 2048x1024, or both")
     parser.add_argument("--report", action="store_true", help="print the tables of what --out holds; compile nothing")
     args = parser.parse_args()
     table = Table(args.out)
     if args.report:
         report(table.entries)
         print()
-        return report_largest(table.entries)
+        report_largest(table.entries)
+        print()
+        return report_synthesis(table.entries)
     topologies = [t for t in TOPOLOGIES if not args.only or t.startswith(args.only)]
     keys = [k for k in args.configs.split(",") if k]
     unknown = sorted(set(keys) - set(CONFIGS))
     if unknown:
         parser.error(f"--configs {','.join(unknown)}: no such config; choose from {', '.join(CONFIGS)}")
-    for t in topologies:
-        for k in keys:
-            table.largest_batch(t, k)
-    if "v5e:2x2" in topologies:
-        for key in keys:
-            for policy in POLICIES:
-                table.get("v5e:2x2", key, policy, 1)
-    if "local_2048x1024" in keys:
+    # Synthesis first: G's forward pass compiles in a fraction of a train step's time and memory.
+    if "local_2048x1024" in keys and args.what in ("synthesis", "all"):
         for t in topologies:
             table.get(t, "local_2048x1024", None, 1, what="synthesis")
+    if args.what in ("train_step", "all"):
+        for t in topologies:
+            for k in keys:
+                table.largest_batch(t, k)
+        if "v5e:2x2" in topologies:
+            for key in keys:
+                for policy in POLICIES:
+                    table.get("v5e:2x2", key, policy, 1)
     report(table.entries)
     print()
     report_largest(table.entries)
+    print()
+    report_synthesis(table.entries)
 
 
 if __name__ == "__main__":

@@ -319,16 +319,25 @@ def test_class_weights_favour_rare_classes():
     assert float(cross_entropy(logits, ids, 3, jnp.array([1.0, 1.0, 3.0]))) > float(cross_entropy(logits, ids, 3))
 
 
-def test_evaluate_scores_the_moving_average_of_an_oasis_model(data, segmenter, tmp_path):
+@pytest.fixture(scope="module")
+def oasis_run(data, segmenter, tmp_path_factory):
+    """(workdir, config, state, the score train.eval_every gives it) of a tiny OASIS run's step 2."""
+    from pix2pixhd_jax.evaluation.evaluate import TrainingEvaluator
+
+    workdir = tmp_path_factory.mktemp("oasis")
+    config, state = make_oasis_workdir(workdir, f"data.dataroot={data}", "data.load_size=64",
+                                       f"train.eval_segmenter={segmenter[0]}")
+    return workdir, config, state, TrainingEvaluator(config)(2, state)
+
+
+def test_evaluate_scores_the_moving_average_of_an_oasis_model(data, segmenter, oasis_run, tmp_path):
     """An OASIS workdir is scored on its moving average of G, with the noise of (config.seed,
     sample 0), standalone and during training alike; its samples' diversity is measured."""
     from pix2pixhd_jax import checkpoint
-    from pix2pixhd_jax.evaluation.evaluate import TrainingEvaluator, scalars
+    from pix2pixhd_jax.evaluation.evaluate import scalars
     from pix2pixhd_jax.inference.synthesis import Synthesizer
 
-    workdir = tmp_path / "oasis"
-    config, state = make_oasis_workdir(workdir, f"data.dataroot={data}", "data.load_size=64",
-                                       f"train.eval_segmenter={segmenter[0]}")
+    workdir, config, state, during = oasis_run
     result = run_evaluate(workdir, segmenter, tmp_path, num_samples=2)
     assert result["num_images"] == 3 and result["style"] == "none"
     assert result["diversity"]["num_samples"] == 2 and result["diversity"]["mean_l1"] > 0
@@ -339,29 +348,30 @@ def test_evaluate_scores_the_moving_average_of_an_oasis_model(data, segmenter, t
         written = np.asarray(Image.open(tmp_path / "samples" / path.name))
         np.testing.assert_array_equal(written, ema.synthesize(label, seed=config.seed))
         assert np.abs(written.astype(int) - g.synthesize(label, seed=config.seed).astype(int)).mean() > 1
-    during = TrainingEvaluator(config)(2, state)
     assert during == pytest.approx(scalars(result), rel=1e-6)
 
 
-def test_a_run_trained_before_its_judge_is_scored_afterwards(data, segmenter, tmp_path):
+def test_a_run_trained_before_its_judge_is_scored_afterwards(data, segmenter, oasis_run, tmp_path):
     """experiments/paper_comparison.py's score stage: each kept state at a multiple of the
     comparison's eval period gets the score train.eval_every would have given it (the moving
     average), or G's own for the oasis_no_ema curve; scored steps are not scored again, and the
     curve joins them to the steps scored during training."""
+    import shutil
+
     import paper_comparison
     from pix2pixhd_jax import checkpoint
-    from pix2pixhd_jax.evaluation.evaluate import Evaluation, TrainingEvaluator, scalars
+    from pix2pixhd_jax.evaluation.evaluate import Evaluation, scalars
     from pix2pixhd_jax.inference.synthesis import Synthesizer
 
     workdir = tmp_path / "oasis"
-    config, state = make_oasis_workdir(workdir, f"data.dataroot={data}", "data.load_size=64",
-                                       f"train.eval_segmenter={segmenter[0]}")
+    shutil.copytree(oasis_run[0], workdir)
+    _, config, state, during = oasis_run
     paper_comparison.score_kept(str(workdir), 3, str(segmenter[0]), str(data))
     assert not (workdir / "scores").exists()  # step 2 is not a multiple of 3
     for own_g in (False, True):
         paper_comparison.score_kept(str(workdir), 2, str(segmenter[0]), str(data), own_g=own_g)
     scored, own = (json.loads((workdir / f / "2.json").read_text())["scalars"] for f in ("scores", "scores_raw"))
-    assert scored == pytest.approx(TrainingEvaluator(config)(2, state), rel=1e-6)
+    assert scored == pytest.approx(during, rel=1e-6)
     g = Synthesizer(config, checkpoint.network_variables(state.g_params, state.g_stats))
     assert own == pytest.approx(scalars(Evaluation(config, str(segmenter[0]), "test").run(g, "auto", 1, None, False)),
                                 rel=1e-6)
