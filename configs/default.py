@@ -104,6 +104,7 @@ def get_config():
     # scheduled save and evaluation: they refresh its batch-norm statistics, which the average of
     # G's statistics does not give (OASIS runs 50).
     train.ema_stats_passes = 50
+    train.grad_clip_norm = 0.0  # > 0: each network's gradient clipped to this global norm before Adam (0 = none)
     train.beta1 = 0.5
     train.beta2 = 0.999
     train.pool_size = 0

@@ -6,7 +6,7 @@ OASIS's design at a small width: SPADE blocks as OASIS has them but 5 of them (s
 channels; OASIS's U-Net D with 5 blocks each way at ndf 16; the (N+1)-class loss with class
 balancing and LabelMix (lambda 10), no VGG and no L1 term; Adam (0, 0.999) with OASIS's lrs (G
 1e-4, D 4e-4), constant; the moving average of G at 0.999 (OASIS's 0.9999 averages over ~10k
-steps, longer than this run).
+steps, longer than this run); gradients clipped to norm 1 (below).
 
     pix2pixhd-jax make-synthetic --out demo/synthetic
     pix2pixhd-jax train --config configs/oasis_synthetic.py --workdir runs/oasis_synthetic
@@ -47,4 +47,9 @@ def get_config():
     train.niter = 12  # 50 steps per epoch: 600 steps
     train.niter_decay = 0
     train.ema_decay = 0.999
+    # Not OASIS's: each network's gradient clipped to norm 1 before Adam. OASIS's first steps blow
+    # D's logits up for a step (its own code does too); the gradient of that step left in Adam's
+    # second moment kept D's last layer where it started, and D learnt only its biases (the class
+    # priors) for the next 1200 steps (experiments/README.md, "OASIS beside them").
+    train.grad_clip_norm = 1.0
     return config

@@ -12,6 +12,7 @@ the loop resumes from one.
 import types
 
 import jax
+import ml_collections
 import numpy as np
 import pytest
 
@@ -115,6 +116,29 @@ def test_lr_decay_per_step_is_linear_within_epochs():
     # At epoch starts it agrees with the per-epoch schedule.
     for k in range(cfg.niter + cfg.niter_decay):
         assert got[k * spe] == pytest.approx(float(schedule.learning_rate(k * spe, spe, epoch_cfg)), rel=1e-5)
+
+
+def test_gradient_clipping_bounds_what_a_spike_leaves_in_adam():
+    """train.grad_clip_norm: a gradient far over the norm reaches Adam scaled down to it, so the
+    second moment it leaves is the clipped one; without clipping the optimizers' states keep
+    their structure (checkpoints of runs without it restore)."""
+    from pix2pixhd_jax.training import oasis_step
+
+    params = {"w": np.ones((3,), np.float32), "b": np.zeros((2,), np.float32)}
+    spike = {"w": np.full((3,), 1e6, np.float32), "b": np.full((2,), -1e6, np.float32)}
+    cfg = dict(lr=1e-3, niter=1, niter_decay=0, lr_decay_per_step=False, beta1=0.0, beta2=0.999, lr_D=-1.0,
+               niter_fix_global=0, grad_clip_norm=2.0)
+    cfg, plain = ml_collections.ConfigDict(cfg), ml_collections.ConfigDict(dict(cfg, grad_clip_norm=0.0))
+    for make in (lambda c: oasis_step.oasis_optimizers(c, 10)[1], lambda c: train_step.optimizers(c, 10)[1]):
+        tx, tx_plain = make(cfg), make(plain)
+        _, state = tx.update(spike, tx.init(params), params)
+        nu = [leaf for leaf in jax.tree_util.tree_leaves(state) if getattr(leaf, "shape", ()) == (3,)][-1]
+        scaled = 1e6 * 2.0 / np.sqrt(5 * 1e12)  # each entry of the spike scaled to global norm 2
+        np.testing.assert_allclose(np.asarray(nu), (1 - 0.999) * scaled ** 2, rtol=1e-5)
+        _, plain_state = tx_plain.update(spike, tx_plain.init(params), params)
+        assert len(state) == len(plain_state) + 1  # the clip's (empty) state is the only addition
+        plain_nu = [leaf for leaf in jax.tree_util.tree_leaves(plain_state) if getattr(leaf, "shape", ()) == (3,)][-1]
+        np.testing.assert_allclose(np.asarray(plain_nu), (1 - 0.999) * 1e12, rtol=1e-5)
 
 
 # ---------------------------------------------------------------------------------------

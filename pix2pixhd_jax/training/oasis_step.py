@@ -57,7 +57,8 @@ def oasis_optimizers(train_cfg, steps_per_epoch: int):
     g_lr = optax.scale_by_learning_rate(schedule.learning_rate_schedule(steps_per_epoch, train_cfg))
     d_lr = optax.scale_by_learning_rate(schedule.learning_rate_schedule(steps_per_epoch, train_cfg,
                                                                                d_learning_rate(train_cfg)))
-    return optax.chain(moments, g_lr), optax.chain(moments, d_lr)
+    clip = schedule.gradient_clipping(train_cfg)
+    return optax.chain(*clip, moments, g_lr), optax.chain(*clip, moments, d_lr)
 
 
 def check_oasis_config(config):

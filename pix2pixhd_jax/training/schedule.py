@@ -35,3 +35,14 @@ def global_generator_frozen(step, steps_per_epoch: int, train_cfg):
 
 def total_steps(steps_per_epoch: int, train_cfg) -> int:
     return (train_cfg.niter + train_cfg.niter_decay) * steps_per_epoch
+
+
+def gradient_clipping(train_cfg) -> tuple:
+    """() or (optax.clip_by_global_norm(train.grad_clip_norm),): a network's gradient scaled down
+    to that global norm before Adam sees it (not the reference's, nor OASIS's; 0 = none). One
+    step's gradient a million times the usual otherwise fills Adam's second moment for thousands
+    of steps (beta2 0.999), and the parameters it hit stop moving: OASIS's first steps give such
+    gradients (spectral norm's power iteration trails its small initial weights, and D's logits
+    blow up for a step), after which its D's last layer stayed where it started."""
+    norm = float(getattr(train_cfg, "grad_clip_norm", 0.0))
+    return (optax.clip_by_global_norm(norm),) if norm > 0 else ()

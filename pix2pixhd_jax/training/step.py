@@ -85,7 +85,8 @@ def optimizers(train_cfg, steps_per_epoch: int):
     by_stage = optax.partition({FIXED: optax.transforms.conditionally_mask(moments, trains_fixed), TRAINED: moments},
                                stage_labels)
     lr = optax.scale_by_learning_rate(schedule.learning_rate_schedule(steps_per_epoch, train_cfg))
-    return optax.chain(by_stage, lr), optax.chain(moments, lr)
+    clip = schedule.gradient_clipping(train_cfg)
+    return optax.chain(*clip, by_stage, lr), optax.chain(*clip, moments, lr)
 
 
 def init_train_state(nets: Networks, rng, height: int, width: int, image_size=None) -> TrainState:
