@@ -15,6 +15,7 @@ OASIS's train.py orders them.
 """
 
 import argparse
+import functools
 import os
 import sys
 
@@ -71,17 +72,26 @@ def oasis_steps(ref, seed, steps):
     return out
 
 
-def our_steps(seed, steps, overrides):
-    """The same for this project's step (configs/oasis_cityscapes.py)."""
+@functools.lru_cache(maxsize=None)
+def our_program(overrides):
+    """(init, step) of this project's OASIS step (configs/oasis_cityscapes.py), compiled once for
+    every seed."""
     import jax
 
     from pix2pixhd_jax.config_loading import load_config
     from pix2pixhd_jax.training.train import TrainProgram
 
-    config = load_config(os.path.join(ROOT, "configs", "oasis_cityscapes.py"), overrides)
+    config = load_config(os.path.join(ROOT, "configs", "oasis_cityscapes.py"), list(overrides))
     program = TrainProgram(config, (H, W), steps_per_epoch=1000)
-    state = jax.jit(program.init)(jax.random.PRNGKey(seed))
-    step_fn = jax.jit(program.step)
+    return jax.jit(program.init), jax.jit(program.step)
+
+
+def our_steps(seed, steps, overrides):
+    """The same for this project's step."""
+    import jax
+
+    init, step_fn = our_program(tuple(overrides))
+    state = init(jax.random.PRNGKey(seed))
     out = []
     for step in range(1, steps + 1):
         ids, photo = block_batch(seed, step)
