@@ -72,9 +72,18 @@ def make_scenes(data, eval_data):
             "--seed", "0", "--quiet")
 
 
+def trained_run(method):
+    """The run a method's scores come from: oasis_no_ema is the OASIS run's own G."""
+    return "oasis" if method == "oasis_no_ema" else method
+
+
+def judge_finished(judge):
+    return os.path.isfile(os.path.join(judge, "segmenter_done.json"))
+
+
 def train_judge(judge, data):
     """The judge (configs/ablation_synthetic.py:segmenter), trained if `judge` has none."""
-    if not os.path.isfile(os.path.join(judge, "segmenter_done.json")):
+    if not judge_finished(judge):
         cli("train-segmenter", "--config", f"{JUDGE_CONFIG}:segmenter", "--workdir", judge,
             f"--config.data.dataroot={data}", "--quiet")
 
@@ -201,7 +210,7 @@ def tables(finals, curves):
         if not r:
             continue
         g = r["segmentation"]["generated"]
-        steps = max(curves.get("oasis" if m == "oasis_no_ema" else m) or {0: None})
+        steps = max(curves.get(trained_run(m)) or {0: None})
         lines.append(f"| {LABELS[m]} | {steps} | {g['pixel_accuracy']:.4f} | {g['mean_iou']:.4f} | "
                      f"{r['frechet_distance_segmenter_features']:.2f} | {r['paired']['psnr']:.2f} | "
                      f"{r['paired']['ssim']:.4f} |")
@@ -257,7 +266,7 @@ def main():
             workdir = os.path.join(root, m)
             if os.path.isfile(os.path.join(workdir, "test_results", "grid.png")):
                 continue
-            if os.path.isfile(os.path.join(judge, "segmenter_done.json")):
+            if judge_finished(judge):
                 scoring = [f"--config.train.eval_segmenter={judge}", f"--config.train.eval_dataroot={eval_data}"]
             else:
                 print(f"{judge}: no finished judge yet; {m} trains without scoring and the score stage scores its "
@@ -267,14 +276,14 @@ def main():
                 *scoring, "--quiet")
     if "score" in stages:
         for m in methods:
-            trained = os.path.join(root, "oasis" if m == "oasis_no_ema" else m)
+            trained = os.path.join(root, trained_run(m))
             if os.path.isdir(trained):
-                every = load_config(f"{CONFIG}:{'oasis' if m == 'oasis_no_ema' else m}").train.eval_every
+                every = load_config(f"{CONFIG}:{trained_run(m)}").train.eval_every
                 score_kept(trained, every, judge, eval_data, own_g=m == "oasis_no_ema")
     if "evaluate" in stages:
         for m in methods:
             workdir, path = os.path.join(root, m), os.path.join(out, f"{m}.json")
-            trained = os.path.join(root, "oasis" if m == "oasis_no_ema" else m)
+            trained = os.path.join(root, trained_run(m))
             if os.path.isfile(os.path.join(trained, "test_results", "grid.png")) and not os.path.isfile(path):
                 if m == "oasis_no_ema":
                     trained_generator(root)
