@@ -1,7 +1,9 @@
 """Shared test helpers: small hand-made datasets and the real Cityscapes samples."""
 
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -16,12 +18,26 @@ os.environ.setdefault("PIX2PIXHD_CPU_CONV", "0")
 # The tests run on the CPU. With libtpu installed (for the TPU compile tests) JAX would otherwise
 # probe for a TPU in every process, print libtpu's start-up lines and hold its lockfile.
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# One persistent compilation cache for the run's processes (the xdist workers inherit the
+# controller's environment): a program several tests compile, such as the tiny OASIS step, is
+# compiled once. Set before anything imports jax, which reads it at import.
+if "PIX2PIXHD_TEST_JAX_CACHE" not in os.environ:
+    os.environ["PIX2PIXHD_TEST_JAX_CACHE"] = tempfile.mkdtemp(prefix="pix2pixhd_jax_tests_")
+    _OWN_CACHE = os.environ["PIX2PIXHD_TEST_JAX_CACHE"]
+else:
+    _OWN_CACHE = None
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.environ["PIX2PIXHD_TEST_JAX_CACHE"])
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 CITYSCAPES_SAMPLES = ROOT.parent / "shared" / "data" / "cityscapes_samples"
 
 from pix2pixhd_jax.data.synthetic.blocks import block_maps, grid_shape  # noqa: E402  (this tree's package)
+
+def pytest_unconfigure(config):
+    if _OWN_CACHE:  # the process that made the cache: the controller, or a run without xdist
+        shutil.rmtree(_OWN_CACHE, ignore_errors=True)
+
 
 def pytest_collection_modifyitems(config, items):
     """The slow tests first: pytest-xdist hands tests out in this order, so the longest ones do

@@ -9,6 +9,9 @@ from pix2pixhd_jax.errors import EditError
 from pix2pixhd_jax.errors import UserError
 from pix2pixhd_jax.inference.editing import CITYSCAPES_THINGS, Editor, Scene, brush_mask
 
+# One xdist worker builds the synthesizer once for all the tests here.
+pytestmark = pytest.mark.xdist_group("editing")
+
 H, W = 24, 40
 ROAD, SKY, CAR, PERSON = 7, 23, 26, 24
 CAR_A, CAR_B, PERSON_A = 26000, 26001, 24000

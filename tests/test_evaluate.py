@@ -18,6 +18,9 @@ from PIL import Image
 
 from conftest import ROOT, load_test_config, make_aligned, make_model_workdir, make_oasis_workdir
 
+# One xdist worker builds the trained segmenter and models once for all the tests here.
+pytestmark = pytest.mark.xdist_group("evaluate")
+
 sys.path.insert(0, str(ROOT / "experiments"))
 
 SEG = ("segmenter.width=8", "segmenter.depth=2", "segmenter.batch_size=2", "segmenter.lr=0.01",

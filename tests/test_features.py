@@ -9,6 +9,9 @@ from conftest import make_aligned, make_model_workdir
 from pix2pixhd_jax.cli import main
 from pix2pixhd_jax.inference import features
 
+# One xdist worker builds the encoded features once for all the tests here.
+pytestmark = pytest.mark.xdist_group("features")
+
 
 def test_instance_rows_are_the_instance_average_pool():
     from pix2pixhd_jax.models import instance_average_pool

@@ -29,6 +29,9 @@ from pix2pixhd_jax.training.step import init_train_state, make_train_step
 from pix2pixhd_jax.training.train import TrainProgram
 from step_helpers import LABEL_NC, TINY, make_batch
 
+# One xdist worker builds every case's lowerings once for all the tests here.
+pytestmark = pytest.mark.xdist_group("lowering")
+
 H = W = 32
 ACCELERATORS = ("cuda", "tpu")
 ENCODER = ("model.instance_feat=True", "model.nef=4", "model.n_downsample_E=1")

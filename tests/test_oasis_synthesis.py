@@ -21,6 +21,9 @@ from pix2pixhd_jax.errors import SynthesisError
 from pix2pixhd_jax.inference.synthesis import Synthesizer, noise_vector
 from pix2pixhd_jax.training.oasis_step import OASISTrainState
 
+# One xdist worker builds the trained OASIS workdir once for all the tests here.
+pytestmark = pytest.mark.xdist_group("oasis_synthesis")
+
 W, H = 37, 23
 LABEL = block_example(40, 24, block=8, seed=3)[0][:H, :W]
 

@@ -19,7 +19,8 @@ from pix2pixhd_jax.data.pipeline import InputPipeline
 from pix2pixhd_jax.runtime import sharding
 from pix2pixhd_jax.training.train import ema_statistics_refresh
 
-pytestmark = pytest.mark.slow  # five short trainings, one compile of OASIS's step between them
+pytestmark = [pytest.mark.slow,  # four short trainings, one compile of OASIS's step between them
+              pytest.mark.xdist_group("oasis_train")]  # one worker makes the trainings for both tests
 
 BASE = ("data.load_size=64", "train.batch_size=2", "train.print_freq=1", "train.display_freq=100",
         "train.keep_checkpoints=10", "train.ema_stats_passes=2")
@@ -70,33 +71,39 @@ class Held:
         return Held({**self.__dict__, **changes})
 
 
-def test_a_resumed_run_ends_where_an_uninterrupted_one_does(data, env, tmp_path):
-    train(data, env, tmp_path / "whole", "train.max_steps=4", "train.save_latest_freq=2")
-    train(data, env, tmp_path / "resumed", "train.max_steps=2", "train.save_latest_freq=2")
-    train(data, env, tmp_path / "resumed", "train.max_steps=4", "train.save_latest_freq=2")
-    whole, resumed = raw_state(tmp_path / "whole", 4), raw_state(tmp_path / "resumed", 4)
+@pytest.fixture(scope="module")
+def runs(data, env, tmp_path_factory):
+    """Four short trainings: 4 steps whole; 2 steps then resumed to 4; 2 steps without the
+    moving average's statistics passes. Checkpoints every 2 steps, all kept."""
+    root = tmp_path_factory.mktemp("runs")
+    train(data, env, root / "whole", "train.max_steps=4", "train.save_latest_freq=2")
+    train(data, env, root / "resumed", "train.max_steps=2", "train.save_latest_freq=2")
+    train(data, env, root / "resumed", "train.max_steps=4", "train.save_latest_freq=2")
+    train(data, env, root / "plain", "train.max_steps=2", "train.save_latest_freq=2", "train.ema_stats_passes=0")
+    return root
+
+
+def test_a_resumed_run_ends_where_an_uninterrupted_one_does(runs):
+    whole, resumed = raw_state(runs / "whole", 4), raw_state(runs / "resumed", 4)
     assert int(whole["step"]) == int(resumed["step"]) == 4
     assert_close(whole, resumed)
 
 
-def test_the_moving_average_gets_its_own_batch_statistics_before_it_is_saved(data, env, tmp_path):
-    """With passes, the run's final averaged-G statistics are the refresh of those a run without
-    passes ends with (only the end refreshes here: no save falls inside the run); G, D and the
+def test_the_moving_average_gets_its_own_batch_statistics_before_it_is_saved(data, runs):
+    """With passes, the averaged G's statistics saved at step 2 (the run's end and a scheduled
+    save: one refresh) are the refresh of those a run without passes saves there; G, D and the
     averaged weights are the same either way."""
-    train(data, env, tmp_path / "plain", "train.max_steps=3", "train.save_latest_freq=100",
-          "train.ema_stats_passes=0")
-    train(data, env, tmp_path / "refreshed", "train.max_steps=3", "train.save_latest_freq=100")
-    plain, refreshed = raw_state(tmp_path / "plain", 3), raw_state(tmp_path / "refreshed", 3)
+    plain, refreshed = raw_state(runs / "plain", 2), raw_state(runs / "resumed", 2)
     for field in ("g_params", "g_stats", "d_params", "ema_params"):
         assert leaves_equal(refreshed[field], plain[field]), field
     assert not leaves_equal(refreshed["ema_stats"], plain["ema_stats"])
 
-    config = load_test_config(*[f"--config.{o}" for o in overrides(data, "train.max_steps=3")])
+    config = load_test_config(*[f"--config.{o}" for o in overrides(data, "train.max_steps=2")])
     mesh = sharding.make_mesh(None)
     state = Held(jax.device_put(plain))
     shardings = Held({"ema_stats": jax.tree_util.tree_map(lambda x: x.sharding, state.ema_stats)})
     refresh = ema_statistics_refresh(config, InputPipeline(config, "train"), mesh, shardings)
-    assert_close(refreshed["ema_stats"], jax.tree_util.tree_map(np.asarray, refresh(state, 3).ema_stats))
+    assert_close(refreshed["ema_stats"], jax.tree_util.tree_map(np.asarray, refresh(state, 2).ema_stats))
     for off in ("train.ema_stats_passes=0", "train.ema_decay=0.0"):
         config = load_test_config(*[f"--config.{o}" for o in overrides(data, off)])
         assert ema_statistics_refresh(config, None, mesh, shardings) is None

@@ -27,6 +27,9 @@ from pix2pixhd_jax.training.step import FIXED, TRAINED, init_train_state, make_t
 from step_helpers import H, LABEL_NC, TINY, W, changed_fraction, fast_state, g_adam, make_batch, trees_equal
 import two_adam_state
 
+# One xdist worker builds the trained runs once for all the tests here.
+pytestmark = pytest.mark.xdist_group("optimizer")
+
 
 def g1_and_rest(g_params):
     """(G1's params, everything else) of a local generator(+encoder) tree."""

@@ -52,20 +52,28 @@ def networks_and_losses(policy, local=False, traced=False):
     return (g_params, g_loss), (d_params, d_loss)
 
 
-@pytest.mark.slow  # XLA:CPU compiles every policy's gradients: a few minutes on two cores
 # 'full' takes every wrapper 'blocks' and 'layers' take (layer_remat, block_remat); the policy
-# name takes jax's policy path.
-@pytest.mark.parametrize("local, policies", [(False, ("none", "full", "dots_saveable")), (True, ("none", "full"))])
-def test_every_policy_gives_the_same_parameters_outputs_and_gradients(local, policies):
-    results = {}
+# name takes jax's policy path. The local enhancer's G holds the global generator's layers and
+# its own (G1 and the enhancer branch with the final conv), so G is checked there, with E.
+@pytest.mark.parametrize("net, local, policies", [("G", True, ("none", "full")),
+                                                  ("D", False, ("none", "full", "dots_saveable"))])
+def test_every_policy_gives_the_same_parameters_outputs_and_gradients(net, local, policies):
+    # Every policy's init is traced (shapes), not compiled; the gradients are taken at one set of
+    # random parameters of that shape.
+    results, values = {}, None
     for policy in policies:
-        (g_params, g_loss), (d_params, d_loss) = networks_and_losses(policy, local)
-        results[policy] = (g_params, d_params, jax.jit(jax.value_and_grad(g_loss))(g_params),
-                           jax.jit(jax.value_and_grad(d_loss))(d_params))
+        g, d = networks_and_losses(policy, local, traced=True)
+        shapes, loss = g if net == "G" else d
+        if values is None:
+            leaves, tree = jax.tree_util.tree_flatten(shapes)
+            rng = np.random.default_rng(1)
+            values = tree.unflatten([jnp.asarray(rng.normal(0, 0.2, x.shape), x.dtype) for x in leaves])
+        results[policy] = (shapes, jax.jit(jax.value_and_grad(loss))(values))
     ref = results["none"]
-    for policy, got in results.items():
-        assert jax.tree_util.tree_structure(got[0]) == jax.tree_util.tree_structure(ref[0]), policy
-        for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(ref)):
+    for policy, (shapes, got) in results.items():
+        assert jax.tree_util.tree_structure(shapes) == jax.tree_util.tree_structure(ref[0]), policy
+        assert [x.shape for x in jax.tree_util.tree_leaves(shapes)] == [x.shape for x in jax.tree_util.tree_leaves(ref[0])]
+        for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(ref[1])):
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6, err_msg=policy)
 
 
@@ -87,12 +95,15 @@ def test_recomputing_keeps_less_for_the_backward_pass(monkeypatch):
 
 def test_vgg_keeps_one_tensor_per_layer_under_full():
     x = jnp.asarray(np.random.default_rng(0).uniform(-1, 1, (BATCH, 16, 16, 3)), jnp.float32)
-    out = {}
+    out, variables = {}, None
     for policy in ("none", "full"):
         vgg = VGG19Features(remat=policy)
-        variables = vgg.init(jax.random.PRNGKey(0), x)
+        if variables is None:  # random weights of VGG19's shapes, made without running its init
+            leaves, tree = jax.tree_util.tree_flatten(jax.eval_shape(vgg.init, jax.random.PRNGKey(0), x))
+            rng = np.random.default_rng(1)
+            variables = tree.unflatten([jnp.asarray(rng.normal(0, 0.05, v.shape), v.dtype) for v in leaves])
         loss = lambda v, y: sum(jnp.mean(t) for t in vgg.apply(v, y))  # noqa: E731
-        out[policy] = (loss(variables, x), jax.jit(jax.grad(loss, 1))(variables, x), kept_bytes(loss, variables, x))
+        out[policy] = (*jax.jit(jax.value_and_grad(loss, 1))(variables, x), kept_bytes(loss, variables, x))
     np.testing.assert_allclose(out["full"][0], out["none"][0], rtol=1e-6)
     np.testing.assert_allclose(out["full"][1], out["none"][1], rtol=1e-5, atol=1e-7)
     assert out["full"][2] < 0.6 * out["none"][2]

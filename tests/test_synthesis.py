@@ -23,6 +23,9 @@ from pix2pixhd_jax.inference.files import load_style_json
 from pix2pixhd_jax.inference.synthesis import Synthesizer, instance_classes, pad_to_multiple, random_style_index
 from pix2pixhd_jax.models.encoder import instance_average_pool
 
+# One xdist worker builds the model and its synthesizer once for all the tests here.
+pytestmark = pytest.mark.xdist_group("synthesis")
+
 W, H = 37, 23  # neither a multiple of the tiny generator's factor 4
 FULL_LABEL, FULL_INST, _ = block_example(40, 24, block=8, seed=3)
 LABEL, INST = FULL_LABEL[:H, :W], FULL_INST[:H, :W]

@@ -16,6 +16,9 @@ from pix2pixhd_jax.errors import DataError
 
 import tensorflow_datasets as tfds  # noqa: E402  (after the project's imports, which hide GPUs from TF)
 
+# One xdist worker builds the prepared datasets once for all the tests here.
+pytestmark = pytest.mark.xdist_group("tfds_builders")
+
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "cityscapes_samples"
 SYNTHETIC = "synthetic_scenes/128x64"
 CITY_SPLITS = {"train": 4, "val": 2}  # the six samples: first four as Cityscapes train, last two as val

@@ -25,6 +25,9 @@ from PIL import Image
 
 from conftest import ROOT, cli_env, load_test_config, raw_state
 
+# One xdist worker builds the trained runs once for all the tests here.
+pytestmark = pytest.mark.xdist_group("train_loop")
+
 W, H = 64, 32  # the training size: 128x64 scenes, scale_width to 64
 STEPS = 12  # run A: 4 epochs of 3 batches
 CONFIG = str(ROOT / "configs" / "synthetic_demo.py")

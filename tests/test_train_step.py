@@ -28,6 +28,9 @@ from pix2pixhd_jax.training.step import TRAINED, init_train_state, make_train_st
 from step_helpers import (H, LABEL_NC, TINY, W, changed_fraction, d_adam, fast_state, g_adam, leaf_name, make_batch,
                           photo)
 
+# One xdist worker builds the tiny compiled step once for all the tests here.
+pytestmark = pytest.mark.xdist_group("train_step")
+
 STEPS_PER_EPOCH = 10
 
 

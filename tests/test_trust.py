@@ -24,6 +24,9 @@ from PIL import Image
 
 from conftest import ROOT, cli_env
 
+# One xdist worker builds the trained run once for all the tests here.
+pytestmark = pytest.mark.xdist_group("trust")
+
 CONFIG = str(ROOT / "configs" / "synthetic_demo.py")
 TINY = ["--config.data.load_size=64", "--config.model.ngf=4", "--config.model.ndf=4",
         "--config.model.n_downsample_global=2", "--config.model.n_blocks_global=1", "--config.model.n_layers_D=1",
