@@ -321,6 +321,10 @@ class ReferenceSynthesizer:
             sys.argv = saved
         self.tensor2im = util.tensor2im
 
+    def random_samples(self) -> bool:
+        """pix2pixHD's G draws no noise: one picture per map, whatever the seed or sample."""
+        return False
+
     def synthesize_batch(self, labels, insts=None, styles=None, seed: int = 0, sample: int = 0):
         import torch
 

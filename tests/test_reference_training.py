@@ -88,3 +88,22 @@ def test_spread_statistics():
     assert st["n"] == 3 and st["mean"] == pytest.approx(0.3) and st["std"] == pytest.approx(0.1)
     assert (st["min"], st["max"]) == (0.2, 0.4)
     assert reference_training.stats([0.5])["std"] == 0.0
+
+
+def test_the_reference_synthesizer_answers_what_evaluation_asks_of_a_synthesizer():
+    """Evaluation.run takes the reference's G through nvidia_reference.ReferenceSynthesizer: every
+    attribute it reads of a synthesizer must be there (encode_styles is read only of one with an
+    encoder, which the reference's wrapper never has)."""
+    import ast
+    import inspect
+
+    from pix2pixhd_jax.evaluation import evaluate
+
+    tree = ast.parse(inspect.getsource(evaluate.Evaluation))
+    used = {n.attr for n in ast.walk(tree)
+            if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and n.value.id == "synth"}
+    assert {"synthesize_batch", "random_samples"} <= used
+    wrapper = nvidia_reference.ReferenceSynthesizer
+    assert wrapper.has_encoder is False
+    assert [a for a in sorted(used - {"encode_styles"}) if not hasattr(wrapper, a)] == []
+    assert object.__new__(wrapper).random_samples() is False  # one picture per map: no noise
