@@ -177,12 +177,13 @@ def shipped_batches(entries):
 
 
 def largest_batches(entries):
-    """{(topology, config): (the largest batch that compiled within HBM, its record, the next
-    batch's record: one that did not fit, or None where it was not compiled)}."""
+    """{(topology, config): (the largest batch that compiled within HBM, its record, the smallest
+    larger batch that did not fit and its record, or (None, None) where none was compiled)}."""
     out = {}
     for group, records in shipped_batches(entries).items():
         best = max((b for b, rec in records.items() if rec["compiles"]), default=0)
-        out[group] = (best, records.get(best), records.get(best + 1))
+        over = min((b for b, rec in records.items() if not rec["compiles"] and b > best), default=None)
+        out[group] = (best, records.get(best), over, records.get(over))
     return out
 
 
@@ -196,10 +197,14 @@ def report_largest(entries):
     print("| topology | config | remat | largest batch per chip | per chip at it | roofline images/s per chip at it "
           "| the next batch |")
     print("| --- " * 7 + "|")
-    for (topo, key), (best, at, over) in sorted(largest_batches(entries).items(),
-                                                key=lambda kv: (TOPOLOGIES.index(kv[0][0]), kv[0][1])):
-        bounded = over is not None
-        nxt = f"does not fit: {out_of_memory(over['error'])}" if bounded else "not compiled yet"
+    for (topo, key), (best, at, over, failed) in sorted(largest_batches(entries).items(),
+                                                        key=lambda kv: (TOPOLOGIES.index(kv[0][0]), kv[0][1])):
+        bounded = over == best + 1
+        if failed is None:
+            nxt = "not compiled yet"
+        else:
+            nxt = (f"{'' if bounded else f'{best + 1}-{over - 1} not compiled yet; {over} '}does not fit: "
+                   f"{out_of_memory(failed['error'])}")
         cells = (f"{at['per_chip_gib']:.2f} GiB of {at['chip_hbm_gib']:.0f} | {at['roofline']['images_per_s_per_chip_bound']:.2f}"
                  if at else " | ")
         print(f"| {topo} | {key} | {shipped_remat(key)} | {best if bounded else f'{best} or more'} | {cells} | {nxt} |")
