@@ -12,6 +12,7 @@ from pix2pixhd_jax.models import layers
 from pix2pixhd_jax.models.layers import remat_policy
 from pix2pixhd_jax.models.pix2pixhd import Networks
 from pix2pixhd_jax.models.vgg19 import VGG19Features
+from pix2pixhd_jax.weights.filled import fill_like
 
 POLICIES = ("none", "blocks", "layers", "full", "dots_saveable")
 BATCH = 2
@@ -28,13 +29,11 @@ def kept_bytes(fn, *args):
                if x.ndim == 4 and x.shape[0] == BATCH)
 
 
-def networks_and_losses(policy, local=False, traced=False):
-    """G's and D's parameters and a loss of each; with `traced`, the parameters' shapes only."""
+def networks_and_losses(policy, local=False):
+    """G's and D's parameters' shapes (traced, not compiled) and a loss of each."""
     config = load_test_config(*SMALL, *(LOCAL if local else ()), f"train.remat={policy}")
     nets = Networks(config)
-    init = lambda r: nets.init(r, 16, 16)  # noqa: E731
-    key = jax.random.PRNGKey(0)
-    g_params, g_stats, d_params, d_stats = jax.eval_shape(init, key) if traced else jax.jit(init)(key)
+    g_params, g_stats, d_params, d_stats = jax.eval_shape(lambda r: nets.init(r, 16, 16), jax.random.PRNGKey(0))
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.uniform(-1, 1, (BATCH, 16, 16, nets.g_in - config.model.feat_num)), jnp.float32)
     photo = jnp.asarray(rng.uniform(-1, 1, (BATCH, 16, 16, 3)), jnp.float32)
@@ -62,12 +61,10 @@ def test_every_policy_gives_the_same_parameters_outputs_and_gradients(net, local
     # random parameters of that shape.
     results, values = {}, None
     for policy in policies:
-        g, d = networks_and_losses(policy, local, traced=True)
+        g, d = networks_and_losses(policy, local)
         shapes, loss = g if net == "G" else d
         if values is None:
-            leaves, tree = jax.tree_util.tree_flatten(shapes)
-            rng = np.random.default_rng(1)
-            values = tree.unflatten([jnp.asarray(rng.normal(0, 0.2, x.shape), x.dtype) for x in leaves])
+            values = fill_like(shapes, seed=1)
         results[policy] = (shapes, jax.jit(jax.value_and_grad(loss))(values))
     ref = results["none"]
     for policy, (shapes, got) in results.items():
@@ -82,7 +79,7 @@ def test_recomputing_keeps_less_for_the_backward_pass(monkeypatch):
     monkeypatch.setattr(layers, "WIDE_BLOCK", 8)
     kept = {}
     for policy in POLICIES:
-        (g_params, g_loss), (d_params, d_loss) = networks_and_losses(policy, traced=True)
+        (g_params, g_loss), (d_params, d_loss) = networks_and_losses(policy)
         kept[policy] = (kept_bytes(g_loss, g_params), kept_bytes(d_loss, d_params))
     assert kept["full"][0] < kept["layers"][0] < kept["none"][0]
     assert kept["full"][0] < kept["dots_saveable"][0] < kept["none"][0]
@@ -99,9 +96,7 @@ def test_vgg_keeps_one_tensor_per_layer_under_full():
     for policy in ("none", "full"):
         vgg = VGG19Features(remat=policy)
         if variables is None:  # random weights of VGG19's shapes, made without running its init
-            leaves, tree = jax.tree_util.tree_flatten(jax.eval_shape(vgg.init, jax.random.PRNGKey(0), x))
-            rng = np.random.default_rng(1)
-            variables = tree.unflatten([jnp.asarray(rng.normal(0, 0.05, v.shape), v.dtype) for v in leaves])
+            variables = fill_like(jax.eval_shape(vgg.init, jax.random.PRNGKey(0), x), seed=1)
         loss = lambda v, y: sum(jnp.mean(t) for t in vgg.apply(v, y))  # noqa: E731
         out[policy] = (*jax.jit(jax.value_and_grad(loss, 1))(variables, x), kept_bytes(loss, variables, x))
     np.testing.assert_allclose(out["full"][0], out["none"][0], rtol=1e-6)
