@@ -175,8 +175,17 @@ def stored_values(item_dir: str) -> list:
 
 
 def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return (text[0] if text else type(error).__name__)[:300]
+    """The first line of what went wrong at the bottom of `error`'s chain: Orbax wraps TensorStore's
+    error (which names the array and why, e.g. a failed decompression) in one that prints a
+    multi-line spec of the store instead."""
+    root = error
+    while root.__cause__ is not None or (root.__context__ is not None and not root.__suppress_context__):
+        root = root.__cause__ if root.__cause__ is not None else root.__context__
+    for candidate in (root, error):
+        text = str(candidate).strip().splitlines()
+        if text:
+            return text[0][:300]
+    return type(error).__name__
 
 
 def check_step(workdir: str, step: int, item: str, parts: Optional[Sequence[str]] = None):
