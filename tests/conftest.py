@@ -45,6 +45,22 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_terminal_summary(terminalreporter):
+    """After pytest's own summary (which on CI prints each failure's whole message, a subprocess's
+    log or a store's spec, so a log's last lines may not name the test): one line per failed
+    test, its name and the first line of why, just above the counts."""
+    result = yield
+    failed = terminalreporter.stats.get("failed", []) + terminalreporter.stats.get("error", [])
+    if failed:
+        terminalreporter.write_sep("-", f"{len(failed)} failed, by name")
+        for report in failed:
+            crash = getattr(report.longrepr, "reprcrash", None)
+            why = (crash.message.strip().splitlines() or [""])[0][:160] if crash else ""
+            terminalreporter.write_line(f"{report.nodeid} ({report.when}): {why}")
+    return result
+
+
 # Distinct photo colours per label id, so a photo pixel tells which label it came from.
 COLOURS = np.random.default_rng(7).integers(0, 256, size=(256, 3)).astype(np.uint8)
 
