@@ -14,9 +14,11 @@ and the fix. Inference reads only the parts it uses (G's and E's variables), so 
 or the optimizer's arrays does not stop it.
 """
 
+import inspect
 import json
 import logging
 import os
+import sys
 from typing import Optional, Sequence
 
 import jax
@@ -311,6 +313,7 @@ def restore(workdir: str, step: int, item: str, abstract=None, parts: Optional[S
         wanted = abstract if parts is None else {k: v for k, v in dict(abstract).items() if k in parts}
         check_fit(saved, wanted, where, "Train with the config saved beside it (config.json), or start in a new "
                   "--workdir.")
+    _drop_abandoned_reads()
     try:
         if parts is None:
             with ocp.StandardCheckpointer() as ckptr:
@@ -322,6 +325,39 @@ def restore(workdir: str, step: int, item: str, abstract=None, parts: Optional[S
     except Exception as e:  # noqa: BLE001 - TensorStore and Orbax raise many types for one unreadable file
         raise UnreadableCheckpointError(f"{item_dir}: Orbax cannot read step {step} ({_first_line(e)})", step=step,
                                         path=item_dir) from None
+
+
+def _is_abandoned_read(unraisable) -> bool:
+    """An abandoned read's coroutine closed by the collector, or TensorStore's read finishing
+    after the loop closed (its callback, called from C, fails to wake the loop)."""
+    obj = unraisable.object
+    if inspect.iscoroutine(obj):
+        return f"{os.sep}orbax{os.sep}" in obj.cr_code.co_filename
+    tb = unraisable.exc_traceback
+    return (obj is None and unraisable.exc_type is RuntimeError and tb is not None
+            and tb.tb_frame.f_code.co_name == "call_soon_threadsafe"
+            and str(unraisable.exc_value) == "Event loop is closed")
+
+
+def _drop_abandoned_reads():
+    """Orbax reads a step's arrays as coroutines on an event loop that it closes as soon as one
+    read fails; the reads still under way are abandoned. Whenever the garbage collector closes
+    one (while Orbax still unwinds, or later during training), Orbax's handler turns the close
+    into an exception, which Python prints as 'Exception ignored in: <coroutine ...>' with a
+    traceback and a multi-line store spec, once per abandoned array; and each TensorStore read
+    that finishes after the loop closed prints 'Event loop is closed'. The failure is reported
+    once, by UnreadableCheckpointError: from the first restore on, this process drops those
+    prints, and only those (set before reading, since the collector may run before Orbax returns)."""
+    previous = sys.unraisablehook
+    if getattr(previous, "drops_abandoned_reads", False):
+        return
+
+    def hook(unraisable):
+        if not _is_abandoned_read(unraisable):
+            previous(unraisable)
+
+    hook.drops_abandoned_reads = True
+    sys.unraisablehook = hook
 
 
 def restore_to_host(workdir: str, step: int, item: str, parts: Optional[Sequence[str]] = None):
