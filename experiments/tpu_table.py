@@ -101,7 +101,7 @@ class Table:
         b = max(2, 1 + int((hbm - one["per_chip_bytes"]) // max(self.per_image_bytes(key), 1)))
         fits, over = 1, None
         while over is None or over - fits > 1:
-            if self.get(topo, key, None, b)["compiles"]:
+            if fits_hbm(self.get(topo, key, None, b)):
                 fits = b
             else:
                 over = b
@@ -111,8 +111,8 @@ class Table:
         return fits
 
     def batches(self, topo, key):
-        """{per-chip batch: whether it compiled} of the shipped config's entries on `topo`."""
-        return {b: rec["compiles"] for b, rec in shipped_batches(self.entries).get((topo, key), {}).items()}
+        """{per-chip batch: whether it fits} of the shipped config's entries on `topo`."""
+        return {b: fits_hbm(rec) for b, rec in shipped_batches(self.entries).get((topo, key), {}).items()}
 
 
 def report(entries):
@@ -181,10 +181,25 @@ def largest_batches(entries):
     larger batch that did not fit and its record, or (None, None) where none was compiled)}."""
     out = {}
     for group, records in shipped_batches(entries).items():
-        best = max((b for b, rec in records.items() if rec["compiles"]), default=0)
-        over = min((b for b, rec in records.items() if not rec["compiles"] and b > best), default=None)
+        best = max((b for b, rec in records.items() if fits_hbm(rec)), default=0)
+        over = min((b for b, rec in records.items() if not fits_hbm(rec) and b > best), default=None)
         out[group] = (best, records.get(best), over, records.get(over))
     return out
+
+
+def fits_hbm(rec) -> bool:
+    """Compiled, and XLA's memory analysis (arguments, outputs, temporaries and code, less what
+    outputs alias) within the chip's HBM: XLA:TPU has compiled batches whose analysis sums to more
+    than the chip holds (v5p), which are not counted as fitting."""
+    return rec["compiles"] and rec.get("fits_hbm", True)
+
+
+def why_not(rec) -> str:
+    """Why a batch does not fit: XLA:TPU's out-of-memory error, or its analysis over the HBM."""
+    if rec["compiles"]:
+        return (f"XLA:TPU compiles it, but its memory analysis sums to {rec['per_chip_gib']:.2f} GiB per chip, "
+                f"over the chip's {rec['chip_hbm_gib']:.0f}")
+    return out_of_memory(rec["error"])
 
 
 def out_of_memory(error: str) -> str:
@@ -204,7 +219,7 @@ def report_largest(entries):
             nxt = "not compiled yet"
         else:
             nxt = (f"{'' if bounded else f'{best + 1}-{over - 1} not compiled yet; {over} '}does not fit: "
-                   f"{out_of_memory(failed['error'])}")
+                   f"{why_not(failed)}")
         cells = (f"{at['per_chip_gib']:.2f} GiB of {at['chip_hbm_gib']:.0f} | {at['roofline']['images_per_s_per_chip_bound']:.2f}"
                  if at else " | ")
         print(f"| {topo} | {key} | {shipped_remat(key)} | {best if bounded else f'{best} or more'} | {cells} | {nxt} |")

@@ -40,3 +40,11 @@ def test_the_next_batch_not_fitting_bounds_the_largest(capsys):
 def test_nothing_above_the_largest_compiled_yet(capsys):
     cells = row({1: fits(4.9)}, capsys)
     assert cells[3] == "1 or more" and cells[6] == "not compiled yet"
+
+
+def test_a_batch_that_compiles_over_the_chips_hbm_does_not_count_as_fitting(capsys):
+    over = dict(fits(33.5), fits_hbm=False)  # XLA:TPU compiled it; its memory analysis exceeds the chip
+    cells = row({1: fits(4.9), 10: fits(29.84), 11: over}, capsys)
+    assert cells[3] == "10" and cells[4] == "29.84 GiB of 32"
+    assert cells[6] == ("does not fit: XLA:TPU compiles it, but its memory analysis sums to 33.50 GiB per chip, "
+                        "over the chip's 32")
