@@ -180,9 +180,14 @@ def _first_line(error: BaseException) -> str:
     """The first line of what went wrong at the bottom of `error`'s chain: Orbax wraps TensorStore's
     error (which names the array and why, e.g. a failed decompression) in one that prints a
     multi-line spec of the store instead."""
-    root = error
-    while root.__cause__ is not None or (root.__context__ is not None and not root.__suppress_context__):
-        root = root.__cause__ if root.__cause__ is not None else root.__context__
+    root, seen = error, {id(error)}
+    while True:  # down the chain as Python's traceback prints it, each exception once
+        below = root.__cause__ if root.__cause__ is not None else (
+            None if root.__suppress_context__ else root.__context__)
+        if below is None or id(below) in seen:
+            break
+        root = below
+        seen.add(id(root))
     for candidate in (root, error):
         text = str(candidate).strip().splitlines()
         if text:
