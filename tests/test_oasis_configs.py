@@ -140,7 +140,8 @@ def test_the_comparisons_oasis_ablations_each_take_away_one_part():
         assert oasis[key] == pix2pixhd[key], key
     expected = {"oasis_no_labelmix": {"loss.lambda_labelmix": 0.0}, "oasis_no_noise": {"model.z_dim": 0},
                 "oasis_no_balancing": {"loss.no_balancing_inloss": True},
-                "oasis_patch_d": {"model.netD": "multiscale", "model.ndf": 8, "loss.no_ganFeat_loss": False}}
+                "oasis_patch_d": {"model.netD": "multiscale", "model.ndf": 8, "loss.no_ganFeat_loss": False},
+                "oasis_ema_995": {"train.ema_decay": 0.995}}
     for method, changes in expected.items():
         variant = flat(load_config(f"{path}:{method}"))
         diff = {k: v for k, v in variant.items() if oasis[k] != v}
