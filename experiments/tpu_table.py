@@ -105,10 +105,18 @@ class Table:
                 fits = b
             else:
                 over = b
-            if over is None:  # a batch already known not to fit bounds the doubling
-                over = min((k for k, ok in self.batches(topo, key).items() if not ok and k > fits), default=None)
+            fits, over = self.bounds(topo, key, fits, over)
             b = fits * 2 if over is None else (fits + over) // 2
         return fits
+
+    def bounds(self, topo, key, fits, over):
+        """The gap narrowed by the batches already compiled: the smallest known not to fit above
+        `fits`, then the largest known to fit below that, so a resumed search compiles only
+        inside the gap still open."""
+        known = self.batches(topo, key)
+        over = min((k for k, ok in known.items() if not ok and k > fits), default=over)
+        fits = max((k for k, ok in known.items() if ok and fits <= k and (over is None or k < over)), default=fits)
+        return fits, over
 
     def batches(self, topo, key):
         """{per-chip batch: whether it fits} of the shipped config's entries on `topo`."""

@@ -48,3 +48,31 @@ def test_a_batch_that_compiles_over_the_chips_hbm_does_not_count_as_fitting(caps
     assert cells[3] == "10" and cells[4] == "29.84 GiB of 32"
     assert cells[6] == ("does not fit: XLA:TPU compiles it, but its memory analysis sums to 33.50 GiB per chip, "
                         "over the chip's 32")
+
+
+def test_a_resumed_search_compiles_only_inside_the_gap_still_open(tmp_path, monkeypatch):
+    """Batches already compiled bound the search from both sides: with 16 known to fit and 20 known
+    not to, only 17-19 are compiled, whatever the first guess's path would have tried."""
+    def entry(topo, batch, gib, kind):
+        name = f"{topo}/global_1024x512/train_step/none/replicated/b{batch}"
+        return name, {"compiles": True, "per_chip_bytes": int(gib * tpu_table.GIB), "argument_bytes": 2 * tpu_table.GIB,
+                      "per_chip_gib": gib, "device_kind": kind, "fits_hbm": True, "compile_s": 1.0}
+
+    known = dict([entry("v5e:2x2", 1, 4.72, "TPU v5 lite"), entry("v5e:2x2", 2, 7.72, "TPU v5 lite"),
+                  entry("v4:2x2x1", 1, 4.9, "TPU v4"), entry("v4:2x2x1", 10, 29.0, "TPU v4"),
+                  entry("v4:2x2x1", 16, 30.0, "TPU v4")])
+    known["v4:2x2x1/global_1024x512/train_step/none/replicated/b20"] = too_big("33.96") | {"device_kind": "TPU v4"}
+    path = tmp_path / "compiles.json"
+    path.write_text(tpu_table.json.dumps(known))
+    compiled = []
+
+    def compile_for_topology(config, topo, height, width, batch, what):
+        compiled.append(batch)
+        if batch <= 17:
+            return dict(entry(topo, batch, 30.5, "TPU v4")[1])
+        return too_big("31.5") | {"compile_s": 1.0}
+
+    monkeypatch.setattr(tpu_table.aot, "compile_for_topology", compile_for_topology)
+    assert tpu_table.Table(str(path)).largest_batch("v4:2x2x1", "global_1024x512") == 17
+    assert compiled == [18, 17]
+    assert tpu_table.Table(str(path)).largest_batch("v4:2x2x1", "global_1024x512") == 17 and compiled == [18, 17]
