@@ -1,7 +1,7 @@
 """XLA:TPU's own figures for the Cityscapes recipes, compiled ahead of time on this machine
 (experiments/benchmarks.md "TPU (compiled ahead of time)").
 
-    python experiments/tpu_table.py [--out experiments/tpu/compiles.json] [--only v5e] [--what synthesis]
+    python experiments/tpu_table.py [--out experiments/tpu/compiles.json] [--only v5e] [--what synthesis] [--batch 1]
 
 Every entry is one `pix2pixhd-jax benchmark --topology` record (training/aot.py): the train step
 `train` runs for a slice's chips, bf16, VGG on, a per-chip batch. For v5e:2x2 (the 16 GiB chip)
@@ -241,6 +241,9 @@ def main():
                         + ", ".join(CONFIGS))
     parser.add_argument("--what", choices=("all", "train_step", "synthesis"), default="all",
                         help="which programs: the train step's entries, synthesis at 2048x1024, or both")
+    parser.add_argument("--batch", type=int, default=None,
+                        help="compile only this per-chip batch of the shipped configs (no largest-batch search, "
+                             "no remat policies)")
     parser.add_argument("--report", action="store_true", help="print the tables of what --out holds; compile nothing")
     args = parser.parse_args()
     table = Table(args.out)
@@ -255,11 +258,17 @@ def main():
     unknown = sorted(set(keys) - set(CONFIGS))
     if unknown:
         parser.error(f"--configs {','.join(unknown)}: no such config; choose from {', '.join(CONFIGS)}")
+    if args.batch is not None and args.batch < 1:
+        parser.error(f"--batch {args.batch}: a per-chip batch is 1 or more")
     # Synthesis first: G's forward pass compiles in a fraction of a train step's time and memory.
     if "local_2048x1024" in keys and args.what in ("synthesis", "all"):
         for t in topologies:
             table.get(t, "local_2048x1024", None, 1, what="synthesis")
-    if args.what in ("train_step", "all"):
+    if args.what in ("train_step", "all") and args.batch is not None:
+        for t in topologies:
+            for k in keys:
+                table.get(t, k, None, args.batch)
+    elif args.what in ("train_step", "all"):
         for t in topologies:
             for k in keys:
                 table.largest_batch(t, k)
