@@ -76,3 +76,21 @@ def test_a_resumed_search_compiles_only_inside_the_gap_still_open(tmp_path, monk
     assert tpu_table.Table(str(path)).largest_batch("v4:2x2x1", "global_1024x512") == 17
     assert compiled == [18, 17]
     assert tpu_table.Table(str(path)).largest_batch("v4:2x2x1", "global_1024x512") == 17 and compiled == [18, 17]
+
+
+def test_batch_compiles_that_batch_alone(tmp_path, monkeypatch, capsys):
+    """--batch N: one entry per topology and config asked for, no search, no remat policies."""
+    compiled = []
+
+    def compile_for_topology(config, topo, height, width, batch, what):
+        compiled.append((topo, config.train.remat, batch, what))
+        return too_big("40.0") | {"compile_s": 1.0}
+
+    monkeypatch.setattr(tpu_table.aot, "compile_for_topology", compile_for_topology)
+    out = tmp_path / "compiles.json"
+    monkeypatch.setattr(sys, "argv", ["tpu_table.py", "--out", str(out), "--only", "v5", "--configs", "global_1024x512",
+                                      "--what", "train_step", "--batch", "3"])
+    tpu_table.main()
+    assert compiled == [("v5e:2x2", "none", 3, "train_step"), ("v5p:2x2x1", "none", 3, "train_step")]
+    assert set(tpu_table.json.loads(out.read_text())) == {
+        "v5e:2x2/global_1024x512/train_step/none/replicated/b3", "v5p:2x2x1/global_1024x512/train_step/none/replicated/b3"}
