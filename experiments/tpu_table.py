@@ -226,8 +226,8 @@ def report_largest(entries):
         if failed is None:
             nxt = "not compiled yet"
         else:
-            nxt = (f"{'' if bounded else f'{best + 1}-{over - 1} not compiled yet; {over} '}does not fit: "
-                   f"{why_not(failed)}")
+            gap = f"{best + 1}" if over == best + 2 else f"{best + 1}-{over - 1}"
+            nxt = f"{'' if bounded else f'{gap} not compiled yet; {over} '}does not fit: {why_not(failed)}"
         cells = (f"{at['per_chip_gib']:.2f} GiB of {at['chip_hbm_gib']:.0f} | {at['roofline']['images_per_s_per_chip_bound']:.2f}"
                  if at else " | ")
         print(f"| {topo} | {key} | {shipped_remat(key)} | {best if bounded else f'{best} or more'} | {cells} | {nxt} |")

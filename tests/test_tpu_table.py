@@ -32,6 +32,12 @@ def test_a_gap_below_the_batch_that_did_not_fit_is_named(capsys):
     assert cells[6] == "11-19 not compiled yet; 20 does not fit: 33.96G of temporaries against 30.75G of HBM"
 
 
+def test_a_gap_of_one_batch_is_named_as_that_batch(capsys):
+    cells = row({1: fits(4.9), 15: fits(30.08), 17: too_big("34.01")}, capsys)
+    assert cells[3] == "15 or more"
+    assert cells[6] == "16 not compiled yet; 17 does not fit: 34.01G of temporaries against 30.75G of HBM"
+
+
 def test_the_next_batch_not_fitting_bounds_the_largest(capsys):
     cells = row({1: fits(4.9), 10: fits(29.84), 11: too_big("31.2"), 20: too_big("33.96")}, capsys)
     assert cells[3] == "10" and cells[6] == "does not fit: 31.2G of temporaries against 30.75G of HBM"
