@@ -264,15 +264,14 @@ def main():
     if "local_2048x1024" in keys and args.what in ("synthesis", "all"):
         for t in topologies:
             table.get(t, "local_2048x1024", None, 1, what="synthesis")
-    if args.what in ("train_step", "all") and args.batch is not None:
+    if args.what in ("train_step", "all"):
         for t in topologies:
             for k in keys:
-                table.get(t, k, None, args.batch)
-    elif args.what in ("train_step", "all"):
-        for t in topologies:
-            for k in keys:
-                table.largest_batch(t, k)
-        if "v5e:2x2" in topologies:
+                if args.batch is None:
+                    table.largest_batch(t, k)
+                else:
+                    table.get(t, k, None, args.batch)
+        if "v5e:2x2" in topologies and args.batch is None:
             for key in keys:
                 for policy in POLICIES:
                     table.get("v5e:2x2", key, policy, 1)

@@ -1,6 +1,7 @@
-"""experiments/tpu_table.py's largest-batch table: what it says of the batches between the largest
-that compiled and the smallest that did not fit."""
+"""experiments/tpu_table.py: the largest-batch search (what it compiles) and table (what it says of
+the batches between the largest that compiled and the smallest that did not fit)."""
 
+import json
 import sys
 
 from conftest import ROOT
@@ -69,7 +70,7 @@ def test_a_resumed_search_compiles_only_inside_the_gap_still_open(tmp_path, monk
                   entry("v4:2x2x1", 16, 30.0, "TPU v4")])
     known["v4:2x2x1/global_1024x512/train_step/none/replicated/b20"] = too_big("33.96") | {"device_kind": "TPU v4"}
     path = tmp_path / "compiles.json"
-    path.write_text(tpu_table.json.dumps(known))
+    path.write_text(json.dumps(known))
     compiled = []
 
     def compile_for_topology(config, topo, height, width, batch, what):
@@ -98,5 +99,5 @@ def test_batch_compiles_that_batch_alone(tmp_path, monkeypatch, capsys):
                                       "--what", "train_step", "--batch", "3"])
     tpu_table.main()
     assert compiled == [("v5e:2x2", "none", 3, "train_step"), ("v5p:2x2x1", "none", 3, "train_step")]
-    assert set(tpu_table.json.loads(out.read_text())) == {
+    assert set(json.loads(out.read_text())) == {
         "v5e:2x2/global_1024x512/train_step/none/replicated/b3", "v5p:2x2x1/global_1024x512/train_step/none/replicated/b3"}
