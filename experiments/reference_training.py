@@ -24,11 +24,17 @@ vgg: the same plus the VGG term, both sides reading one file of random VGG19 wei
      test path (<root>/<side>/<run>/scores/<step>.json);
   5. <out>/ours_seed<K>.json (`evaluate` of the final model) and <out>/reference_seed<K>.json (the
      same scores of the reference's final G), `_vgg` in the names for the vgg variant;
-  6. <out>/results.json (every seed's scores at every scored step, the means and spreads, the
-     losses of both sides per 300 steps), <out>/curves.png, <out>/grid.jpg (label | real | ours |
-     reference, seed 0, final step; grid_vgg.jpg for vgg) and the tables experiments/README.md quotes.
+  6. <out>/runs/<side>_<run>.json (one run's scores per scored step and losses per 300 steps: the
+     record kept of a run whose folder is not), <out>/results.json (every seed's scores at every
+     scored step, the means and spreads, the losses of both sides per 300 steps), <out>/curves.png,
+     <out>/grid.jpg (label | real | ours | reference, seed 0, final step; grid_vgg.jpg for vgg) and
+     the tables experiments/README.md quotes.
 
-Stages already done are skipped, so the same command resumes a stopped experiment.
+Stages already done are skipped, so the same command resumes a stopped experiment. The report reads
+every run's folder under --root where there is one and its kept record otherwise, so seeds trained
+on different machines or at different times report together; their scores are comparable because
+the judge is: `train-segmenter` gives the same weights from the same scenes and seed (the judge's
+oracle mean IoU in each record's scores says which judge scored it).
 """
 
 import argparse
@@ -294,28 +300,68 @@ def window_means(points, every, total):
     return out
 
 
-def collect(exp, variants):
-    runs, summary, losses = {}, {}, {}
-    for variant in variants:
-        config = exp.config(variant, 0)
-        per_epoch, steps = exp.steps(config)
+def run_record(exp, side, variant, seed):
+    """One run's scores per scored step and losses per window, kept in <out>/runs/<side>_<run>.json.
+
+    A run's folder (checkpoints, samples, logs) stays on the machine that trained it; the record is
+    what the project keeps. Where the folder is here it is read and the record refreshed (a step's
+    score from the folder replaces the kept one); where it is not, the kept record stands in for it,
+    so seeds trained on different machines or at different times report together."""
+    path = os.path.join(exp.out, "runs", f"{side}_{run_name(variant, seed)}.json")
+    kept = json.load(open(path)) if os.path.isfile(path) else {}
+    record = {"scores": {int(s): v for s, v in kept.get("scores", {}).items()},
+              "losses": {int(e): v for e, v in kept.get("losses", {}).items()}}
+    if side == "ours" and kept.get("step0_pixels"):
+        record["step0_pixels"] = kept["step0_pixels"]
+    d, config = exp.dirs(variant, seed)[side], exp.config(variant, seed)
+    if os.path.isdir(d):
+        _, steps = exp.steps(config)
+        for s in steps:
+            score = os.path.join(d, "scores", f"{s:05d}.json")
+            if os.path.isfile(score):
+                record["scores"][s] = json.load(open(score))["scalars"]
         examples = nvidia_reference.count_examples(exp.data)
+        losses = window_means(loss_log(d, side, examples, config.train.batch_size),
+                              config.train.save_latest_freq, steps[-1])
+        record["losses"].update(losses)
+        pixels = step0_pixels(exp, variant, seed) if side == "ours" else None
+        if pixels:
+            record["step0_pixels"] = pixels
+    if record["scores"] or record["losses"]:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as f:
+            json.dump({k: ({str(s): v for s, v in val.items()} if k != "step0_pixels" else val)
+                       for k, val in record.items()}, f, indent=1)
+    return record
+
+
+def known_seeds(exp, variant, side):
+    """Seeds with a run folder here or a kept record."""
+    seeds = set()
+    base = os.path.join(exp.root, side)
+    for n in os.listdir(base) if os.path.isdir(base) else []:
+        if n.startswith(f"{variant}_seed") and os.path.isdir(os.path.join(base, n)):
+            seeds.add(int(n.split("_seed")[1]))
+    kept = os.path.join(exp.out, "runs")
+    for n in os.listdir(kept) if os.path.isdir(kept) else []:
+        if n.startswith(f"{side}_{variant}_seed") and n.endswith(".json"):
+            seeds.add(int(n[:-len(".json")].split("_seed")[1]))
+    return sorted(seeds)
+
+
+def collect(exp, variants):
+    runs, summary, losses, pixels = {}, {}, {}, {}
+    for variant in variants:
+        _, steps = exp.steps(exp.config(variant, 0))
         runs[variant] = {side: {} for side in SIDES}
         losses[variant] = {side: {} for side in SIDES}
         for side in SIDES:
-            base = os.path.join(exp.root, side)
-            seeds = sorted(int(n.split("_seed")[1]) for n in (os.listdir(base) if os.path.isdir(base) else [])
-                           if n.startswith(f"{variant}_seed") and os.path.isdir(os.path.join(base, n)))
-            for seed in seeds:
-                d = exp.dirs(variant, seed)[side]
-                scores = {}
-                for s in steps:
-                    path = os.path.join(d, "scores", f"{s:05d}.json")
-                    if os.path.isfile(path):
-                        scores[s] = json.load(open(path))["scalars"]
-                runs[variant][side][seed] = scores
-                losses[variant][side][seed] = window_means(loss_log(d, side, examples, config.train.batch_size),
-                                                           config.train.save_latest_freq, steps[-1])
+            for seed in known_seeds(exp, variant, side):
+                record = run_record(exp, side, variant, seed)
+                runs[variant][side][seed] = record["scores"]
+                losses[variant][side][seed] = record["losses"]
+                if side == "ours":
+                    pixels[run_name(variant, seed)] = record.get("step0_pixels")
         summary[variant] = {}
         for s in steps:
             row = {}
@@ -325,7 +371,7 @@ def collect(exp, variants):
                     row[side] = {key: stats([r[key] for r in done]) for key, _ in KEYS}
             if row:
                 summary[variant][s] = row
-    return runs, summary, losses
+    return runs, summary, losses, pixels
 
 
 def plot_curves(summary, runs, path):
@@ -431,8 +477,7 @@ def tables(summary, runs, losses, every):
 
 
 def report(exp, variants):
-    runs, summary, losses = collect(exp, variants)
-    pixels = {run_name(v, s): step0_pixels(exp, v, s) for v in variants for s in sorted(runs[v]["ours"])}
+    runs, summary, losses, pixels = collect(exp, variants)
     os.makedirs(exp.out, exist_ok=True)
     settings = {"variants": {v: checkpoint.config_dict(exp.config(v, 0)) for v in variants},
                 "reference_commit": nvidia_reference.checkout_commit(exp.args.ref),

@@ -1,6 +1,8 @@
 """experiments/reference_training.py: one config drives both implementations, and the logs of both
 sides are read alike (the reference itself is not needed here)."""
 
+import argparse
+import json
 import sys
 
 import pytest
@@ -107,3 +109,39 @@ def test_the_reference_synthesizer_answers_what_evaluation_asks_of_a_synthesizer
     assert wrapper.has_encoder is False
     assert [a for a in sorted(used - {"encode_styles"}) if not hasattr(wrapper, a)] == []
     assert object.__new__(wrapper).random_samples() is False  # one picture per map: no noise
+
+
+def test_a_kept_record_stands_in_for_a_run_folder_that_is_gone(tmp_path):
+    data = tmp_path / "data" / "train_label"
+    data.mkdir(parents=True)
+    for i in range(200):
+        (data / f"{i:03d}.png").write_bytes(b"")
+    args = argparse.Namespace(root=str(tmp_path / "runs"), out=str(tmp_path / "out"), data=str(tmp_path / "data"),
+                              judge=str(tmp_path / "judge"), eval_data=str(tmp_path / "eval"), ref=None, override=[])
+    exp = reference_training.Experiment(args)
+
+    def score(v):
+        return {key: v for key, _ in reference_training.KEYS}
+
+    # Seed 0 trained elsewhere: only its record is here.
+    kept = tmp_path / "out" / "runs"
+    kept.mkdir(parents=True)
+    (kept / "reference_gan_fm_seed0.json").write_text(json.dumps(
+        {"scores": {"300": score(0.1), "600": score(0.2)}, "losses": {"300": {"G_GAN": 1.0}}}))
+    # Seed 1's folder is here: its scores refresh the record, and a kept step it lacks stays.
+    (kept / "reference_gan_fm_seed1.json").write_text(json.dumps(
+        {"scores": {"300": score(0.9), "2400": score(0.4)}, "losses": {}}))
+    scores = tmp_path / "runs" / "reference" / "gan_fm_seed1" / "scores"
+    scores.mkdir(parents=True)
+    (scores / "00300.json").write_text(json.dumps({"scalars": score(0.3)}))
+    assert reference_training.known_seeds(exp, "gan_fm", "reference") == [0, 1]
+    assert reference_training.known_seeds(exp, "gan_fm", "ours") == []
+    assert reference_training.run_record(exp, "reference", "gan_fm", 0)["scores"] == {
+        300: score(0.1), 600: score(0.2)}
+    record = reference_training.run_record(exp, "reference", "gan_fm", 1)
+    assert record["scores"] == {300: score(0.3), 2400: score(0.4)}
+    assert json.loads((kept / "reference_gan_fm_seed1.json").read_text())["scores"]["300"] == score(0.3)
+    runs, summary, _, _ = reference_training.collect(exp, ["gan_fm"])
+    assert sorted(runs["gan_fm"]["reference"]) == [0, 1]
+    assert summary["gan_fm"][300]["reference"]["eval/mean_iou"]["mean"] == pytest.approx(0.2)
+    assert summary["gan_fm"][600]["reference"]["eval/mean_iou"]["n"] == 1
