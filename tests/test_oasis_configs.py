@@ -104,7 +104,11 @@ def test_generate_draws_noise_per_image_or_reads_the_one_given():
     assert not jnp.allclose(a[0], a[1])  # one z per image
     z = jnp.ones((2, 8, 8, 3))
     fixed = run(jax.random.PRNGKey(1), z)
-    assert jnp.allclose(fixed, run(jax.random.PRNGKey(2), z)) and jnp.allclose(fixed[0], fixed[1])
+    assert jnp.allclose(fixed, run(jax.random.PRNGKey(2), z))
+    # Two images of one batch go through differently tiled kernels on XLA:CPU; with these large
+    # random weights their round-off reaches ~2e-3 where tanh is not saturated (different noise
+    # differs by ~1).
+    assert jnp.allclose(fixed[0], fixed[1], atol=1e-2) and not jnp.allclose(a[0], a[1], atol=1e-2)
 
 
 @pytest.mark.parametrize("override, message", [
@@ -135,6 +139,9 @@ def test_the_comparisons_oasis_ablations_each_take_away_one_part():
     path = str(CONFIGS / "paper_comparison.py")
     oasis, pix2pixhd = (flat(load_config(f"{path}:{m}")) for m in ("oasis", "pix2pixhd"))
     assert (oasis["model.netG"], oasis["model.netD"], oasis["loss.no_vgg_loss"]) == ("spade", "oasis", True)
+    # The comparison's runs were made at OASIS's decay, whatever the synthetic config's default is.
+    assert oasis["train.ema_decay"] == 0.999
+    assert load_config(str(CONFIGS / "oasis_synthetic.py")).train.ema_decay != oasis["train.ema_decay"]
     for key in ("train.niter", "train.niter_decay", "train.batch_size", "train.eval_every", "train.eval_segmenter",
                 "data.fine_size", "data.load_size"):
         assert oasis[key] == pix2pixhd[key], key
