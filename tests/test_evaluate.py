@@ -157,7 +157,7 @@ def run_evaluate(model, segmenter, tmp_path, **kw):
 
 
 def test_evaluate_matches_independent_measures(data, model, segmenter, tmp_path):
-    from pix2pixhd_jax.evaluation import metrics
+    from pix2pixhd_jax.evaluation import metrics, spectrum
     from pix2pixhd_jax.evaluation.segmenter import load_segmenter, segment_fn
 
     result = run_evaluate(model, segmenter, tmp_path)
@@ -166,7 +166,7 @@ def test_evaluate_matches_independent_measures(data, model, segmenter, tmp_path)
     segment = segment_fn(module, params)
     names = sorted(p.stem for p in (data / "test_label").glob("*.png"))
     real_conf, fake_conf = metrics.ConfusionMatrix(35), metrics.ConfusionMatrix(35)
-    psnrs = []
+    psnrs, photos = [], {"generated": [], "real": []}
     for name in names:
         label = np.asarray(Image.open(data / "test_label" / f"{name}.png")).astype(np.int32)
         real = np.asarray(Image.open(data / "test_img" / f"{name}.png").convert("RGB"))
@@ -175,11 +175,17 @@ def test_evaluate_matches_independent_measures(data, model, segmenter, tmp_path)
         real_conf.update(np.asarray(segment(real[None])[0])[0], label)
         fake_conf.update(np.asarray(segment(fake[None])[0])[0], label)
         psnrs.append(metrics.psnr(fake, real))
+        photos["generated"].append(fake)
+        photos["real"].append(real)
     seg = result["segmentation"]
     assert seg["real"]["pixel_accuracy"] == pytest.approx(real_conf.pixel_accuracy())
     assert seg["real"]["mean_iou"] == pytest.approx(real_conf.mean_iou())
     assert seg["generated"]["pixel_accuracy"] == pytest.approx(fake_conf.pixel_accuracy())
     assert result["paired"]["psnr"] == pytest.approx(np.mean(psnrs), rel=1e-6)
+    expected = spectrum.compare(*(spectrum.spectra(photos[k]) for k in ("generated", "real")))
+    assert set(result["spectrum"]) == set(expected) and expected["2-4px"] is not None
+    for band, values in expected.items():
+        assert result["spectrum"][band] == (None if values is None else pytest.approx(values, rel=1e-6)), band
     # The oracle sees the photos the segmenter learnt from; a random generator's photos are not those.
     assert seg["real"]["pixel_accuracy"] > seg["generated"]["pixel_accuracy"]
     assert result["frechet_distance_segmenter_features"] > 0
@@ -188,7 +194,7 @@ def test_evaluate_matches_independent_measures(data, model, segmenter, tmp_path)
     assert result["config"]["model"]["instance_feat"] is True
 
     again = run_evaluate(model, segmenter, tmp_path / "2")
-    for key in ("segmentation", "frechet_distance_segmenter_features", "paired", "diversity"):
+    for key in ("segmentation", "frechet_distance_segmenter_features", "paired", "spectrum", "diversity"):
         assert again[key] == result[key]
 
 

@@ -22,6 +22,11 @@ JSON written to --out (and printed), every number a float unless said otherwise:
                                          preprocessing) when --inception names its weights;
                                          null otherwise, with the reason in `inception`
   paired {psnr, ssim}                    means over images, generated vs real photo (uint8)
+  spectrum {band: {log10_ratio,          the luminance power spectrum against the real photos'
+    peak_log10_ratio, peak_period}}      per octave band of periods (2-4, 4-8, 8-16, 16-32 px):
+                                         the band's power (log10 of generated / real; < 0: blur)
+                                         and its most over-powered frequency (a grid texture's
+                                         peak) with that frequency's period; evaluation.spectrum
   diversity {num_samples, mean_l1}       mean pairwise L1 ([0, 1] scale) among K samples per label
                                          map, each with other noise (3D noise) or random cluster
                                          styles (the feature encoder), averaged over maps; null for
@@ -45,7 +50,7 @@ from pix2pixhd_jax.data import visualize
 from pix2pixhd_jax.data.pipeline import InputPipeline
 from pix2pixhd_jax.data.transforms import inference_config
 from pix2pixhd_jax.errors import UserError
-from pix2pixhd_jax.evaluation import metrics
+from pix2pixhd_jax.evaluation import metrics, spectrum
 from pix2pixhd_jax.evaluation.segmenter import confusion_summary, load_segmenter, segment_fn
 from pix2pixhd_jax.inference.synthesis import Synthesizer, pad_to_multiple
 from pix2pixhd_jax.models import inception as inception_lib
@@ -116,6 +121,7 @@ class Evaluation:
         seg_feats = {"generated": [], "real": []}
         inc_feats = {"generated": [], "real": []}
         psnrs, ssims, diversities = [], [], []
+        spectra = {"generated": [], "real": []}
         if samples_dir:
             atomic.output_folder(samples_dir, "--samples-dir")
         bar = tqdm(total=self.pipeline.num_examples, disable=not progress or jax.process_index() != 0,
@@ -142,6 +148,8 @@ class Evaluation:
                 conf["real"].update(pred[n + i], labels[i])
                 psnrs.append(metrics.psnr(fakes[i], reals[i]))
                 ssims.append(metrics.ssim(fakes[i], reals[i]))
+            spectra["generated"].append(spectrum.spectra(fakes))
+            spectra["real"].append(spectrum.spectra(reals))
             seg_feats["generated"].append(_patch_features(bottleneck[:n], batch["name"], config.seed))
             seg_feats["real"].append(_patch_features(bottleneck[n:], batch["name"], config.seed))
             if self.incept is not None:
@@ -160,6 +168,8 @@ class Evaluation:
         # Every process's counts and rows, so process 0 reports on the whole split.
         for key in conf:
             conf[key].matrix = distributed.sum_over_processes(conf[key].matrix)
+        spectra = {k: distributed.concat_over_processes(np.concatenate(v) if v else spectrum.spectra([]))
+                   for k, v in spectra.items()}
         seg_feats = {k: distributed.concat_over_processes(_stack(v)) for k, v in seg_feats.items()}
         inc_feats = {k: distributed.concat_over_processes(_stack(v)) for k, v in inc_feats.items()}
         psnrs, ssims, diversities = (distributed.concat_over_processes(np.asarray(v, np.float64))
@@ -176,6 +186,7 @@ class Evaluation:
             "frechet_distance_segmenter_features": float(fd_seg),
             "fid": None, "kid": None, "inception": self.inception_note,
             "paired": {"psnr": float(np.mean(psnrs)), "ssim": float(np.mean(ssims))},
+            "spectrum": spectrum.compare(spectra["generated"], spectra["real"]),
             "diversity": ({"num_samples": int(num_samples), "mean_l1": float(np.mean(diversities))}
                           if len(diversities) else None),
         }
@@ -220,6 +231,10 @@ def scalars(result: dict) -> dict:
            "eval/oracle_mean_iou": seg["real"]["mean_iou"], "eval/oracle_pixel_accuracy": seg["real"]["pixel_accuracy"],
            "eval/frechet_distance_segmenter": result["frechet_distance_segmenter_features"],
            "eval/psnr": result["paired"]["psnr"], "eval/ssim": result["paired"]["ssim"]}
+    for band, ratio in (result.get("spectrum") or {}).items():
+        if ratio is not None:
+            out[f"eval/spectrum_log10_ratio_{band}"] = ratio["log10_ratio"]
+            out[f"eval/spectrum_peak_log10_ratio_{band}"] = ratio["peak_log10_ratio"]
     if result["fid"] is not None:
         out["eval/fid"] = result["fid"]
     return out

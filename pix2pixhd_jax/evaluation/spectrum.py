@@ -1,0 +1,94 @@
+"""The power spectrum of generated photos against real ones: grid texture and blur as numbers.
+
+A generator's checkerboard or grid texture (transposed convolutions, nearest upsampling, noise
+inputs) is a narrow excess of power at the texture's period; blur is a lack of power at short
+periods. Both show in the power spectrum averaged over a split's images, compared with the real
+photos' (as Durall et al., "Watch your Up-Convolution", CVPR 2020, and Dzanic et al., "Fourier
+spectrum discrepancies in deep network generated images", NeurIPS 2020, compare them).
+
+Conventions:
+* the luminance (ITU-R BT.601 weights) on the [0, 1] scale; Welch's estimate of its power
+  spectrum: TILE x TILE tiles at half-tile strides, each with its mean removed and a 2-D Hann
+  window, |FFT|^2 divided by the window's energy, averaged over the tiles. Every image gives a
+  spectrum on the same TILE x TILE grid of frequencies whatever its size, so a split of mixed
+  sizes averages; an image smaller than a tile has none;
+* a frequency's period is that of its faster axis, 1 / max(|f_x|, |f_y|) pixels (square rings: a
+  2-pixel checkerboard, at (0.5, 0.5) cycles per pixel, has period 2);
+* bands are octaves of period: [2, 4), [4, 8), [8, 16), [16, 32) pixels;
+* per band, from the spectra averaged over the generated and over the real images:
+  `log10_ratio`, log10 of the band's mean power, generated over real (0: as much power as the
+  photos; +0.3: twice as much, noise; -0.3: half, blur), and `peak_log10_ratio`, the largest
+  log10(generated / real) of any one frequency in the band with `peak_period` its period: a grid
+  texture is a narrow peak that the band's mean dilutes.
+"""
+
+from typing import Dict, Optional, Sequence, Tuple
+
+import numpy as np
+
+TILE = 32
+BANDS: Tuple[Tuple[int, int], ...] = ((2, 4), (4, 8), (8, 16), (16, 32))
+LUMA = np.array([0.299, 0.587, 0.114])
+
+
+def band_name(band: Tuple[int, int]) -> str:
+    return f"{band[0]}-{band[1]}px"
+
+
+def _luminance(image) -> np.ndarray:
+    x = np.asarray(image)
+    scale = float(np.iinfo(x.dtype).max) if x.dtype in (np.uint8, np.uint16) else 1.0
+    x = x.astype(np.float64) / scale
+    if x.ndim == 3:
+        x = x @ LUMA if x.shape[-1] == 3 else x.mean(-1)
+    if x.ndim != 2:
+        raise ValueError(f"spectrum: an image is (H, W) or (H, W, C), got shape {np.shape(image)}")
+    return x
+
+
+def power_spectrum(image, tile: int = TILE) -> Optional[np.ndarray]:
+    """Welch's (tile, tile) power spectrum of one image's luminance (fft2's frequency order);
+    None for an image smaller than a tile."""
+    x = _luminance(image)
+    h, w = x.shape
+    if h < tile or w < tile:
+        return None
+    window = np.outer(np.hanning(tile), np.hanning(tile))
+    tiles = np.stack([x[i:i + tile, j:j + tile] for i in range(0, h - tile + 1, tile // 2)
+                      for j in range(0, w - tile + 1, tile // 2)])
+    tiles = (tiles - tiles.mean(axis=(1, 2), keepdims=True)) * window
+    return (np.abs(np.fft.fft2(tiles)) ** 2).mean(0) / np.sum(window ** 2)
+
+
+def spectra(images, tile: int = TILE) -> np.ndarray:
+    """(N, tile, tile): the power spectra of the images large enough for a tile."""
+    out = [p for p in (power_spectrum(image, tile) for image in images) if p is not None]
+    return np.stack(out) if out else np.zeros((0, tile, tile))
+
+
+def compare(generated, real, bands: Sequence[Tuple[int, int]] = BANDS) -> Dict[str, Optional[Dict[str, float]]]:
+    """{band: {log10_ratio, peak_log10_ratio, peak_period}} from the (N, tile, tile) spectra of
+    generated and of real images; every band None when either side has no spectrum, a band None
+    when the tile holds none of its frequencies."""
+    generated, real = np.asarray(generated, np.float64), np.asarray(real, np.float64)
+    if not len(generated) or not len(real):
+        return {band_name(b): None for b in bands}
+    g, r = generated.mean(0), real.mean(0)
+    tile = g.shape[0]
+    f = np.abs(np.fft.fftfreq(tile))
+    ring = np.maximum(f[:, None], f[None, :])
+    tiny = np.finfo(np.float64).tiny
+    per_frequency = np.log10(np.maximum(g, tiny) / np.maximum(r, tiny))
+    out = {}
+    for short, long in bands:
+        inside = (ring > 1.0 / long) & (ring <= 1.0 / short)
+        if not inside.any():
+            out[band_name((short, long))] = None
+            continue
+        peak = np.argmax(np.where(inside, per_frequency, -np.inf))
+        out[band_name((short, long))] = {
+            "log10_ratio": float(np.log10(max(g[inside].mean(), tiny) / max(r[inside].mean(), tiny))),
+            "peak_log10_ratio": float(per_frequency.flat[peak]),
+            "peak_period": float(1.0 / ring.flat[peak]),
+        }
+    return out
