@@ -476,6 +476,32 @@ def tables(summary, runs, losses, every):
     return "\n".join(lines)
 
 
+def spectrum_table(exp, variants):
+    """The final pictures' power spectrum against the photos' (evaluate's `spectrum`), per run
+    whose final JSON has one: the band's power ratio (blur) and its peak (grid texture)."""
+    lines = []
+    for variant in variants:
+        rows = []
+        for side in SIDES:
+            for seed in known_seeds(exp, variant, side):
+                path = os.path.join(exp.out, out_name(side, variant, seed))
+                result = json.load(open(path)) if os.path.isfile(path) else {}
+                if result.get("spectrum"):
+                    rows.append((side, seed, result["spectrum"]))
+        if not rows:
+            continue
+        bands = list(rows[0][2])
+        lines += [f"Final pictures of {variant}, power spectrum against the photos' (log10 of generated / real: "
+                  "the band's power; its peak, at the period in px):", "",
+                  "| side, seed | " + " | ".join(bands) + " |", "| --- | " + " | ".join("---" for _ in bands) + " |"]
+        for side, seed, sp in rows:
+            cells = [f"{sp[b]['log10_ratio']:+.2f}; peak {sp[b]['peak_log10_ratio']:+.2f} at {sp[b]['peak_period']:.1f}"
+                     if sp.get(b) else "" for b in bands]
+            lines.append(f"| {side} {seed} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def report(exp, variants):
     runs, summary, losses, pixels = collect(exp, variants)
     os.makedirs(exp.out, exist_ok=True)
@@ -494,6 +520,8 @@ def report(exp, variants):
     text += "\nStep 0, the two sides' pictures of the held-out scenes (uint8 values):\n\n" + "\n".join(
         f"- {name}: {p['equal']:.4%} of {p['values']} values equal, the others differ by at most {p['max_difference']}"
         for name, p in pixels.items() if p) + "\n"
+    spectra = spectrum_table(exp, variants)
+    text += "\n" + spectra if spectra else ""
     with open(os.path.join(exp.out, "tables.md"), "w") as f:
         f.write(text)
     print(text)

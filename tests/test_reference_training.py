@@ -145,3 +145,9 @@ def test_a_kept_record_stands_in_for_a_run_folder_that_is_gone(tmp_path):
     assert sorted(runs["gan_fm"]["reference"]) == [0, 1]
     assert summary["gan_fm"][300]["reference"]["eval/mean_iou"]["mean"] == pytest.approx(0.2)
     assert summary["gan_fm"][600]["reference"]["eval/mean_iou"]["n"] == 1
+    # The final pictures' spectrum, from the final JSON of each run that has one.
+    band = {"log10_ratio": -0.5, "peak_log10_ratio": 0.75, "peak_period": 2.0}
+    (tmp_path / "out" / "reference_seed1.json").write_text(json.dumps({"spectrum": {"2-4px": band, "16-32px": None}}))
+    table = reference_training.spectrum_table(exp, ["gan_fm"])
+    assert "| reference 1 | -0.50; peak +0.75 at 2.0 |  |" in table and "reference 0" not in table
+    assert reference_training.spectrum_table(exp, ["vgg"]) == ""
