@@ -8,8 +8,9 @@ spectrum discrepancies in deep network generated images", NeurIPS 2020, compare 
 
 Conventions:
 * the luminance (ITU-R BT.601 weights) on the [0, 1] scale; Welch's estimate of its power
-  spectrum: TILE x TILE tiles at half-tile strides, each with its mean removed and a 2-D Hann
-  window, |FFT|^2 divided by the window's energy, averaged over the tiles. Every image gives a
+  spectrum: TILE x TILE tiles at half-tile strides (longer where an image would have more than
+  MAX_TILES), each with its mean removed and a 2-D Hann window, |FFT|^2 divided by the window's
+  energy, averaged over the tiles. Every image gives a
   spectrum on the same TILE x TILE grid of frequencies whatever its size, so a split of mixed
   sizes averages; an image smaller than a tile has none;
 * a frequency's period is that of its faster axis, 1 / max(|f_x|, |f_y|) pixels (square rings: a
@@ -27,6 +28,7 @@ from typing import Dict, Optional, Sequence, Tuple
 import numpy as np
 
 TILE = 32
+MAX_TILES = 512  # per image: larger images are sampled at a longer stride (a 2048x1024 photo: 64 px)
 BANDS: Tuple[Tuple[int, int], ...] = ((2, 4), (4, 8), (8, 16), (16, 32))
 LUMA = np.array([0.299, 0.587, 0.114])
 
@@ -54,10 +56,14 @@ def power_spectrum(image, tile: int = TILE) -> Optional[np.ndarray]:
     if h < tile or w < tile:
         return None
     window = np.outer(np.hanning(tile), np.hanning(tile))
-    tiles = np.stack([x[i:i + tile, j:j + tile] for i in range(0, h - tile + 1, tile // 2)
-                      for j in range(0, w - tile + 1, tile // 2)])
-    tiles = (tiles - tiles.mean(axis=(1, 2), keepdims=True)) * window
-    return (np.abs(np.fft.fft2(tiles)) ** 2).mean(0) / np.sum(window ** 2)
+    stride = max(tile // 2, int(np.ceil(np.sqrt(h * w / MAX_TILES))))
+    total, count = np.zeros((tile, tile)), 0
+    for i in range(0, h - tile + 1, stride):
+        row = np.stack([x[i:i + tile, j:j + tile] for j in range(0, w - tile + 1, stride)])
+        row = (row - row.mean(axis=(1, 2), keepdims=True)) * window
+        total += (np.abs(np.fft.fft2(row)) ** 2).sum(0)
+        count += len(row)
+    return total / count / np.sum(window ** 2)
 
 
 def spectra(images, tile: int = TILE) -> np.ndarray:
