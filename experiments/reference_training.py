@@ -48,7 +48,7 @@ from PIL import Image
 
 import nvidia_reference
 import paper_comparison
-from pix2pixhd_jax import checkpoint
+from pix2pixhd_jax import atomic, checkpoint
 from pix2pixhd_jax.config_loading import load_config
 from pix2pixhd_jax.data import visualize
 
@@ -201,7 +201,6 @@ class Experiment:
 
     def score(self, variant, seed):
         """The judge on G at every saved step, both sides (runs in this process)."""
-        from pix2pixhd_jax import atomic
         from pix2pixhd_jax.evaluation.evaluate import Evaluation, scalars
         from pix2pixhd_jax.inference.synthesis import Synthesizer
 
@@ -300,20 +299,42 @@ def window_means(points, every, total):
     return out
 
 
+# Paths differ from machine to machine; every other setting of a kept record must be the run's.
+MACHINE_KEYS = (("data", "dataroot"), ("loss", "vgg_weights"))
+
+
+def record_settings(config):
+    settings = checkpoint.config_dict(config)
+    for group, key in MACHINE_KEYS:
+        settings.get(group, {}).pop(key, None)
+    return settings
+
+
 def run_record(exp, side, variant, seed):
     """One run's scores per scored step and losses per window, kept in <out>/runs/<side>_<run>.json.
 
     A run's folder (checkpoints, samples, logs) stays on the machine that trained it; the record is
     what the project keeps. Where the folder is here it is read and the record refreshed (a step's
     score from the folder replaces the kept one); where it is not, the kept record stands in for it,
-    so seeds trained on different machines or at different times report together."""
+    so seeds trained on different machines or at different times report together. A record kept for
+    other settings (a quick check with --override into the same --out) is refused, not merged."""
     path = os.path.join(exp.out, "runs", f"{side}_{run_name(variant, seed)}.json")
     kept = json.load(open(path)) if os.path.isfile(path) else {}
-    record = {"scores": {int(s): v for s, v in kept.get("scores", {}).items()},
+    config = exp.config(variant, seed)
+    settings = record_settings(config)
+    if kept.get("settings"):
+        flat = [{f"{g}.{k}": v for g, group in d.items() for k, v in
+                 (group.items() if isinstance(group, dict) else [("", group)])} for d in (kept["settings"], settings)]
+        # Keys that only one side has are settings added to the project since: not a difference.
+        differ = sorted(k.rstrip(".") for k in flat[0].keys() & flat[1].keys() if flat[0][k] != flat[1][k])
+        if differ:
+            raise SystemExit(f"{path}: kept for other settings than this run's ({', '.join(differ)} "
+                             "differ); report runs of other settings into another --out.")
+    record = {"settings": settings, "scores": {int(s): v for s, v in kept.get("scores", {}).items()},
               "losses": {int(e): v for e, v in kept.get("losses", {}).items()}}
     if side == "ours" and kept.get("step0_pixels"):
         record["step0_pixels"] = kept["step0_pixels"]
-    d, config = exp.dirs(variant, seed)[side], exp.config(variant, seed)
+    d = exp.dirs(variant, seed)[side]
     if os.path.isdir(d):
         _, steps = exp.steps(config)
         for s in steps:
@@ -327,12 +348,27 @@ def run_record(exp, side, variant, seed):
         pixels = step0_pixels(exp, variant, seed) if side == "ours" else None
         if pixels:
             record["step0_pixels"] = pixels
+    for key in ("scores", "losses"):
+        record[key] = dict(sorted(record[key].items()))
     if record["scores"] or record["losses"]:
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "w") as f:
-            json.dump({k: ({str(s): v for s, v in val.items()} if k != "step0_pixels" else val)
-                       for k, val in record.items()}, f, indent=1)
+        atomic.write_json(path, {k: ({str(s): v for s, v in val.items()} if k in ("scores", "losses") else val)
+                                 for k, val in record.items()})
     return record
+
+
+def one_judge(runs, variant):
+    """The runs of a variant pool only if one judge scored them all: its oracle score (the real
+    photos' mean IoU) is the same in every score."""
+    oracles = {}
+    for side, seeds in runs.items():
+        for seed, scores in seeds.items():
+            for score in scores.values():
+                oracles.setdefault(round(score["eval/oracle_mean_iou"], 9), set()).add(f"{side} seed {seed}")
+    if len(oracles) > 1:
+        found = "; ".join(f"oracle mean IoU {o}: {', '.join(sorted(r))}" for o, r in sorted(oracles.items()))
+        raise SystemExit(f"{variant}: the runs were scored by different judges ({found}); score every run "
+                         "with one judge (train again the runs scored by the other, or move their records away).")
 
 
 def known_seeds(exp, variant, side):
@@ -362,6 +398,7 @@ def collect(exp, variants):
                 losses[variant][side][seed] = record["losses"]
                 if side == "ours":
                     pixels[run_name(variant, seed)] = record.get("step0_pixels")
+        one_judge(runs[variant], variant)
         summary[variant] = {}
         for s in steps:
             row = {}

@@ -120,14 +120,17 @@ def test_a_kept_record_stands_in_for_a_run_folder_that_is_gone(tmp_path):
                               judge=str(tmp_path / "judge"), eval_data=str(tmp_path / "eval"), ref=None, override=[])
     exp = reference_training.Experiment(args)
 
-    def score(v):
-        return {key: v for key, _ in reference_training.KEYS}
+    def score(v, oracle=0.87):
+        return {**{key: v for key, _ in reference_training.KEYS}, "eval/oracle_mean_iou": oracle}
 
     # Seed 0 trained elsewhere: only its record is here.
     kept = tmp_path / "out" / "runs"
     kept.mkdir(parents=True)
     (kept / "reference_gan_fm_seed0.json").write_text(json.dumps(
-        {"scores": {"300": score(0.1), "600": score(0.2)}, "losses": {"300": {"G_GAN": 1.0}}}))
+        {"scores": {"300": score(0.1), "600": score(0.2)}, "losses": {"300": {"G_GAN": 1.0}},
+         "step0_pixels": {"values": 10, "equal": 1.0, "max_difference": 0}}))
+    (kept / "ours_gan_fm_seed0.json").write_text(json.dumps(
+        {"scores": {"600": score(0.3)}, "losses": {}, "step0_pixels": {"values": 10, "equal": 1.0, "max_difference": 0}}))
     # Seed 1's folder is here: its scores refresh the record, and a kept step it lacks stays.
     (kept / "reference_gan_fm_seed1.json").write_text(json.dumps(
         {"scores": {"300": score(0.9), "2400": score(0.4)}, "losses": {}}))
@@ -135,19 +138,31 @@ def test_a_kept_record_stands_in_for_a_run_folder_that_is_gone(tmp_path):
     scores.mkdir(parents=True)
     (scores / "00300.json").write_text(json.dumps({"scalars": score(0.3)}))
     assert reference_training.known_seeds(exp, "gan_fm", "reference") == [0, 1]
-    assert reference_training.known_seeds(exp, "gan_fm", "ours") == []
-    assert reference_training.run_record(exp, "reference", "gan_fm", 0)["scores"] == {
-        300: score(0.1), 600: score(0.2)}
+    assert reference_training.known_seeds(exp, "gan_fm", "ours") == [0]
+    kept0 = reference_training.run_record(exp, "reference", "gan_fm", 0)
+    assert kept0["scores"] == {300: score(0.1), 600: score(0.2)} and kept0["losses"] == {300: {"G_GAN": 1.0}}
+    assert reference_training.run_record(exp, "ours", "gan_fm", 0)["step0_pixels"]["values"] == 10
     record = reference_training.run_record(exp, "reference", "gan_fm", 1)
     assert record["scores"] == {300: score(0.3), 2400: score(0.4)}
     assert json.loads((kept / "reference_gan_fm_seed1.json").read_text())["scores"]["300"] == score(0.3)
-    runs, summary, _, _ = reference_training.collect(exp, ["gan_fm"])
+    runs, summary, _, pixels = reference_training.collect(exp, ["gan_fm"])
     assert sorted(runs["gan_fm"]["reference"]) == [0, 1]
+    assert pixels == {"gan_fm_seed0": {"values": 10, "equal": 1.0, "max_difference": 0}}
     assert summary["gan_fm"][300]["reference"]["eval/mean_iou"]["mean"] == pytest.approx(0.2)
     assert summary["gan_fm"][600]["reference"]["eval/mean_iou"]["n"] == 1
     # The final pictures' spectrum, from the final JSON of each run that has one.
     band = {"log10_ratio": -0.5, "peak_log10_ratio": 0.75, "peak_period": 2.0}
-    (tmp_path / "out" / "reference_seed1.json").write_text(json.dumps({"spectrum": {"2-4px": band, "16-32px": None}}))
+    (tmp_path / "out" / "reference_seed1.json").write_text(json.dumps({"spectrum": {"2-4px": band, "8-16px": None}}))
     table = reference_training.spectrum_table(exp, ["gan_fm"])
     assert "| reference 1 | -0.50; peak +0.75 at 2.0 |  |" in table and "reference 0" not in table
     assert reference_training.spectrum_table(exp, ["vgg"]) == ""
+
+    # Runs scored by another judge do not pool with these.
+    (kept / "ours_gan_fm_seed2.json").write_text(json.dumps({"scores": {"300": score(0.5, oracle=0.86)}}))
+    with pytest.raises(SystemExit, match="different judges.*0.86: ours seed 2.*0.87: "):
+        reference_training.collect(exp, ["gan_fm"])
+    (kept / "ours_gan_fm_seed2.json").unlink()
+    # A record kept for other settings is refused, not merged.
+    args.override = ["train.niter=1"]
+    with pytest.raises(SystemExit, match="kept for other settings than this run's \\(train.niter differ"):
+        reference_training.run_record(reference_training.Experiment(args), "reference", "gan_fm", 0)

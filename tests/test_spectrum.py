@@ -8,14 +8,15 @@ from pix2pixhd_jax.evaluation import spectrum
 
 
 def photos(n=6, h=128, w=256, seed=0):
-    """Photo-like images: power falling as 1 / f^2 (a random walk's spectrum), uint8 RGB."""
+    """Photo-like images, uint8 RGB: power falling as 1 / f^a, a drawn per image in [1.6, 2.4]
+    (photos' spectra fall about as 1 / f^2), contrast drawn per image."""
     rng = np.random.default_rng(seed)
-    fy, fx = np.fft.fftfreq(h)[:, None], np.fft.fftfreq(w)[None, :]
-    amplitude = 1.0 / np.maximum(np.hypot(fy, fx), 1.0 / max(h, w))
+    radius = np.maximum(np.hypot(np.fft.fftfreq(h)[:, None], np.fft.fftfreq(w)[None, :]), 1.0 / max(h, w))
     out = []
     for _ in range(n):
+        amplitude = radius ** -(rng.uniform(1.6, 2.4) / 2)
         x = np.real(np.fft.ifft2(amplitude * np.exp(2j * np.pi * rng.random((h, w)))))
-        x = (x - x.mean()) / x.std() * 40 + 128
+        x = (x - x.mean()) / x.std() * rng.uniform(25, 50) + 128
         out.append(np.repeat(np.clip(x, 0, 255)[..., None], 3, -1).astype(np.uint8))
     return np.stack(out)
 
@@ -41,7 +42,8 @@ def test_real_photos_against_themselves_are_level_in_every_band():
 
 def test_photos_of_other_scenes_have_no_peak():
     result = compare(photos(n=40, seed=1), photos(n=40, seed=2))
-    assert all(abs(b["log10_ratio"]) < 0.05 and b["peak_log10_ratio"] < 0.3 for b in result.values()), result
+    # Contrast differs from set to set (the band means move together); no frequency stands out.
+    assert all(abs(b["log10_ratio"]) < 0.15 and b["peak_log10_ratio"] < 0.3 for b in result.values()), result
 
 
 @pytest.mark.parametrize("period, band", [(2, "2-4px"), (6, "4-8px"), (10, "8-16px")])
@@ -62,7 +64,7 @@ def test_blur_lowers_the_short_periods():
         blurred = sum(np.roll(blurred, s, axis) for s in range(-2, 3)) / 5
     r = {k: v["log10_ratio"] for k, v in compare(blurred.astype(np.uint8), real).items()}
     assert r["2-4px"] < -1.0 and r["4-8px"] < -0.3
-    assert r["2-4px"] < r["4-8px"] < r["8-16px"] < r["16-32px"]
+    assert r["2-4px"] < r["4-8px"] < r["8-16px"]
 
 
 def test_spectra_of_any_size_average_and_small_images_have_none():
@@ -76,3 +78,21 @@ def test_spectra_of_any_size_average_and_small_images_have_none():
     assert all(v is None for v in spectrum.compare(spectrum.spectra([]), spectrum.spectra(small)).values())
     with pytest.raises(ValueError, match=r"\(H, W\) or \(H, W, C\)"):
         spectrum.power_spectrum(np.zeros((2, 64, 64, 3)))
+
+
+def test_flat_pictures_are_floored_and_flat_photos_give_no_ratio():
+    real, flat = photos(n=2), np.full((2, 128, 256, 3), 128, np.uint8)
+    for band in compare(flat, real).values():
+        assert band["log10_ratio"] == spectrum.FLOOR and band["peak_log10_ratio"] == spectrum.FLOOR
+    assert all(v is None for v in compare(real, flat).values())
+
+
+def test_evaluations_scalars_name_each_band_and_skip_an_empty_one():
+    from pix2pixhd_jax.evaluation.evaluate import scalars
+
+    seg = {"mean_iou": 0.5, "pixel_accuracy": 0.9}
+    band = {"log10_ratio": -0.25, "peak_log10_ratio": 0.5, "peak_period": 2.0}
+    out = scalars({"segmentation": {"generated": seg, "real": seg}, "frechet_distance_segmenter_features": 1.0,
+                   "paired": {"psnr": 20.0, "ssim": 0.5}, "fid": None, "spectrum": {"2-4px": band, "8-16px": None}})
+    assert out["eval/spectrum_log10_ratio_2-4px"] == -0.25 and out["eval/spectrum_peak_log10_ratio_2-4px"] == 0.5
+    assert not any("8-16px" in k for k in out)

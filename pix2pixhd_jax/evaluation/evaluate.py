@@ -23,10 +23,11 @@ JSON written to --out (and printed), every number a float unless said otherwise:
                                          null otherwise, with the reason in `inception`
   paired {psnr, ssim}                    means over images, generated vs real photo (uint8)
   spectrum {band: {log10_ratio,          the luminance power spectrum against the real photos'
-    peak_log10_ratio, peak_period}}      per octave band of periods (2-4, 4-8, 8-16, 16-32 px):
-                                         the band's power (log10 of generated / real; < 0: blur)
-                                         and its most over-powered frequency (a grid texture's
-                                         peak) with that frequency's period; evaluation.spectrum
+    peak_log10_ratio, peak_period}}      per octave band of periods (2-4, 4-8, 8-16 px): the
+                                         band's power (log10 of generated / real; < 0: blur) and
+                                         its most over-powered frequency (a grid texture's peak)
+                                         with that frequency's period; a band is null for images
+                                         under 32 px; evaluation.spectrum
   diversity {num_samples, mean_l1}       mean pairwise L1 ([0, 1] scale) among K samples per label
                                          map, each with other noise (3D noise) or random cluster
                                          styles (the feature encoder), averaged over maps; null for
