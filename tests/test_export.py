@@ -221,8 +221,12 @@ def test_an_oasis_generator_exports_with_its_noise_as_an_input(tmp_path):
     assert list(inputs) == ["label_ids", "noise"] and inputs["noise"].shape == (3, H, W, 4)
     program = jax_export.deserialize((out / "generator.jax").read_bytes())
     want = synth.synthesize_batch(labels, seed=3, sample=1)
-    np.testing.assert_array_equal(np.asarray(program.call(*inputs.values())), want)
-    np.testing.assert_array_equal(np.asarray(program.call(*inputs.values())), want)  # nothing drawn inside
+    first = np.asarray(program.call(*inputs.values()))
+    np.testing.assert_array_equal(np.asarray(program.call(*inputs.values())), first)  # nothing drawn inside
+    # The artifact (batch size symbolic) and the synthesizer are compiled apart: on some CPUs float
+    # rounding moves a value by one level here and there.
+    diff = np.abs(first.astype(int) - want.astype(int))
+    assert diff.max() <= 1 and (diff > 0).mean() < 1e-3, (diff.max(), (diff > 0).mean())
     regional = inputs["noise"].copy()
     regional[:, :, W // 2:] = np.random.default_rng(0).standard_normal(4)
     got = np.asarray(program.call(inputs["label_ids"], regional))
