@@ -515,14 +515,15 @@ def tables(summary, runs, losses, every):
     return "\n".join(lines)
 
 
-def spectrum_table(exp, variants):
+def spectrum_table(exp, runs):
     """The final pictures' power spectrum against the photos' (evaluate's `spectrum`), per run
-    whose final JSON has one: the band's power ratio (blur) and its peak (grid texture)."""
+    (of collect's `runs`) whose final JSON has one: the band's power ratio (blur) and its peak
+    (grid texture)."""
     lines = []
-    for variant in variants:
+    for variant, sides in runs.items():
         rows = []
         for side in SIDES:
-            for seed in known_seeds(exp, variant, side):
+            for seed in sorted(sides[side]):
                 path = os.path.join(exp.out, out_name(side, variant, seed))
                 result = json.load(open(path)) if os.path.isfile(path) else {}
                 if result.get("spectrum"):
@@ -559,7 +560,7 @@ def report(exp, variants):
     text += "\nStep 0, the two sides' pictures of the held-out scenes (uint8 values):\n\n" + "\n".join(
         f"- {name}: {p['equal']:.4%} of {p['values']} values equal, the others differ by at most {p['max_difference']}"
         for name, p in pixels.items() if p) + "\n"
-    spectra = spectrum_table(exp, variants)
+    spectra = spectrum_table(exp, runs)
     text += "\n" + spectra if spectra else ""
     with open(os.path.join(exp.out, "tables.md"), "w") as f:
         f.write(text)

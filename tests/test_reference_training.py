@@ -153,9 +153,9 @@ def test_a_kept_record_stands_in_for_a_run_folder_that_is_gone(tmp_path):
     # The final pictures' spectrum, from the final JSON of each run that has one.
     band = {"log10_ratio": -0.5, "peak_log10_ratio": 0.75, "peak_period": 2.0}
     (tmp_path / "out" / "reference_seed1.json").write_text(json.dumps({"spectrum": {"2-4px": band, "8-16px": None}}))
-    table = reference_training.spectrum_table(exp, ["gan_fm"])
+    table = reference_training.spectrum_table(exp, runs)
     assert "| reference 1 | -0.50; peak +0.75 at 2.0 |  |" in table and "reference 0" not in table
-    assert reference_training.spectrum_table(exp, ["vgg"]) == ""
+    assert reference_training.spectrum_table(exp, {"vgg": {side: {} for side in reference_training.SIDES}}) == ""
 
     # Runs scored by another judge do not pool with these.
     (kept / "ours_gan_fm_seed2.json").write_text(json.dumps({"scores": {"300": score(0.5, oracle=0.86)}}))

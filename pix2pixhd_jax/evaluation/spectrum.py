@@ -31,6 +31,8 @@ from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
+from pix2pixhd_jax.evaluation.metrics import _unit_scale
+
 TILE = 32
 MAX_TILES = 512  # per image: larger images are sampled at a longer stride (a 2048x1024 photo: 64 px)
 BANDS: Tuple[Tuple[int, int], ...] = ((2, 4), (4, 8), (8, 16))
@@ -43,9 +45,7 @@ def band_name(band: Tuple[int, int]) -> str:
 
 
 def _luminance(image) -> np.ndarray:
-    x = np.asarray(image)
-    scale = float(np.iinfo(x.dtype).max) if x.dtype in (np.uint8, np.uint16) else 1.0
-    x = x.astype(np.float64) / scale
+    x = _unit_scale(image)
     if x.ndim == 3:
         x = x @ LUMA if x.shape[-1] == 3 else x.mean(-1)
     if x.ndim != 2:
