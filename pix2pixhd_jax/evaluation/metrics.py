@@ -242,7 +242,7 @@ def kid(feats1, feats2, num_subsets: int = 100, subset_size: int = 1000, seed: i
 # ----- image metrics ----------------------------------------------------------------------
 
 
-def _unit_scale(images) -> np.ndarray:
+def unit_scale(images) -> np.ndarray:
     """uint8 or uint16 levels -> [0, 1]; floats are taken to be in [0, 1] already."""
     images = np.asarray(images)
     if images.dtype in (np.uint8, np.uint16):
@@ -262,7 +262,7 @@ def _data_range(a, b, data_range):
 def diversity(samples) -> float:
     """Mean L1 distance over all pairs of K samples (K, H, W, C) of one label map, on the
     [0, 1] scale (uint8 samples are divided by 255; float samples must be in [0, 1])."""
-    x = _unit_scale(samples)
+    x = unit_scale(samples)
     k = len(x)
     if k < 2:
         raise ValueError(f"diversity: needs at least 2 samples, got {k}")

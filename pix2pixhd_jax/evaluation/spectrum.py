@@ -31,7 +31,7 @@ from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
-from pix2pixhd_jax.evaluation.metrics import _unit_scale
+from pix2pixhd_jax.evaluation.metrics import unit_scale
 
 TILE = 32
 MAX_TILES = 512  # per image: larger images are sampled at a longer stride (a 2048x1024 photo: 64 px)
@@ -45,7 +45,7 @@ def band_name(band: Tuple[int, int]) -> str:
 
 
 def _luminance(image) -> np.ndarray:
-    x = _unit_scale(image)
+    x = unit_scale(image)
     if x.ndim == 3:
         x = x @ LUMA if x.shape[-1] == 3 else x.mean(-1)
     if x.ndim != 2:
