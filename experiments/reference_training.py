@@ -1,7 +1,7 @@
 """Trains like NVIDIA's code: both implementations trained the same way, several seeds, one judge.
 
     python experiments/reference_training.py --ref /tmp/pix2pixHD --data demo/synthetic \\
-        --root runs/reference_training --judge runs/judge/long --eval-data runs/judge/eval_scenes \\
+        --root runs/reference_training --eval-data runs/judge/eval_scenes \\
         --out experiments/reference_training --seeds 0,1,2 --vgg-seeds 0
 
 --ref is a checkout of https://github.com/NVIDIA/pix2pixHD (never kept in this project);
@@ -33,10 +33,11 @@ vgg: the same plus the VGG term, both sides reading one file of random VGG19 wei
 Stages already done are skipped, so the same command resumes a stopped experiment. The report reads
 every run's folder under --root where there is one and its kept record otherwise, so seeds trained
 on different machines or at different times report together, provided one judge scored them all:
-the judge's oracle mean IoU is in every score, and the report refuses to pool runs whose oracles
-differ. `train-segmenter` run again on the same scenes with the same seed does not give the same
-judge (0.8674 against 0.8715 on the 100 held-out scenes' photos), so a judge must be kept with its
-runs' folders until every run is scored.
+the digest of the judge's parameters is in every score, and the report refuses to pool runs scored
+by different judges. `train-segmenter` run again on the same scenes with the same seed does not give
+the same judge (0.8674 against 0.8715 mean IoU on the 100 held-out scenes' photos), so the judge is
+kept with the project: experiments/reference_training/judge (`export-segmenter` of the one trained
+by `prepare`; 7.4 MiB), the default --judge.
 """
 
 import argparse
@@ -242,13 +243,23 @@ class Experiment:
             print(f"{run_name(variant, seed)} {side} step {step}: mean IoU {result['scalars']['eval/mean_iou']:.4f}",
                   flush=True)
 
+    def judged_here(self, path):
+        """Whether `path` is an `evaluate` JSON made with this judge (a final of another is redone)."""
+        from pix2pixhd_jax.evaluation.segmenter import load_segmenter, params_digest
+
+        if not os.path.isfile(path):
+            return False
+        if not hasattr(self, "_judge_digest"):
+            self._judge_digest = params_digest(load_segmenter(self.judge)[2])
+        return json.load(open(path)).get("segmenter_digest") == self._judge_digest
+
     def finals(self, variant, seed):
         """<out>/{ours,reference}[_vgg]_seed<K>.json for the final step."""
         d, config = self.dirs(variant, seed), self.config(variant, seed)
         _, steps = self.steps(config)
         os.makedirs(self.out, exist_ok=True)
         ours = os.path.join(self.out, out_name("ours", variant, seed))
-        if checkpoint.latest_step(d["ours"], "state") == steps[-1] and not os.path.isfile(ours):
+        if checkpoint.latest_step(d["ours"], "state") == steps[-1] and not self.judged_here(ours):
             self.cli("evaluate", "--workdir", d["ours"], "--segmenter", self.judge, "--dataroot", self.eval_data,
                      "--out", ours, "--quiet")
         ref = os.path.join(d["reference"], "scores", f"{steps[-1]:05d}.json")
@@ -342,7 +353,9 @@ def run_record(exp, side, variant, seed):
         for s in steps:
             score = os.path.join(d, "scores", f"{s:05d}.json")
             if os.path.isfile(score):
-                record["scores"][s] = json.load(open(score))["scalars"]
+                result = json.load(open(score))
+                record["scores"][s] = dict(result["scalars"], **({"judge": result["segmenter_digest"]}
+                                                                 if result.get("segmenter_digest") else {}))
         examples = nvidia_reference.count_examples(exp.data)
         losses = window_means(loss_log(d, side, examples, config.train.batch_size),
                               config.train.save_latest_freq, steps[-1])
@@ -360,17 +373,24 @@ def run_record(exp, side, variant, seed):
 
 
 def one_judge(runs, variant):
-    """The runs of a variant pool only if one judge scored them all: its oracle score (the real
-    photos' mean IoU) is the same in every score."""
-    oracles = {}
-    for side, seeds in runs.items():
-        for seed, scores in seeds.items():
-            for score in scores.values():
-                oracles.setdefault(round(score["eval/oracle_mean_iou"], 9), set()).add(f"{side} seed {seed}")
-    if len(oracles) > 1:
-        found = "; ".join(f"oracle mean IoU {o}: {', '.join(sorted(r))}" for o, r in sorted(oracles.items()))
+    """The runs of a variant pool only if one judge scored them all. A score names its judge by the
+    digest of its parameters (`judge`: evaluate's segmenter_digest); one made without a digest by
+    its oracle (the real photos' mean IoU, which only the same judge repeats on the same kind of
+    machine), and it joins the digest whose scores show that oracle."""
+    scores = [(f"{side} seed {seed}", score) for side, seeds in runs.items() for seed, by_step in seeds.items()
+              for score in by_step.values()]
+    oracle = lambda score: round(score["eval/oracle_mean_iou"], 9)  # noqa: E731
+    digest_of = {oracle(s): s["judge"] for _, s in scores if s.get("judge")}
+    judges = {}
+    for run, score in scores:
+        digest = score.get("judge") or digest_of.get(oracle(score))
+        key = f"judge {digest[:16]}" if digest else f"oracle mean IoU {oracle(score)}"
+        judges.setdefault(key, set()).add(run)
+    if len(judges) > 1:
+        found = "; ".join(f"{j}: {', '.join(sorted(r))}" for j, r in sorted(judges.items()))
         raise SystemExit(f"{variant}: the runs were scored by different judges ({found}); score every run "
-                         "with one judge (train again the runs scored by the other, or move their records away).")
+                         "with one judge (score again the runs whose folders are here, train again the others, "
+                         "or move their records away).")
 
 
 def known_seeds(exp, variant, side):
@@ -573,7 +593,9 @@ def main():
     parser.add_argument("--stubs", default=nvidia_reference.DEFAULT_STUBS)
     parser.add_argument("--data", default="demo/synthetic")
     parser.add_argument("--root", default="runs/reference_training")
-    parser.add_argument("--judge", default="runs/judge/long")
+    parser.add_argument("--judge", default=os.path.join(ROOT, "experiments", "reference_training", "judge"),
+                        help="the judge: a train-segmenter workdir or its export-segmenter folder (trained by "
+                             "`prepare` where it has none)")
     parser.add_argument("--eval-data", default="runs/judge/eval_scenes")
     parser.add_argument("--out", default="experiments/reference_training")
     parser.add_argument("--seeds", default="0,1,2", help="seeds of the gan_fm variant")

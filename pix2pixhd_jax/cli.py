@@ -229,6 +229,13 @@ def cmd_evaluate(args, overrides):
         print(f"metrics written to {os.path.abspath(evaluate.write_result(result, args.out))}")
 
 
+def cmd_export_segmenter(args, overrides):
+    atomic.output_folder(args.out)
+    result = segmenter.export_segmenter(args.workdir, args.out)
+    print(f"segmenter exported to {os.path.abspath(args.out)} ({result['bytes'] / 2**20:.1f} MiB of parameters, "
+          f"digest {result['digest'][:16]}); give this folder as --segmenter")
+
+
 def cmd_evaluate_segmenter(args, overrides):
     if args.out:
         atomic.output_file(args.out, example="oracle.json")
@@ -453,7 +460,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="segmentation score (generated vs real), Frechet distances, PSNR/SSIM, "
                        "diversity of a trained model on a split (JSON)")
     p.add_argument("--workdir", required=True, help="the trained model")
-    p.add_argument("--segmenter", required=True, help="a train-segmenter workdir for this dataset")
+    p.add_argument("--segmenter", required=True, help="a train-segmenter workdir (or its export-segmenter folder) for this dataset")
     p.add_argument("--split", default="test")
     p.add_argument("--dataroot", default=None, help="the data (default: the model's config's data.dataroot)")
     p.add_argument("--out", default=None, help="write the metrics JSON here")
@@ -468,6 +475,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     _add_distributed(p)
     p.set_defaults(fn=cmd_evaluate, takes_config=False)
+
+    p = sub.add_parser("export-segmenter", help="a trained segmenter as a folder to keep or share (config.json and "
+                       "its parameters); --segmenter reads it like the workdir")
+    p.add_argument("--workdir", required=True, help="a train-segmenter workdir")
+    p.add_argument("--out", required=True, help="the folder to write")
+    p.set_defaults(fn=cmd_export_segmenter, takes_config=False)
 
     p = sub.add_parser("evaluate-segmenter", help="the oracle: a train-segmenter workdir on a split's real photos "
                        "(pixel accuracy, mean and per-class IoU; JSON)")

@@ -127,6 +127,49 @@ def test_segmenter_reproduces_and_resumes_exactly(data, segmenter, tmp_path):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
+def test_an_exported_segmenter_judges_as_its_workdir(data, model, segmenter, tmp_path, capsys):
+    """export-segmenter keeps a judge as config.json and its parameters; --segmenter reads the
+    folder like the workdir, every score names the judge by its digest, and a damaged file is an
+    error that names it and the fix."""
+    from pix2pixhd_jax import cli
+    from pix2pixhd_jax.errors import UserError
+    from pix2pixhd_jax.evaluation.segmenter import PARAMS_FILE, params_digest, score_real_photos
+
+    workdir = segmenter[0]
+    out = tmp_path / "judge"
+    assert cli.main(["export-segmenter", "--workdir", str(workdir), "--out", str(out)]) == 0
+    digest = params_digest(params_of(workdir))
+    assert f"digest {digest[:16]}" in capsys.readouterr().out
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "segmenter_done.json", PARAMS_FILE]
+    config = json.loads((out / "config.json").read_text())
+    assert config["data"]["dataroot"] == "" and "segmenter" in config
+    done = json.loads((out / "segmenter_done.json").read_text())
+    assert done["step"] == 100 and {"segmenter", "dataroot"}.isdisjoint(done["oracle"])
+    exported = params_of(out)
+    assert jax.tree_util.tree_structure(exported) == jax.tree_util.tree_structure(params_of(workdir))
+    for a, b in zip(jax.tree_util.tree_leaves(exported), jax.tree_util.tree_leaves(params_of(workdir))):
+        np.testing.assert_array_equal(a, b)
+    assert params_digest(exported) == digest
+    nudged = jax.tree_util.tree_map(np.array, exported)
+    first = jax.tree_util.tree_leaves(nudged)[0]
+    first.flat[0] = np.nextafter(first.flat[0], np.inf)
+    assert params_digest(nudged) != digest
+    oracles = [score_real_photos(str(out), dataroot=str(data)), score_real_photos(str(workdir))]
+    assert [{k: v for k, v in o.items() if k != "segmenter"} for o in oracles] == [
+        {k: v for k, v in oracles[1].items() if k != "segmenter"}] * 2
+    result = run_evaluate(model, (out,), tmp_path, num_samples=1)
+    assert result["segmenter_digest"] == digest
+    assert result["segmentation"] == run_evaluate(model, segmenter, tmp_path, num_samples=1)["segmentation"]
+
+    data_bytes = (out / PARAMS_FILE).read_bytes()
+    (out / PARAMS_FILE).write_bytes(data_bytes[: len(data_bytes) // 2])
+    with pytest.raises(UserError, match=f"{out / PARAMS_FILE}: not a segmenter's parameters .*export it again"):
+        params_of(out)
+    assert (out / PARAMS_FILE).stat().st_size == len(data_bytes) // 2  # nothing removed
+    assert cli.main(["export-segmenter", "--workdir", str(tmp_path / "none"), "--out", str(tmp_path / "o")]) == 2
+    assert "no segmenter here" in capsys.readouterr().err
+
+
 def test_segmenter_refuses_rgb_label_datasets(data, tmp_path):
     from pix2pixhd_jax.errors import UserError
     from pix2pixhd_jax.evaluation.segmenter import train_segmenter

@@ -162,6 +162,16 @@ def test_a_kept_record_stands_in_for_a_run_folder_that_is_gone(tmp_path):
     with pytest.raises(SystemExit, match="different judges.*0.86: ours seed 2.*0.87: "):
         reference_training.collect(exp, ["gan_fm"])
     (kept / "ours_gan_fm_seed2.json").unlink()
+    # A score names its judge by its parameters' digest; one made without a digest joins the digest
+    # whose scores show its oracle; another digest does not pool, even at the same oracle.
+    (scores / "00600.json").write_text(json.dumps({"scalars": score(0.3), "segmenter_digest": "a" * 64}))
+    assert reference_training.run_record(exp, "reference", "gan_fm", 1)["scores"][600]["judge"] == "a" * 64
+    assert sorted(reference_training.collect(exp, ["gan_fm"])[0]["gan_fm"]["ours"]) == [0]
+    (kept / "ours_gan_fm_seed2.json").write_text(json.dumps({"scores": {"300": dict(score(0.5), judge="b" * 64)}}))
+    with pytest.raises(SystemExit, match="different judges \\(judge a{16}: ours seed 0, reference seed 0, reference "
+                                         "seed 1; judge b{16}: ours seed 2\\)"):
+        reference_training.collect(exp, ["gan_fm"])
+    (kept / "ours_gan_fm_seed2.json").unlink()
     # A record kept for other settings is refused, not merged.
     args.override = ["train.niter=1"]
     with pytest.raises(SystemExit, match="kept for other settings than this run's \\(train.niter differ"):

@@ -8,6 +8,8 @@ then measures, on the generated photos and on the real ones:
 
 JSON written to --out (and printed), every number a float unless said otherwise:
   workdir, segmenter, split, style      what was evaluated, and how
+  segmenter_digest                       the judge's parameters (segmenter.params_digest): scores
+                                         with one digest come from one judge
   num_images (int), seconds
   config                                 the model's config (its workdir's config.json)
   segmentation.generated / .real         the segmenter on generated photos / on the real photos
@@ -52,7 +54,7 @@ from pix2pixhd_jax.data.pipeline import InputPipeline
 from pix2pixhd_jax.data.transforms import inference_config
 from pix2pixhd_jax.errors import UserError
 from pix2pixhd_jax.evaluation import metrics, spectrum
-from pix2pixhd_jax.evaluation.segmenter import confusion_summary, load_segmenter, segment_fn
+from pix2pixhd_jax.evaluation.segmenter import confusion_summary, load_segmenter, params_digest, segment_fn
 from pix2pixhd_jax.inference.synthesis import Synthesizer, pad_to_multiple
 from pix2pixhd_jax.models import inception as inception_lib
 from pix2pixhd_jax.models.pix2pixhd import photo_bits
@@ -87,6 +89,7 @@ class Evaluation:
             raise UserError(f"{segmenter_dir}: the segmenter predicts {self.seg_module.num_classes} classes, the "
                             f"model's label_nc is {config.data.label_nc}; train a segmenter on this dataset.")
         self.config, self.segmenter_dir, self.split = config, segmenter_dir, split
+        self.segmenter_digest = params_digest(seg_params)
         self.bits = photo_bits(config)
         self.segment = segment_fn(self.seg_module, seg_params, self.bits)
         self.seg_divisor = 2 ** self.seg_module.depth
@@ -181,7 +184,8 @@ class Evaluation:
         fd_seg = metrics.frechet_distance_of(metrics.FeatureStats().update(seg_feats["real"]),
                                              metrics.FeatureStats().update(seg_feats["generated"]))
         result = {
-            "segmenter": os.path.abspath(self.segmenter_dir), "split": self.split, "style": style,
+            "segmenter": os.path.abspath(self.segmenter_dir), "segmenter_digest": self.segmenter_digest,
+            "split": self.split, "style": style,
             "num_images": int(num_images),
             "segmentation": {k: confusion_summary(c) for k, c in conf.items()},
             "frechet_distance_segmenter_features": float(fd_seg),

@@ -8,9 +8,15 @@ non-finite loss, writes TensorBoard scalars (loss, pixel accuracy) and ends with
 the oracle there (`score_real_photos`: the segmenter on the real photos, the paper's upper
 bound for any generator, per class).
 `load_segmenter` gives `evaluate` a jitted photos -> (label ids, bottleneck features) function.
+`export_segmenter` keeps a trained segmenter as a small folder (config.json and its parameters):
+a judge to keep beside the results it scored or to share, read by `load_segmenter` like a workdir.
+Training one again on the same data does not give the same judge to the last digit, so results
+meant to be pooled later are scored with a kept one; `params_digest` names it in every score.
 """
 
 import collections
+import hashlib
+import json
 import logging
 import os
 
@@ -18,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from flax import serialization
 
 from pix2pixhd_jax import atomic, checkpoint
 from pix2pixhd_jax.data import decode
@@ -33,6 +40,7 @@ from pix2pixhd_jax.models.pix2pixhd import photo_bits
 from pix2pixhd_jax.runtime import distributed, loop, sharding
 
 DONE_FILE = "segmenter_done.json"
+PARAMS_FILE = "segmenter_params.msgpack"
 
 
 def segmenter_module(config) -> Segmenter:
@@ -195,10 +203,62 @@ def load_segmenter(workdir: str):
         raise UserError(f"{workdir}: its config.json has no 'segmenter' group; it is not a train-segmenter workdir "
                         f"({train_it}).")
     module = segmenter_module(config)
+    if os.path.isfile(os.path.join(workdir, PARAMS_FILE)):
+        return config, module, read_params(os.path.join(workdir, PARAMS_FILE))
     step = checkpoint.latest_step(workdir, "segmenter")
     if step is None:
         raise UserError(f"{checkpoint.checkpoint_dir(workdir)}: no segmenter checkpoint; {train_it}.")
     return config, module, checkpoint.restore_to_host(workdir, step, "segmenter")["params"]
+
+
+def read_params(path: str):
+    """An exported segmenter's parameters (numpy arrays) from PARAMS_FILE."""
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        params = serialization.msgpack_restore(data)
+    except Exception as e:  # msgpack's errors on cut or foreign bytes have no common base class
+        raise UserError(f"{path}: not a segmenter's parameters ({len(data)} bytes; {type(e).__name__}: {e}); export "
+                        "it again with `pix2pixhd-jax export-segmenter --workdir WORKDIR --out DIR`.") from None
+    if not isinstance(params, dict) or not params:
+        raise UserError(f"{path}: holds {type(params).__name__}, not a tree of parameters; export it again with "
+                        "`pix2pixhd-jax export-segmenter --workdir WORKDIR --out DIR`.")
+    return params
+
+
+def params_digest(params) -> str:
+    """sha256 of a parameter tree (paths, dtypes, shapes, values, in sorted-path order): the same
+    for a workdir's checkpoint and its export, whatever order either holds the keys in."""
+    h = hashlib.sha256()
+    for path, leaf in sorted(jax.tree_util.tree_flatten_with_path(params)[0],
+                             key=lambda kv: jax.tree_util.keystr(kv[0])):
+        a = np.ascontiguousarray(np.asarray(leaf))
+        h.update(f"{jax.tree_util.keystr(path)}|{a.dtype.str}|{a.shape}|".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def export_segmenter(workdir: str, out_dir: str) -> dict:
+    """A workdir's newest segmenter as `out_dir`: config.json (data.dataroot emptied: a path of the
+    machine it was trained on; give the data where it is used), PARAMS_FILE, and DONE_FILE's numbers
+    where the workdir has one. Returns {"params": path, "digest": params_digest, "bytes": size}."""
+    config, _, params = load_segmenter(workdir)
+    if os.path.abspath(out_dir) == os.path.abspath(workdir):
+        raise UserError(f"{out_dir}: export into another folder than the workdir.")
+    os.makedirs(out_dir, exist_ok=True)
+    config = checkpoint.config_dict(config)
+    config["data"]["dataroot"] = ""
+    atomic.write_json(os.path.join(out_dir, "config.json"), config)
+    path = os.path.join(out_dir, PARAMS_FILE)
+    data = serialization.msgpack_serialize(jax.tree_util.tree_map(np.asarray, params))
+    atomic.write_bytes(path, data)
+    done = os.path.join(workdir, DONE_FILE)
+    if os.path.isfile(done):  # its numbers, without the paths of the machine it was made on
+        summary = json.load(open(done))
+        for key in ("segmenter", "dataroot"):
+            (summary.get("oracle") or {}).pop(key, None)
+        atomic.write_json(os.path.join(out_dir, DONE_FILE), summary)
+    return {"params": path, "digest": params_digest(params), "bytes": len(data)}
 
 
 def segment_fn(module, params, bits: int = 8):
