@@ -486,6 +486,14 @@ def fmt(st, digits=4):
     return f"{st['mean']:.{digits}f} ± {st['std']:.{digits}f} [{st['min']:.{digits}f}, {st['max']:.{digits}f}]"
 
 
+def late_averages(runs, steps):
+    """{side: {seed: {key: mean over `steps`}}} for mean IoU and pixel accuracy, of the runs
+    (one variant's {side: {seed: {step: scores}}}) scored at every one of `steps`."""
+    return {side: {seed: {k: float(np.mean([scores[s][k] for s in steps])) for k, _ in KEYS[:2]}
+                   for seed, scores in seeds.items() if all(s in scores for s in steps)}
+            for side, seeds in runs.items()}
+
+
 def tables(summary, runs, losses, every):
     lines = []
     for variant, rows in summary.items():
@@ -510,6 +518,18 @@ def tables(summary, runs, losses, every):
                 lines.append(f"| {side} | {st['eval/mean_iou']['n']} | "
                              + " | ".join(fmt(st[k], 2 if k in ("eval/frechet_distance_segmenter", "eval/psnr") else 4)
                                           for k, _ in KEYS) + " |")
+        late = [s for s in rows if s >= last // 2]
+        averages = late_averages(runs[variant], late)
+        lines += ["", f"Averaged over the scored steps {late[0]}-{late[-1]} of each run (the scores swing from one "
+                  "saved G to the next; a run's average over the second half says where it trains to), then "
+                  "over seeds:", "",
+                  "| side | seeds | " + " | ".join(name for _, name in KEYS[:2]) + " | per seed (mean IoU) |",
+                  "| --- | --- | --- | --- | --- |"]
+        for side in SIDES:
+            if averages[side]:
+                per_seed = ", ".join(f"{seed}: {v['eval/mean_iou']:.4f}" for seed, v in sorted(averages[side].items()))
+                lines.append(f"| {side} | {len(averages[side])} | " + " | ".join(
+                    fmt(stats([v[k] for v in averages[side].values()])) for k, _ in KEYS[:2]) + f" | {per_seed} |")
         lines += ["", "Per seed, mean IoU at each scored step:", "",
                   "| side, seed | " + " | ".join(str(s) for s in rows) + " |",
                   "| --- | " + " | ".join("---" for _ in rows) + " |"]
@@ -570,8 +590,9 @@ def report(exp, variants):
                 "cpu_changes": list(nvidia_reference.CPU_CHANGES), "differences": list(DIFFERENCES),
                 "judge": exp.judge, "eval_data": exp.eval_data, "data": exp.data}
     with open(os.path.join(exp.out, "results.json"), "w") as f:
-        json.dump({"settings": settings, "runs": runs, "summary": summary, "losses": losses, "step0_pixels": pixels},
-                  f, indent=1)
+        late = {v: late_averages(runs[v], [s for s in rows if s >= max(rows) // 2]) for v, rows in summary.items() if rows}
+        json.dump({"settings": settings, "runs": runs, "summary": summary, "late_average": late, "losses": losses,
+                   "step0_pixels": pixels}, f, indent=1)
     if any(summary.values()):
         plot_curves(summary, runs, os.path.join(exp.out, "curves.png"))
     write_grid(exp, "gan_fm", 0, os.path.join(exp.out, "grid.jpg"))

@@ -176,3 +176,20 @@ def test_a_kept_record_stands_in_for_a_run_folder_that_is_gone(tmp_path):
     args.override = ["train.niter=1"]
     with pytest.raises(SystemExit, match="kept for other settings than this run's \\(train.niter differ"):
         reference_training.run_record(reference_training.Experiment(args), "reference", "gan_fm", 0)
+
+
+def test_a_runs_late_average_needs_every_late_step_and_the_table_shows_it():
+    def score(v):
+        return {key: v for key, _ in reference_training.KEYS}
+
+    runs = {"ours": {0: {1200: score(0.1), 1800: score(0.3), 2400: score(0.2)}, 1: {1200: score(0.5), 2400: score(0.5)}},
+            "reference": {0: {0: score(0.9), 1200: score(0.2), 1800: score(0.2), 2400: score(0.2)}}}
+    averages = reference_training.late_averages(runs, [1200, 1800, 2400])
+    assert averages["ours"] == {0: {"eval/mean_iou": pytest.approx(0.2), "eval/pixel_accuracy": pytest.approx(0.2)}}
+    assert averages["reference"][0]["eval/mean_iou"] == pytest.approx(0.2)  # step 0 is not in the average
+    summary = {"gan_fm": {s: {side: {k: reference_training.stats([0.0]) for k, _ in reference_training.KEYS}
+                              for side in reference_training.SIDES} for s in (0, 1200, 1800, 2400)}}
+    text = reference_training.tables(summary, {"gan_fm": runs}, {"gan_fm": {"ours": {}, "reference": {}}}, 300)
+    assert "scored steps 1200-2400 of each run" in text and "| ours | 1 | 0.2000 ± 0.0000 [0.2000, 0.2000]" in text
+    assert "per seed (mean IoU) |" in text and "| 0: 0.2000 |" in text
+
