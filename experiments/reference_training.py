@@ -354,8 +354,9 @@ def run_record(exp, side, variant, seed):
             score = os.path.join(d, "scores", f"{s:05d}.json")
             if os.path.isfile(score):
                 result = json.load(open(score))
-                record["scores"][s] = dict(result["scalars"], **({"judge": result["segmenter_digest"]}
-                                                                 if result.get("segmenter_digest") else {}))
+                record["scores"][s] = result["scalars"]
+                if result.get("segmenter_digest"):
+                    record["scores"][s]["judge"] = result["segmenter_digest"]
         examples = nvidia_reference.count_examples(exp.data)
         losses = window_means(loss_log(d, side, examples, config.train.batch_size),
                               config.train.save_latest_freq, steps[-1])
@@ -486,6 +487,11 @@ def fmt(st, digits=4):
     return f"{st['mean']:.{digits}f} ± {st['std']:.{digits}f} [{st['min']:.{digits}f}, {st['max']:.{digits}f}]"
 
 
+def second_half(steps):
+    """The scored steps the late average takes: those from half the last one on."""
+    return [s for s in steps if s >= max(steps) // 2]
+
+
 def late_averages(runs, steps):
     """{side: {seed: {key: mean over `steps`}}} for mean IoU and pixel accuracy, of the runs
     (one variant's {side: {seed: {step: scores}}}) scored at every one of `steps`."""
@@ -518,7 +524,7 @@ def tables(summary, runs, losses, every):
                 lines.append(f"| {side} | {st['eval/mean_iou']['n']} | "
                              + " | ".join(fmt(st[k], 2 if k in ("eval/frechet_distance_segmenter", "eval/psnr") else 4)
                                           for k, _ in KEYS) + " |")
-        late = [s for s in rows if s >= last // 2]
+        late = second_half(rows)
         averages = late_averages(runs[variant], late)
         lines += ["", f"Averaged over the scored steps {late[0]}-{late[-1]} of each run (the scores swing from one "
                   "saved G to the next; a run's average over the second half says where it trains to), then "
@@ -590,7 +596,7 @@ def report(exp, variants):
                 "cpu_changes": list(nvidia_reference.CPU_CHANGES), "differences": list(DIFFERENCES),
                 "judge": exp.judge, "eval_data": exp.eval_data, "data": exp.data}
     with open(os.path.join(exp.out, "results.json"), "w") as f:
-        late = {v: late_averages(runs[v], [s for s in rows if s >= max(rows) // 2]) for v, rows in summary.items() if rows}
+        late = {v: late_averages(runs[v], second_half(rows)) for v, rows in summary.items() if rows}
         json.dump({"settings": settings, "runs": runs, "summary": summary, "late_average": late, "losses": losses,
                    "step0_pixels": pixels}, f, indent=1)
     if any(summary.values()):

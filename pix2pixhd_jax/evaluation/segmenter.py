@@ -213,16 +213,16 @@ def load_segmenter(workdir: str):
 
 def read_params(path: str):
     """An exported segmenter's parameters (numpy arrays) from PARAMS_FILE."""
+    again = "export it again with `pix2pixhd-jax export-segmenter --workdir WORKDIR --out DIR`."
     with open(path, "rb") as f:
         data = f.read()
     try:
         params = serialization.msgpack_restore(data)
     except Exception as e:  # msgpack's errors on cut or foreign bytes have no common base class
-        raise UserError(f"{path}: not a segmenter's parameters ({len(data)} bytes; {type(e).__name__}: {e}); export "
-                        "it again with `pix2pixhd-jax export-segmenter --workdir WORKDIR --out DIR`.") from None
+        raise UserError(f"{path}: not a segmenter's parameters ({len(data)} bytes; {type(e).__name__}: {e}); "
+                        f"{again}") from None
     if not isinstance(params, dict) or not params:
-        raise UserError(f"{path}: holds {type(params).__name__}, not a tree of parameters; export it again with "
-                        "`pix2pixhd-jax export-segmenter --workdir WORKDIR --out DIR`.")
+        raise UserError(f"{path}: holds {type(params).__name__}, not a tree of parameters; {again}")
     return params
 
 
