@@ -2,8 +2,12 @@
 traceback: batch sizes, unwritable workdirs, config variants and overrides, label ids a model
 has no class for, a missing judge or Inception file; and the logs stay one record per step."""
 
+import importlib.util
 import json
 import logging
+import struct
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -140,6 +144,36 @@ def test_a_resumed_log_keeps_one_record_per_step(tmp_path):
     writer.close()
     rows = [json.loads(line) for line in (logdir / "metrics.jsonl").read_text().splitlines()]
     assert [(r["step"], r["loss"]) for r in rows] == [(1, 1), (2, 2), (3, 3), (4, 4), (5, 50), (6, 60)]
+
+
+def test_tensorboard_files_are_written_without_loading_torch(tmp_path):
+    # tensorboardX's package imports torch where it is installed (seconds of every training
+    # process's start); the writer hides it, and torch still imports afterwards.
+    if importlib.util.find_spec("torch") is None:
+        pytest.skip("torch is not installed: there is nothing to hide")
+    from tensorboardX.proto import event_pb2
+
+    code = ("import sys\n"
+            "import numpy as np\n"
+            "from pix2pixhd_jax.runtime.metric_writer import MetricWriter\n"
+            f"w = MetricWriter({str(tmp_path)!r})\n"
+            "w.scalars(3, {'loss': 1.5})\n"
+            "w.image(3, 'grid', np.full((4, 6, 3), 200, np.uint8))\n"
+            "w.close()\n"
+            "print('torch' in sys.modules)\n"
+            "import torch\n"
+            "print(torch.zeros(2).shape[0])\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["False", "2"]
+    (path,) = tmp_path.glob("events*")
+    raw, i, values = path.read_bytes(), 0, []
+    while i < len(raw):  # TFRecord framing: length, its CRC, the Event, its CRC
+        (length,) = struct.unpack("<Q", raw[i:i + 8])
+        event = event_pb2.Event.FromString(raw[i + 12:i + 12 + length])
+        values += [(event.step, v.tag, v.simple_value, v.image.width, v.image.height) for v in event.summary.value]
+        i += 12 + length + 4
+    assert values == [(3, "loss", 1.5, 0, 0), (3, "grid", 0.0, 6, 4)]
 
 
 def test_train_segmenter_refuses_a_batch_below_one(tmp_path, capsys):

@@ -7,6 +7,7 @@ scalars still go to metrics.jsonl and a warning says how to get TensorBoard file
 import json
 import logging
 import os
+import sys
 import time
 from typing import Optional
 
@@ -34,16 +35,30 @@ def drop_steps_after(path: str, step: int) -> int:
     return len(lines) - len(keep)
 
 
+def _tensorboardx():
+    """The parts of tensorboardX this writer uses. Its package imports torch whenever torch is
+    installed (2-3 s of every process's start, for torch tensors this writer never passes), and
+    takes a missing torch as numpy-only: torch is hidden from that one import."""
+    hide = "torch" not in sys.modules
+    if hide:
+        sys.modules["torch"] = None  # makes `import torch` raise ImportError
+    try:
+        from tensorboardX import summary
+        from tensorboardX.event_file_writer import EventsWriter
+        from tensorboardX.proto.event_pb2 import Event, SessionLog
+    finally:
+        if hide and sys.modules.get("torch", False) is None:
+            del sys.modules["torch"]
+    return summary, EventsWriter, Event, SessionLog
+
+
 class _EventFile:
     """One TensorBoard events file written synchronously with tensorboardX's protos: each write is
     on disk when it returns (tensorboardX's SummaryWriter queues events for a thread that writes
     them up to 2 minutes later, so a killed run lost its last scalars)."""
 
     def __init__(self, logdir: str, purge_step: Optional[int]):
-        from tensorboardX import summary
-        from tensorboardX.event_file_writer import EventsWriter
-        from tensorboardX.proto.event_pb2 import Event, SessionLog
-
+        summary, EventsWriter, Event, SessionLog = _tensorboardx()
         self._summary, self._event = summary, Event
         self._file = EventsWriter(os.path.join(logdir, "events"))
         if purge_step is not None:
