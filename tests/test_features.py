@@ -183,12 +183,13 @@ def test_encode_features_on_two_devices_gives_the_same_rows(encoded, tmp_path):
     import subprocess
     import sys
 
-    from conftest import ROOT
+    from conftest import ROOT, with_test_xla_flags
 
     workdir, _ = encoded
     other = tmp_path / "run2"
     shutil.copytree(workdir, other)
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu")
+    env = dict(os.environ, XLA_FLAGS=with_test_xla_flags("--xla_force_host_platform_device_count=2"),
+               JAX_PLATFORMS="cpu")
     code = ("import jax; assert jax.device_count() == 2; from pix2pixhd_jax.cli import main; "
             f"raise SystemExit(main(['encode-features', '--workdir', {str(other)!r}, '--n-clusters', '3', "
             "'--batch-size', '4', '--quiet']))")

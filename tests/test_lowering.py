@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from conftest import ROOT, TINY_OASIS, load_test_config
+from conftest import ROOT, TINY_OASIS, load_test_config, with_test_xla_flags
 from lowering import conv_layers, conv_operand_dtypes, convolutions, host_callbacks, lowered_text
 from pix2pixhd_jax.config_loading import load_config
 from pix2pixhd_jax.inference.synthesis import photo_program
@@ -131,7 +131,7 @@ SHARDED = textwrap.dedent("""
 
 
 def test_the_sharded_train_step_lowers_for_accelerators_over_4_devices():
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
+    env = dict(os.environ, XLA_FLAGS=with_test_xla_flags("--xla_force_host_platform_device_count=4"))
     script = SHARDED.format(tests=str(ROOT / "tests"), root=str(ROOT))
     proc = subprocess.run([sys.executable, "-c", script], env=env, cwd=ROOT, capture_output=True, text=True,
                           timeout=600)
