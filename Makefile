@@ -33,11 +33,14 @@ demo: venv
 	    --config.data.dataroot=$(DEMO_DIR)/synthetic
 
 # The quick tests, then the slow ones (whole CLI processes, XLA:TPU compiles) in their own bounded
-# step: SLOW_LIMIT seconds in all, each test at most the pytest timeout in pyproject.toml.
+# step: SLOW_LIMIT seconds in all, each test at most the pytest timeout in pyproject.toml. Both
+# steps share one JAX compilation cache (the slow step's processes compile the quick step's tiny
+# models again), removed at the end.
 SLOW_LIMIT ?= 1500
 test: venv browser
-	$(PY) -m pytest -n 2 --dist loadgroup -m "not slow" $(PYTEST_ARGS)
-	timeout $(SLOW_LIMIT) $(PY) -m pytest -n 2 --dist loadgroup -m slow $(PYTEST_ARGS)
+	cache=$$(mktemp -d -t pix2pixhd_jax_tests_XXXXXX) && trap 'rm -rf "$$cache"' EXIT && \
+	PIX2PIXHD_TEST_JAX_CACHE=$$cache $(PY) -m pytest -n 2 --dist loadgroup -m "not slow" $(PYTEST_ARGS) && \
+	PIX2PIXHD_TEST_JAX_CACHE=$$cache timeout $(SLOW_LIMIT) $(PY) -m pytest -n 2 --dist loadgroup -m slow $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR)

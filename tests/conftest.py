@@ -113,12 +113,14 @@ def load_test_config(*overrides):
     return load_config(str(ROOT / "configs" / "synthetic_demo.py"), list(TEST_BASE) + list(overrides))
 
 
-def cli_env(cache_dir, xla_flags: str = "", **extra) -> dict:
-    """The environment of a CLI process a test starts: JAX on the CPU with its compilation cache in
-    `cache_dir`, the tests' XLA flags and `xla_flags`, this tree first on the path, and `extra`."""
+def cli_env(xla_flags: str = "", **extra) -> dict:
+    """The environment of a CLI process a test starts: JAX on the CPU with the run's compilation
+    cache (every program cached: a CLI process compiles what the tests' other processes did, the
+    same tiny models), the tests' XLA flags and `xla_flags`, this tree first on the path, and
+    `extra`."""
     env = dict(os.environ)
     env["XLA_FLAGS"] = with_test_xla_flags(xla_flags or env.get("XLA_FLAGS", ""))
-    env["JAX_COMPILATION_CACHE_DIR"] = str(cache_dir)
+    env["JAX_COMPILATION_CACHE_DIR"] = os.environ["PIX2PIXHD_TEST_JAX_CACHE"]
     env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
     env["JAX_PLATFORMS"] = "cpu"
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))

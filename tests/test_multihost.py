@@ -33,9 +33,8 @@ def free_port():
 
 
 @pytest.fixture(scope="module")
-def base_env(tmp_path_factory):
-    return cli_env(tmp_path_factory.mktemp("jax_cache"),
-                   "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
+def base_env():
+    return cli_env("--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
                    TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
 
 

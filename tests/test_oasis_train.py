@@ -36,8 +36,8 @@ def data(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory):
-    return cli_env(tmp_path_factory.mktemp("jax_cache"), TF_CPP_MIN_LOG_LEVEL="2")
+def env():
+    return cli_env(TF_CPP_MIN_LOG_LEVEL="2")
 
 
 def overrides(data, *extra):

@@ -46,8 +46,8 @@ RESUMABLE = [f"--config.train.max_steps={STEPS}", "--config.train.save_latest_fr
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory):
-    return cli_env(tmp_path_factory.mktemp("jax_cache"), TF_CPP_MIN_LOG_LEVEL="2")
+def env():
+    return cli_env(TF_CPP_MIN_LOG_LEVEL="2")
 
 
 @pytest.fixture(scope="module")

@@ -38,8 +38,8 @@ LIBRARY_NOISE = ("InitGoogle", "TPU_WORKER_HOSTNAMES", "host bounds", "oneDNN", 
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory):
-    env = cli_env(tmp_path_factory.mktemp("jax_cache"))
+def env():
+    env = cli_env()
     env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # the command's own default is under test
     return env
 
