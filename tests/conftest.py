@@ -1,5 +1,6 @@
 """Shared test helpers: small hand-made datasets and the real Cityscapes samples."""
 
+import importlib.util
 import os
 import shutil
 import sys
@@ -38,6 +39,10 @@ if "PIX2PIXHD_TEST_JAX_CACHE" not in os.environ:
 else:
     _OWN_CACHE = None
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.environ["PIX2PIXHD_TEST_JAX_CACHE"])
+# A size limit turns on JAX's file lock around the cache's reads and writes (JAX writes an entry
+# in place): processes sharing the cache never read an entry another is still writing.
+if importlib.util.find_spec("filelock") is not None:
+    os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(64 << 30))
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
