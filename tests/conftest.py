@@ -3,6 +3,7 @@
 import importlib.util
 import os
 import shutil
+import struct
 import sys
 import tempfile
 from pathlib import Path
@@ -131,6 +132,18 @@ def cli_env(xla_flags: str = "", **extra) -> dict:
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     env.update(extra)
     return env
+
+
+def read_events(path):
+    """The Event protos of a TensorBoard events file (TFRecord framing: length, its CRC, the
+    Event, its CRC), without TensorFlow."""
+    from tensorboardX.proto import event_pb2
+
+    raw, i = Path(path).read_bytes(), 0
+    while i < len(raw):
+        (length,) = struct.unpack("<Q", raw[i:i + 8])
+        yield event_pb2.Event.FromString(raw[i + 12:i + 12 + length])
+        i += 12 + length + 4
 
 
 @pytest.fixture

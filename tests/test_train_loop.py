@@ -13,7 +13,6 @@ compilation cache: runs of the same model reuse the first run's programs.
 import json
 import os
 import signal
-import struct
 import subprocess
 import sys
 import time
@@ -23,7 +22,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import ROOT, cli_env, load_test_config, raw_state
+from conftest import ROOT, cli_env, load_test_config, raw_state, read_events
 
 # One xdist worker builds the trained runs once for all the tests here.
 pytestmark = pytest.mark.xdist_group("train_loop")
@@ -118,17 +117,6 @@ def compare(a, b, atol=1e-6):
     close = all(np.allclose(fa[k], fb[k], rtol=0, atol=atol) for k in fa)
     bitwise = all(np.array_equal(fa[k], fb[k]) for k in fa)
     return close, bitwise
-
-
-def read_events(path):
-    """The Event protos of a TensorBoard events file (TFRecord framing), without TensorFlow."""
-    from tensorboardX.proto import event_pb2
-
-    raw, i = path.read_bytes(), 0
-    while i < len(raw):
-        (length,) = struct.unpack("<Q", raw[i:i + 8])
-        yield event_pb2.Event.FromString(raw[i + 12:i + 12 + length])  # after length and its CRC
-        i += 12 + length + 4  # and the data's CRC
 
 
 # ----- run A: the whole command, uninterrupted -------------------------------------------

@@ -14,7 +14,6 @@ import importlib.util
 import json
 import os
 import shutil
-import struct
 import subprocess
 import sys
 
@@ -22,7 +21,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import ROOT, cli_env
+from conftest import ROOT, cli_env, read_events
 
 # One xdist worker builds the trained run once for all the tests here.
 pytestmark = pytest.mark.xdist_group("trust")
@@ -283,15 +282,9 @@ def test_no_readable_step_stops_without_moving_anything(trained, env, tmp_path):
 def events(logdir):
     """{(tag, step): count} as TensorBoard reads the event files: a later file's purge event
     (a SessionLog START at step s) discards the earlier files' records from step s on."""
-    from tensorboardX.proto import event_pb2
-
     seen = {}
     for path in sorted(logdir.glob("events.out.tfevents.*")):
-        raw, i = path.read_bytes(), 0
-        while i < len(raw):
-            (length,) = struct.unpack("<Q", raw[i:i + 8])
-            event = event_pb2.Event.FromString(raw[i + 12:i + 12 + length])
-            i += 12 + length + 4
+        for event in read_events(path):
             if event.HasField("session_log") and event.session_log.status == event.session_log.START:
                 seen = {k: v for k, v in seen.items() if k[1] < event.step}
             for value in event.summary.value:
