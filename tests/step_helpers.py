@@ -57,6 +57,11 @@ def fast_state(nets, height, width, seed=0):
     return jax.tree_util.tree_map_with_path(fill, shapes)
 
 
+def flat(tree):
+    """{keystr: numpy array} of a tree's leaves."""
+    return {jax.tree_util.keystr(path): np.asarray(leaf) for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
+
+
 def trees_equal(a, b):
     return all(np.array_equal(np.asarray(x), np.asarray(y))
                for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True))
@@ -127,7 +132,7 @@ def normalised_away(nets, state, batch):
     base, base_stats = outputs(**params)
     away = set()
     for part, tree in params.items():
-        for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+        for path, _ in jax.tree_util.tree_leaves_with_path(tree):
             if leaf_name(path) != "bias":
                 continue
             shifted = jax.tree_util.tree_map_with_path(lambda p, x, at=path: x + 1.0 if p == at else x, tree)

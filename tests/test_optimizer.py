@@ -24,8 +24,8 @@ from pix2pixhd_jax.models.pix2pixhd import Networks
 from pix2pixhd_jax.runtime import loop, sharding
 from pix2pixhd_jax.training import old_checkpoints, schedule, step as train_step
 from pix2pixhd_jax.training.step import FIXED, TRAINED, init_train_state, make_train_step, stage_labels
-from step_helpers import (H, LABEL_NC, TINY, W, changed_fraction, fast_state, g_adam, make_batch, normalised_away,
-                          trees_equal)
+from step_helpers import (H, LABEL_NC, TINY, W, changed_fraction, fast_state, flat, g_adam, make_batch,
+                          normalised_away, trees_equal)
 import two_adam_state
 
 # One xdist worker builds the trained runs once for all the tests here.
@@ -49,10 +49,6 @@ SPE, STEPS, SAVED_AT = 2, 8, 3  # epochs 0 (G1 frozen), 1, 2 (lr halved), 3 (lr 
 
 def batches(start=0):
     return (make_batch(2, H, W, LABEL_NC, seed=i) for i in range(start, STEPS))
-
-
-def flat(tree):
-    return {jax.tree_util.keystr(path): np.asarray(x) for path, x in jax.tree_util.tree_leaves_with_path(tree)}
 
 
 def assert_alike(got, want, msg):
@@ -82,8 +78,9 @@ def runs():
     (part, path) of the biases a normalisation cancels: the two programs round their float-noise
     gradients differently, so the comparisons leave them out)."""
     config = load_test_config(*TINY, *LOCAL)
-    state = fast_state(Networks(config), H, W)
-    away = normalised_away(Networks(config), state, next(batches()))
+    nets = Networks(config)
+    state = fast_state(nets, H, W)
+    away = normalised_away(nets, state, next(batches()))
     optax_step = jax.jit(make_train_step(config, SPE))
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(train_step, "apply_gradients", two_adam_state.apply_gradients)

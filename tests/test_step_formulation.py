@@ -17,7 +17,7 @@ import pytest
 from conftest import load_test_config
 from pix2pixhd_jax.models.pix2pixhd import Networks
 from pix2pixhd_jax.training.step import make_train_step
-from step_helpers import LABEL_NC, TINY, fast_state, make_batch, normalised_away
+from step_helpers import LABEL_NC, TINY, fast_state, flat, leaf_name, make_batch, normalised_away
 from step_oracle import four_pass_step
 
 
@@ -48,10 +48,6 @@ def _run(step, state, batches):
     return jax.device_get(state), out
 
 
-def _flat(tree):
-    return {jax.tree_util.keystr(path): np.asarray(leaf) for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
-
-
 @pytest.mark.parametrize("case", list(CASES))
 def test_shared_discriminator_passes_train_like_four_passes(case):
     overrides, size = CASES[case]
@@ -71,7 +67,7 @@ def test_shared_discriminator_passes_train_like_four_passes(case):
             assert float(m_got[key]) == pytest.approx(float(m_want[key]), rel=1e-5, abs=1e-6), (case, i, key)
         np.testing.assert_allclose(f_got, f_want, rtol=1e-5, atol=1e-6, err_msg=f"{case}: fake of step {i}")
 
-    flat_got, flat_want = _flat(got_state), _flat(want_state)
+    flat_got, flat_want = flat(got_state), flat(want_state)
     assert flat_got.keys() == flat_want.keys()
     away = {f".{part}{path}" for part, path in normalised_away(nets, state, batches[0])}
     bad = {k: float(np.abs(flat_got[k] - flat_want[k]).max()) for k in flat_want
@@ -120,7 +116,7 @@ def test_the_biases_left_out_are_those_a_norm_follows():
     state = fast_state(nets, size, size)
     away = normalised_away(nets, state, make_batch(2, size, size, LABEL_NC, seed=10))
     biases = {(part, jax.tree_util.keystr(path)) for part in ("g_params", "d_params")
-              for path, _ in jax.tree_util.tree_leaves_with_path(getattr(state, part)) if path[-1].key == "bias"}
+              for path, _ in jax.tree_util.tree_leaves_with_path(getattr(state, part)) if leaf_name(path) == "bias"}
     last_d = f"layer_{config.model.n_layers_D + 1}"
     kept = {(part, path) for part, path in biases
             if "conv_out" in path or "['layer_0']" in path or f"['{last_d}']" in path}
