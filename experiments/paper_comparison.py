@@ -21,7 +21,9 @@ checkpoint, since `train` does):
      (and oasis_no_ema: the OASIS run's own G rather than its moving average);
   6. <out>/curves.png (mean IoU and pixel accuracy over steps, the oracle as a line),
      <out>/grid.jpg (label | real | each method, the first held-out scenes), <out>/results.json
-     (the curves and the final scores) and the tables experiments/README.md quotes.
+     (the curves and the final scores) and the tables experiments/README.md quotes. A run folder
+     can go once reported: its curve stays in results.json and its grid pictures in
+     <out>/samples/<method>/ (JPEG, as the grid is), and the next report takes them from there.
 """
 
 import argparse
@@ -35,6 +37,7 @@ from PIL import Image
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+from pix2pixhd_jax import atomic
 from pix2pixhd_jax.config_loading import load_config
 from pix2pixhd_jax.data import visualize
 from pix2pixhd_jax.data.synthetic import CLASS_IDS
@@ -127,7 +130,7 @@ def score_kept(workdir, every, judge, eval_data, own_g=False):
     the run's own G rather than its moving average (<workdir>/scores_raw/). Scored as
     train.eval_every scores (Evaluation.run, one sample per map, the 'auto' style), so a curve
     mixes both kinds of point without a seam."""
-    from pix2pixhd_jax import atomic, checkpoint
+    from pix2pixhd_jax import checkpoint
     from pix2pixhd_jax.evaluation.evaluate import Evaluation, scalars
     from pix2pixhd_jax.inference.synthesis import Synthesizer
 
@@ -183,17 +186,57 @@ def plot_curves(curves, path):
     plt.close(fig)
 
 
-def write_grid(root, data, methods, path, rows=4):
-    names = sorted(os.listdir(os.path.join(data, "test_label")))[:rows]
+def keep_samples(root, data, methods, out, rows=4):
+    """The pictures the grid shows of each method (its `evaluate` samples of the first `rows`
+    held-out scenes) copied into <out>/samples/<method>/ while its run folder has them."""
+    for m in methods:
+        folder = os.path.join(root, m, "eval_samples")
+        if not os.path.isdir(folder):
+            continue
+        os.makedirs(os.path.join(out, "samples", m), exist_ok=True)
+        for stem in grid_scenes(data, rows):
+            Image.open(os.path.join(folder, f"{stem}.png")).convert("RGB").save(
+                os.path.join(out, "samples", m, f"{stem}.jpg"), quality=95)
+
+
+def grid_scenes(data, rows):
+    return [os.path.splitext(n)[0] for n in sorted(os.listdir(os.path.join(data, "test_label")))[:rows]]
+
+
+def write_grid(data, methods, out, path, rows=4):
+    """label | real | each method with kept pictures (keep_samples), the first `rows` held-out
+    scenes; returns the methods left out for want of pictures."""
+    shown = [m for m in methods if os.path.isdir(os.path.join(out, "samples", m))]
     grid = []
-    for name in names:
-        stem = os.path.splitext(name)[0]
-        row = [visualize.colorize_labels(np.asarray(Image.open(os.path.join(data, "test_label", name)))),
-               np.asarray(Image.open(os.path.join(data, "test_img", name)).convert("RGB"))]
-        for m in methods:
-            row.append(np.asarray(Image.open(os.path.join(root, m, "eval_samples", f"{stem}.png")).convert("RGB")))
+    for stem in grid_scenes(data, rows):
+        row = [visualize.colorize_labels(np.asarray(Image.open(os.path.join(data, "test_label", f"{stem}.png")))),
+               np.asarray(Image.open(os.path.join(data, "test_img", f"{stem}.png")).convert("RGB"))]
+        row += [np.asarray(Image.open(os.path.join(out, "samples", m, f"{stem}.jpg"))) for m in shown]
         grid.append(row)
     Image.fromarray(visualize.grid(grid)).save(path, quality=90)
+    return [m for m in methods if m not in shown]
+
+
+def kept_curves(out):
+    """The curves the last report wrote (<out>/results.json): all that is left of a run whose folder
+    is gone."""
+    path = os.path.join(out, "results.json")
+    if not os.path.isfile(path):
+        return {}
+    return {m: {int(s): v for s, v in c.items()} for m, c in json.load(open(path))["curves"].items()}
+
+
+def gather_curves(root, out):
+    """Each method's curve from its run folder, or as the last report kept it where the folder is gone."""
+    kept = kept_curves(out)
+    curves = {}
+    for m in METHODS:
+        workdir = os.path.join(root, trained_run(m))
+        if os.path.isdir(workdir):
+            curves[m] = curve(workdir, "scores_raw" if m == "oasis_no_ema" else "scores")
+        else:
+            curves[m] = kept.get(m, {})
+    return curves
 
 
 def tables(finals, curves):
@@ -291,21 +334,28 @@ def main():
                 cli("evaluate", "--workdir", workdir, "--segmenter", judge, "--dataroot", eval_data, "--out", path,
                     "--samples-dir", os.path.join(workdir, "eval_samples"), "--quiet")
     if "report" in stages:
-        finals = {m: json.load(open(os.path.join(out, f"{m}.json"))) if os.path.isfile(os.path.join(out, f"{m}.json"))
-                  else None for m in METHODS}
-        curves = {m: curve(os.path.join(root, m)) for m in TRAINED}
-        curves["oasis_no_ema"] = curve(os.path.join(root, "oasis"), "scores_raw")
-        with open(os.path.join(out, "results.json"), "w") as f:
-            json.dump({"curves": curves, "final": {m: (r and {k: r[k] for k in ("segmentation", "paired",
-                                                                               "frechet_distance_segmenter_features",
-                                                                               "num_images")})
-                                                   for m, r in finals.items()}}, f, indent=1)
-        plot_curves(curves, os.path.join(out, "curves.png"))
-        evaluated = [m for m in METHODS if finals[m]]
-        if evaluated:
-            write_grid(root, eval_data, evaluated, os.path.join(out, "grid.jpg"))
-        print(tables(finals, curves))
+        report(root, eval_data, out)
 
+
+def report(root, eval_data, out):
+    """results.json, curves.png, grid.jpg and the tables, from the run folders and what earlier
+    reports kept of runs whose folders are gone."""
+    finals = {m: json.load(open(os.path.join(out, f"{m}.json"))) if os.path.isfile(os.path.join(out, f"{m}.json"))
+              else None for m in METHODS}
+    curves = gather_curves(root, out)
+    atomic.write_json(os.path.join(out, "results.json"), {
+        "curves": curves,
+        "final": {m: (r and {k: r[k] for k in ("segmentation", "paired", "frechet_distance_segmenter_features",
+                                               "num_images")}) for m, r in finals.items()}}, indent=1)
+    plot_curves(curves, os.path.join(out, "curves.png"))
+    evaluated = [m for m in METHODS if finals[m]]
+    if evaluated:
+        keep_samples(root, eval_data, evaluated, out)
+        missing = write_grid(eval_data, evaluated, out, os.path.join(out, "grid.jpg"))
+        if missing:
+            print(f"grid.jpg leaves out {', '.join(missing)}: evaluated, but neither their run folders' "
+                  f"eval_samples nor {os.path.join(out, 'samples')} have their pictures", flush=True)
+    print(tables(finals, curves))
 
 if __name__ == "__main__":
     main()
