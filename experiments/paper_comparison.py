@@ -357,5 +357,6 @@ def report(root, eval_data, out):
                   f"eval_samples nor {os.path.join(out, 'samples')} have their pictures", flush=True)
     print(tables(finals, curves))
 
+
 if __name__ == "__main__":
     main()
