@@ -9,8 +9,8 @@ both configs with the remat policies none, blocks, dots_saveable and full at bat
 topology (v5e:2x2, v4:2x2x1, v5p:2x2x1, v6e:2x2) the configs as shipped (their own train.remat)
 at batch 1 and the largest batch per chip that XLA:TPU compiles within the chip's HBM, found by
 compiling (a first guess from batch 1 on that chip and the bytes one more image costs, measured on
-v5e from batches 1 and 2; then doubling until a batch does not fit and halving the gap until the
-boundary is seen); and synthesis at
+v5e from batches 1 and 2; then doubling until a batch does not fit, halving the gap while it is
+wide and walking down from its top once it is narrow, until the boundary is seen); and synthesis at
 2048x1024. Resumable: entries already in --out are not compiled again (each compile takes minutes
 here; each entry records the commit it was compiled at). Several runs may share --out (say one per
 config, --configs): each entry is merged into the file under a lock as it is compiled. Prints the
@@ -37,6 +37,9 @@ CONFIGS = {"global_1024x512": ("cityscapes_1024x512.py", 512, 1024),
 TOPOLOGIES = ("v5e:2x2", "v6e:2x2", "v5p:2x2x1", "v4:2x2x1")  # the order they are compiled in
 POLICIES = ("none", "blocks", "dots_saveable", "layers", "full")
 GIB = 2 ** 30
+# A batch over the chip fails in seconds, one that fits takes minutes to compile: inside a gap this
+# narrow the search tries its batches from the top down, so only the answer compiles in full.
+NARROW_GAP = 4
 COMMIT = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
 
 
@@ -92,8 +95,9 @@ class Table:
 
     def largest_batch(self, topo, key):
         """The largest per-chip batch XLA:TPU compiles for the shipped config within a chip's HBM:
-        from a first guess, doubling until a batch does not fit, then halving the gap (XLA:TPU
-        recomputes more as a chip fills, so an extra image costs less near the top than at 2)."""
+        from a first guess, doubling until a batch does not fit, then halving the gap, and in a
+        narrow gap walking down from its top (XLA:TPU recomputes more as a chip fills, so an extra
+        image costs less near the top than at 2)."""
         one = self.get(topo, key, None, 1)
         if not one["compiles"]:
             return 0
@@ -106,7 +110,10 @@ class Table:
             else:
                 over = b
             fits, over = self.bounds(topo, key, fits, over)
-            b = fits * 2 if over is None else (fits + over) // 2
+            if over is None:
+                b = fits * 2
+            else:
+                b = over - 1 if over - fits <= NARROW_GAP else (fits + over) // 2
         return fits
 
     def bounds(self, topo, key, fits, over):
