@@ -43,7 +43,7 @@ from pix2pixhd_jax.data import visualize
 from pix2pixhd_jax.data.synthetic import CLASS_IDS
 
 TRAINED = ("pix2pix", "pix2pixhd", "pix2pixhd_gan_fm", "oasis", "oasis_no_labelmix", "oasis_no_noise",
-           "oasis_no_balancing", "oasis_patch_d", "oasis_ema_995")
+           "oasis_no_balancing", "oasis_patch_d", "oasis_ema_995", "oasis_ema_995_seed1")
 METHODS = TRAINED + ("oasis_no_ema",)
 DEFAULT_METHODS = ("pix2pix", "pix2pixhd", "pix2pixhd_gan_fm")
 LABELS = {"pix2pix": "pix2pix (U-Net, PatchGAN, BCE + 100 L1)",
@@ -55,6 +55,7 @@ LABELS = {"pix2pix": "pix2pix (U-Net, PatchGAN, BCE + 100 L1)",
           "oasis_no_balancing": "OASIS without class balancing",
           "oasis_patch_d": "OASIS's G with pix2pixHD's D (LSGAN + FM)",
           "oasis_ema_995": "OASIS, moving average at decay 0.995",
+          "oasis_ema_995_seed1": "OASIS, moving average at decay 0.995, seed 1",
           "oasis_no_ema": "OASIS's G itself, not its moving average"}
 CONFIG = os.path.join(ROOT, "configs", "paper_comparison.py")
 JUDGE_CONFIG = os.path.join(ROOT, "configs", "ablation_synthetic.py")

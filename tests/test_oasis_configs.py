@@ -153,6 +153,8 @@ def test_the_comparisons_oasis_ablations_each_take_away_one_part():
         diff = {k: v for k, v in variant.items() if oasis[k] != v}
         assert diff == changes, method
         Networks(load_config(f"{path}:{method}"))  # every variant builds
+    ema, seed1 = (load_config(f"{path}:{m}") for m in ("oasis_ema_995", "oasis_ema_995_seed1"))
+    assert flat(seed1) == flat(ema) and (ema.seed, seed1.seed) == (0, 1)
     patch_d = flat(load_config(f"{path}:oasis_patch_d"))
     for key in ("model.netD", "model.ndf", "model.num_D", "model.n_layers_D", "loss.no_lsgan", "loss.no_ganFeat_loss",
                 "loss.lambda_feat"):
