@@ -52,7 +52,8 @@ def oasis_variant(method):
         loss.no_ganFeat_loss = False
     elif method in ("oasis_ema_995", "oasis_ema_995_seed1"):
         config.train.ema_decay = 0.995
-        config.seed = 1 if method.endswith("_seed1") else config.seed
+    if method == "oasis_ema_995_seed1":
+        config.seed = 1
     return config
 
 

@@ -64,46 +64,46 @@ def test_a_batch_that_compiles_over_the_chips_hbm_does_not_count_as_fitting(caps
                         "over the chip's 32")
 
 
-def test_a_resumed_search_compiles_only_inside_the_gap_still_open(tmp_path, monkeypatch):
-    """Batches already compiled bound the search from both sides: with 16 known to fit and 20 known
-    not to, only 17-19 are compiled, whatever the first guess's path would have tried, from the top
-    down (those over the chip fail fast), so the one that fits is the last compiled."""
-    known = dict([entry("v5e:2x2", 1, 4.72, "TPU v5 lite"), entry("v5e:2x2", 2, 7.72, "TPU v5 lite"),
-                  entry("v4:2x2x1", 1, 4.9, "TPU v4"), entry("v4:2x2x1", 10, 29.0, "TPU v4"),
-                  entry("v4:2x2x1", 16, 30.0, "TPU v4")])
-    known["v4:2x2x1/global_1024x512/train_step/none/replicated/b20"] = too_big("33.96") | {"device_kind": "TPU v4"}
+# What a search starts from: v5e's batches 1 and 2 (what a second image costs) and v4's batch 1.
+STARTING = dict([entry("v5e:2x2", 1, 4.72, "TPU v5 lite"), entry("v5e:2x2", 2, 7.72, "TPU v5 lite"),
+                 entry("v4:2x2x1", 1, 4.9, "TPU v4")])
+
+
+def v4_search(tmp_path, monkeypatch, known, fits_up_to):
+    """A v4 search from the `known` entries with XLA:TPU stood in for by a chip that takes
+    `fits_up_to` images: (a function running Table.largest_batch afresh, the batches compiled)."""
     path = tmp_path / "compiles.json"
     path.write_text(json.dumps(known))
     compiled = []
 
     def compile_for_topology(config, topo, height, width, batch, what):
         compiled.append(batch)
-        if batch <= 17:
+        if batch <= fits_up_to:
             return dict(entry(topo, batch, 30.5, "TPU v4")[1])
         return too_big("31.5") | {"compile_s": 1.0}
 
     monkeypatch.setattr(tpu_table.aot, "compile_for_topology", compile_for_topology)
-    assert tpu_table.Table(str(path)).largest_batch("v4:2x2x1", "global_1024x512") == 17
+    return lambda: tpu_table.Table(str(path)).largest_batch("v4:2x2x1", "global_1024x512"), compiled
+
+
+def test_a_resumed_search_compiles_only_inside_the_gap_still_open(tmp_path, monkeypatch):
+    """Batches already compiled bound the search from both sides: with 16 known to fit and 20 known
+    not to, only 17-19 are compiled, whatever the first guess's path would have tried, from the top
+    down (those over the chip fail fast), so the one that fits is the last compiled."""
+    known = STARTING | dict([entry("v4:2x2x1", 10, 29.0, "TPU v4"), entry("v4:2x2x1", 16, 30.0, "TPU v4")])
+    known["v4:2x2x1/global_1024x512/train_step/none/replicated/b20"] = too_big("33.96") | {"device_kind": "TPU v4"}
+    search, compiled = v4_search(tmp_path, monkeypatch, known, fits_up_to=17)
+    assert search() == 17
     assert compiled == [19, 18, 17]
-    assert tpu_table.Table(str(path)).largest_batch("v4:2x2x1", "global_1024x512") == 17 and compiled == [19, 18, 17]
+    assert search() == 17 and compiled == [19, 18, 17]
 
 
 def test_a_wide_gap_is_halved_and_a_narrow_one_walked_down_from_its_top(tmp_path, monkeypatch):
     """From batch 1 alone: doubling from the first guess until a batch does not fit, halving the gap
     while it is wider than NARROW_GAP, then from the top down, so the narrow gap costs one compile
     that fits (the answer) however many fail above it."""
-    known = dict([entry("v5e:2x2", 1, 4.72, "TPU v5 lite"), entry("v5e:2x2", 2, 7.72, "TPU v5 lite"),
-                  entry("v4:2x2x1", 1, 4.9, "TPU v4")])
-    path = tmp_path / "compiles.json"
-    path.write_text(json.dumps(known))
-    compiled = []
-
-    def compile_for_topology(config, topo, height, width, batch, what):
-        compiled.append(batch)
-        return dict(entry(topo, batch, 30.0, "TPU v4")[1]) if batch <= 13 else too_big("40.0") | {"compile_s": 1.0}
-
-    monkeypatch.setattr(tpu_table.aot, "compile_for_topology", compile_for_topology)
-    assert tpu_table.Table(str(path)).largest_batch("v4:2x2x1", "global_1024x512") == 13
+    search, compiled = v4_search(tmp_path, monkeypatch, STARTING, fits_up_to=13)
+    assert search() == 13
     # The guess: 1 + (32 - 4.9 GiB) // 3.0 GiB (what a second image cost on v5e) = 10; 20 does not fit;
     # the gaps (10, 20) and (10, 15) are halved; (12, 15) is walked down: 14 does not fit, 13 does.
     assert compiled == [10, 20, 15, 12, 14, 13]
