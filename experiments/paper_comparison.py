@@ -36,14 +36,14 @@ import numpy as np
 from PIL import Image
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)  # configs/ is a folder of the project, not of the installed package
 
+from configs.paper_comparison import METHODS as TRAINED  # the runs trained: one config each
 from pix2pixhd_jax import atomic
 from pix2pixhd_jax.config_loading import load_config
 from pix2pixhd_jax.data import visualize
 from pix2pixhd_jax.data.synthetic import CLASS_IDS
 
-TRAINED = ("pix2pix", "pix2pixhd", "pix2pixhd_gan_fm", "oasis", "oasis_no_labelmix", "oasis_no_noise",
-           "oasis_no_balancing", "oasis_patch_d", "oasis_ema_995", "oasis_ema_995_seed1")
 METHODS = TRAINED + ("oasis_no_ema",)
 DEFAULT_METHODS = ("pix2pix", "pix2pixhd", "pix2pixhd_gan_fm")
 LABELS = {"pix2pix": "pix2pix (U-Net, PatchGAN, BCE + 100 L1)",

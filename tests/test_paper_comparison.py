@@ -79,3 +79,12 @@ def test_a_report_keeps_what_it_needs_of_runs_whose_folders_go(tmp_path, monkeyp
             assert np.abs(grid[y:y + H, x:x + W] - shade).mean() < 4, (row, col)  # JPEG twice
         real = grid[2 + row * (H + 2):2 + row * (H + 2) + H, 2 + W + 2:2 + 2 * W + 2]
         assert np.abs(real - 40 * row).mean() < 4
+
+
+def test_every_configured_method_is_labelled():
+    """The methods trained are configs/paper_comparison.py's, so a method added there is in the
+    report; the curves and tables name each by its label, which it must have."""
+    from configs.paper_comparison import METHODS
+
+    assert paper_comparison.TRAINED == METHODS
+    assert set(paper_comparison.METHODS) == set(paper_comparison.LABELS)
