@@ -4,8 +4,9 @@
     python experiments/tpu_table.py [--out experiments/tpu/compiles.json] [--only v5e] [--what synthesis] [--batch 1]
 
 Every entry is one `pix2pixhd-jax benchmark --topology` record (training/aot.py): the train step
-`train` runs for a slice's chips, bf16, VGG on, a per-chip batch. For v5e:2x2 (the 16 GiB chip)
-both configs with the remat policies none, blocks, dots_saveable and full at batch 1; for every
+`train` runs for a slice's chips, bf16, a per-chip batch: pix2pixHD's two Cityscapes recipes with
+the VGG term on, OASIS's (configs/oasis_cityscapes.py) as it ships. For v5e:2x2 (the 16 GiB chip)
+pix2pixHD's configs with the remat policies none, blocks, dots_saveable and full at batch 1; for every
 topology (v5e:2x2, v4:2x2x1, v5p:2x2x1, v6e:2x2) the configs as shipped (their own train.remat)
 at batch 1 and the largest batch per chip that XLA:TPU compiles within the chip's HBM, found by
 compiling (a first guess from batch 1 on that chip and the bytes one more image costs, measured on
@@ -32,8 +33,13 @@ from pix2pixhd_jax.runtime import topology
 from pix2pixhd_jax.training import aot
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIGS = {"global_1024x512": ("cityscapes_1024x512.py", 512, 1024),
-           "local_2048x1024": ("cityscapes_2048x1024.py", 1024, 2048)}
+VGG_ON = ("--config.loss.no_vgg_loss=false",)
+# (config file, height, width, overrides): pix2pixHD's recipes with the paper's VGG term, OASIS's
+# as it ships (it has no VGG term).
+CONFIGS = {"global_1024x512": ("cityscapes_1024x512.py", 512, 1024, VGG_ON),
+           "local_2048x1024": ("cityscapes_2048x1024.py", 1024, 2048, VGG_ON),
+           "oasis_512x256": ("oasis_cityscapes.py", 256, 512, ())}
+REMAT_CONFIGS = ("global_1024x512", "local_2048x1024")  # SPADE's G and OASIS's D have no remat policies
 TOPOLOGIES = ("v5e:2x2", "v6e:2x2", "v5p:2x2x1", "v4:2x2x1")  # the order they are compiled in
 POLICIES = ("none", "blocks", "dots_saveable", "layers", "full")
 GIB = 2 ** 30
@@ -64,8 +70,8 @@ class Table:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
     def get(self, topo, key, remat, batch, what="train_step", shard=None):
-        config_file, height, width = CONFIGS[key]
-        overrides = ["--config.loss.no_vgg_loss=false", "--config.train.dtype=bfloat16"]
+        config_file, height, width, shipped = CONFIGS[key]
+        overrides = [*shipped, "--config.train.dtype=bfloat16"]
         if remat is not None:
             overrides.append(f"--config.train.remat={remat}")
         if shard is not None:
@@ -176,7 +182,7 @@ def report_synthesis(entries):
 
 @functools.lru_cache(maxsize=None)
 def shipped_remat(key):
-    config_file, _, _ = CONFIGS[key]
+    config_file = CONFIGS[key][0]
     return load_config(os.path.join(ROOT, "configs", config_file)).train.remat
 
 
@@ -279,7 +285,7 @@ def main():
                 else:
                     table.get(t, k, None, args.batch)
         if "v5e:2x2" in topologies and args.batch is None:
-            for key in keys:
+            for key in (k for k in keys if k in REMAT_CONFIGS):
                 for policy in POLICIES:
                     table.get("v5e:2x2", key, policy, 1)
     report(table.entries)

@@ -125,3 +125,23 @@ def test_batch_compiles_that_batch_alone(tmp_path, monkeypatch, capsys):
     assert compiled == [("v5e:2x2", "none", 3, "train_step"), ("v5p:2x2x1", "none", 3, "train_step")]
     assert set(json.loads(out.read_text())) == {
         "v5e:2x2/global_1024x512/train_step/none/replicated/b3", "v5p:2x2x1/global_1024x512/train_step/none/replicated/b3"}
+
+
+def test_each_recipe_compiles_as_it_ships_and_remat_policies_only_where_the_networks_have_them(tmp_path, monkeypatch):
+    """pix2pixHD's recipes with the VGG term on and the remat policies compared on v5e; OASIS's
+    without a VGG term (it has none) and its own setting alone (SPADE's G has no remat policy)."""
+    compiled = []
+
+    def compile_for_topology(config, topo, height, width, batch, what):
+        compiled.append((config.model.netG, config.loss.no_vgg_loss, config.train.remat, (height, width), batch))
+        return too_big("40.0") | {"compile_s": 1.0}
+
+    monkeypatch.setattr(tpu_table.aot, "compile_for_topology", compile_for_topology)
+    monkeypatch.setattr(sys, "argv", ["tpu_table.py", "--out", str(tmp_path / "compiles.json"), "--only", "v5e",
+                                      "--configs", "global_1024x512,oasis_512x256", "--what", "train_step"])
+    tpu_table.main()
+    oasis = [c for c in compiled if c[0] == "spade"]
+    assert oasis == [("spade", True, "none", (256, 512), 1)]  # batch 1 does not fit here: no search above it
+    pix2pixhd = [c for c in compiled if c[0] == "global"]
+    assert {c[1] for c in pix2pixhd} == {False}
+    assert {c[2] for c in pix2pixhd} == set(tpu_table.POLICIES)
